@@ -1,0 +1,7 @@
+"""Allow ``python -m LBPRiskModelLib``."""
+
+import sys
+
+from LBPRiskModelLib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""Allow ``python -m ParaspinalSegLib``."""
+
+import sys
+
+from ParaspinalSegLib.cli import main
+
+sys.exit(main())
