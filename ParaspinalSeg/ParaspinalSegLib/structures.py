@@ -94,8 +94,19 @@ def default_label_names() -> dict[int, str]:
 
 
 # Label names of the real shared data sets (see ../shared/data/README.md).
-TUM01_LABEL_NAMES = {1: "erector_spinae_right", 2: "multifidus_right", 3: "multifidus_left", 4: "erector_spinae_left"}
+TUM01_LABEL_NAMES = {
+    1: "erector_spinae_right",
+    2: "multifidus_right",
+    3: "multifidus_left",
+    4: "erector_spinae_left",
+}
 MUSCLEMAP_LABEL_NAMES = {
-    1: "multifidus_right", 2: "multifidus_left", 3: "erector_spinae_right", 4: "erector_spinae_left",
-    5: "psoas_right", 6: "psoas_left", 7: "quadratus_lumborum_right", 8: "quadratus_lumborum_left",
+    1: "multifidus_right",
+    2: "multifidus_left",
+    3: "erector_spinae_right",
+    4: "erector_spinae_left",
+    5: "psoas_right",
+    6: "psoas_left",
+    7: "quadratus_lumborum_right",
+    8: "quadratus_lumborum_left",
 }
