@@ -27,3 +27,22 @@ def shared_path(relative: str) -> Path:
 def shared() -> type:
     """Fixture form of :func:`shared_path`: ``shared("data/musclemap_sub0001/image.nii.gz")``."""
     return shared_path
+
+
+@pytest.fixture
+def slicer_scene():
+    """A real, cleared MRML scene with Slicer's module logics (slicer-core), as ``slicer`` module."""
+    import slicer_harness
+
+    slicer = slicer_harness.bootstrap()
+    slicer.mrmlScene.Clear(0)
+    yield slicer
+    slicer.mrmlScene.Clear(0)
+
+
+@pytest.fixture
+def slicer_module():
+    """Import a module file (``ParaspinalSeg`` …) the way Slicer does; returns the Python module."""
+    import slicer_harness
+
+    return slicer_harness.import_module_file

@@ -31,16 +31,23 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def check_axial(image: sitk.Image, what: str = "image") -> None:
-    """Raise ValueError unless the slices (numpy axis 0) are axial, i.e. the k axis is ±S."""
+def check_axial(image: sitk.Image, what: str = "image", max_tilt_deg: float = 40.0) -> None:
+    """Raise ValueError unless slices (numpy axis 0) are axial or axial-oblique.
+
+    Lumbar protocols angle axial slices parallel to the discs, so a tilt of the slice normal from
+    the S axis up to ``max_tilt_deg`` is accepted (areas are measured in the slice plane);
+    sagittal or coronal stacks are refused.
+    """
     if image.GetDimension() != 3:
         raise ValueError(f"{what}: expected a 3D volume, got {image.GetDimension()}D")
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     k_axis = direction[:, 2]
-    if abs(abs(k_axis[2]) - 1.0) > 1e-3:
+    tilt = float(np.degrees(np.arccos(min(1.0, abs(k_axis[2])))))
+    if tilt > max_tilt_deg:
         raise ValueError(
-            f"{what}: slices are not axial (slice normal {np.round(k_axis, 3).tolist()} in LPS); "
-            "reorient the volume to axial (e.g. Slicer 'Orient Scalar Volume' or sitk.DICOMOrient(img, 'LPS'))"
+            f"{what}: slices are not axial (slice normal {np.round(k_axis, 3).tolist()} in LPS, "
+            f"{tilt:.0f} degrees from S); reorient/resample the volume to axial first "
+            "(Slicer: Volumes > Orient Scalar Volume, or sitk.DICOMOrient for flipped/permuted axes)"
         )
 
 

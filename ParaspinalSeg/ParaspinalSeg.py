@@ -1,0 +1,458 @@
+"""ParaspinalSeg: segment and measure paraspinal muscles on lumbar MRI (METNLBP imaging workflow).
+
+Thin Slicer layer over ``ParaspinalSegLib``: the Widget binds the UI to a parameter node; the
+Logic converts MRML nodes (volumes, segmentations, markups, tables) to SimpleITK/pandas, calls the
+library and writes results back as nodes. The Logic never opens dialogs and runs headless, e.g.::
+
+    logic = slicer.modules.paraspinalseg.logic()  # or ParaspinalSegLogic()
+    table = logic.measure(volumeNode, segmentationNode, levelsNode=levels)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import numpy as np
+import slicer
+import vtk
+from slicer import (
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from ParaspinalSegLib import geometry, landmarks, measure, structures
+
+#
+# Module
+#
+
+
+class ParaspinalSeg(ScriptedLoadableModule):
+    """Module metadata shown in Slicer's module list and help panel."""
+
+    def __init__(self, parent) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Paraspinal Segmentation")
+        self.parent.categories = [_("Paraspinal LBP")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["ParaspinalLBP developers (METNLBP trial imaging core)"]
+        self.parent.helpText = _(
+            "Step 1 of the METNLBP imaging workflow. Segment multifidus, erector spinae, psoas and "
+            "quadratus lumborum on axial lumbar MRI (Dixon water/fat or a T1/T2-weighted image) from one "
+            "click per muscle per vertebral level, correct with the Segment Editor, then measure "
+            "cross-sectional area, functional CSA, volume, fat fraction, Goutallier grade and left/right "
+            "asymmetry per muscle, side and level. Results go to a table node (the measurement table "
+            "ParaspinalRadiomics and LBPRiskModel consume) and a bar chart. "
+            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP#paraspinalseg">Documentation</a>.'
+        )
+        self.parent.acknowledgementText = _(
+            "Developed for the METNLBP randomised controlled trial (exercise + NSAIDs vs NSAIDs in older "
+            "adults with chronic low-back pain and paraspinal fatty infiltration). Validation data: "
+            "MyoSegmenTUM spine (Burian et al. 2019) and MuscleMap."
+        )
+
+
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class ParaspinalSegParameterNode:
+    """Everything the Widget shows; saved with the scene so a case can be resumed."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    fatVolume: vtkMRMLScalarVolumeNode
+    waterVolume: vtkMRMLScalarVolumeNode
+    seeds: vtkMRMLMarkupsFiducialNode
+    levels: vtkMRMLMarkupsFiducialNode
+    segmentation: vtkMRMLSegmentationNode
+    table: vtkMRMLTableNode
+    structure: Annotated[str, Choice(list(structures.MUSCLE_NAMES))] = "multifidus_left"
+    onlyLevel: str = ""
+    erosionVoxels: Annotated[int, WithinRange(0, 3)] = 1
+    caseId: str = ""
+
+
+#
+# Widget
+#
+
+
+class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Binds the .ui to the parameter node; every action is one Logic call."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ParaspinalSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = ParaspinalSegLogic()
+        self.ui.structureComboBox.addItems(list(structures.MUSCLE_NAMES))
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.placeSeedButton.connect("clicked(bool)", self.onPlaceSeed)
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
+        self.ui.measureButton.connect("clicked(bool)", self.onMeasure)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self._updateButtons()
+
+    def _updateButtons(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        hasImage = bool(p and (p.inputVolume or (p.fatVolume and p.waterVolume)))
+        self.ui.segmentButton.enabled = bool(hasImage and p.seeds)
+        self.ui.measureButton.enabled = bool(hasImage and p.segmentation)
+        self.ui.placeSeedButton.enabled = hasImage
+
+    def onPlaceSeed(self) -> None:
+        """Start placing one seed named after the chosen structure (one click per muscle per level)."""
+        p = self._parameterNode
+        if not p.seeds:
+            p.seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seeds")
+        p.seeds.SetControlPointLabelFormat(self.ui.structureComboBox.currentText)
+        slicer.modules.markups.logic().SetActiveList(p.seeds)
+        slicer.modules.markups.logic().StartPlaceMode(False)
+
+    def onSegment(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
+            p = self._parameterNode
+            p.segmentation = self.logic.segment(
+                seedsNode=p.seeds,
+                inputVolume=p.inputVolume,
+                fatVolume=p.fatVolume,
+                waterVolume=p.waterVolume,
+                levelsNode=p.levels,
+                segmentationNode=p.segmentation,
+                onlyLevel=p.onlyLevel or None,
+            )
+            self.onMeasure()
+
+    def onMeasure(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Measurement failed."), waitCursor=True):
+            p = self._parameterNode
+            p.table = self.logic.measure(
+                p.inputVolume or p.waterVolume,
+                p.segmentation,
+                tableNode=p.table,
+                levelsNode=p.levels,
+                fatVolume=p.fatVolume,
+                waterVolume=p.waterVolume,
+                caseId=p.caseId,
+            )
+            self.logic.showBarChart(p.table)
+
+
+#
+# Logic
+#
+
+
+class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
+    """MRML ⇄ SimpleITK/pandas conversion around ParaspinalSegLib; headless, raises on bad input."""
+
+    def getParameterNode(self):
+        return ParaspinalSegParameterNode(super().getParameterNode())
+
+    # -- conversions -------------------------------------------------------------------------
+
+    @staticmethod
+    def volumeToImage(volumeNode):
+        """SimpleITK image (LPS) of a scalar/label volume node; its parent transform must be hardened."""
+        if volumeNode is None or volumeNode.GetImageData() is None:
+            raise ValueError("no volume selected (or the volume has no image data)")
+        if volumeNode.GetParentTransformNode() is not None:
+            raise ValueError(f"volume '{volumeNode.GetName()}' is under a transform; harden it first")
+        m = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(m)
+        ijkToRas = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+        return geometry.image_from_array(slicer.util.arrayFromVolume(volumeNode).copy(), ijkToRas)
+
+    @staticmethod
+    def imageToVolume(image, volumeNode=None, name="Volume", labelmap=False):
+        """Create or update a volume node from a SimpleITK image."""
+        import SimpleITK as sitk
+
+        cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+        if volumeNode is None:
+            volumeNode = slicer.mrmlScene.AddNewNodeByClass(cls, name)
+        m = geometry.ijk_to_ras(image)
+        mat = vtk.vtkMatrix4x4()
+        for r in range(4):
+            for c in range(4):
+                mat.SetElement(r, c, m[r, c])
+        volumeNode.SetIJKToRASMatrix(mat)
+        slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image))
+        return volumeNode
+
+    def segmentationToLabels(self, segmentationNode, referenceVolume):
+        """Label map (SimpleITK) of all segments on the reference grid, and {value: canonical name}."""
+        if segmentationNode is None or segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
+            raise ValueError("the segmentation is empty: add or compute segments first")
+        segmentation = segmentationNode.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        idArray = vtk.vtkStringArray()
+        for segmentId in ids:
+            idArray.InsertNextValue(segmentId)
+        labelNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__tmp_labels")
+        try:
+            ok = slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+                segmentationNode, idArray, labelNode, referenceVolume
+            )
+            if not ok:
+                raise ValueError(
+                    f"could not export segmentation '{segmentationNode.GetName()}' to a label map"
+                )
+            labels = self.volumeToImage(labelNode)
+        finally:
+            slicer.mrmlScene.RemoveNode(labelNode)
+        names = {i + 1: canonicalName(segmentation.GetSegment(sid).GetName()) for i, sid in enumerate(ids)}
+        return labels, names
+
+    def labelsToSegmentation(
+        self, labels, labelNames, segmentationNode=None, referenceVolume=None, name="Segmentation"
+    ):
+        """Write a label map into a segmentation node with canonical names, colours and SNOMED terms."""
+        import SimpleITK as sitk
+
+        if segmentationNode is None:
+            segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        if referenceVolume is not None:
+            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+        array = sitk.GetArrayFromImage(labels)
+        segmentation = segmentationNode.GetSegmentation()
+        for value, structureName in sorted(labelNames.items()):
+            info = structures.BY_NAME.get(structureName)
+            segmentId = segmentation.GetSegmentIdBySegmentName(structureName)
+            if not segmentId:
+                segmentId = segmentation.AddEmptySegment(structureName, structureName)
+            segment = segmentation.GetSegment(segmentId)
+            if info is not None:
+                segment.SetColor(*(c / 255.0 for c in info.color))
+                if info.terminology_entry():
+                    segment.SetTag("TerminologyEntry", info.terminology_entry())
+            mask = (array == int(value)).astype(np.uint8)
+            labelImage = self.imageToVolume(
+                sitk.Cast(labels, sitk.sitkUInt8), name="__tmp_mask", labelmap=True
+            )
+            try:
+                slicer.util.updateVolumeFromArray(labelImage, mask)
+                slicer.util.updateSegmentBinaryLabelmapFromArray(
+                    mask, segmentationNode, segmentId, labelImage
+                )
+            finally:
+                slicer.mrmlScene.RemoveNode(labelImage)
+        return segmentationNode
+
+    @staticmethod
+    def levelsFromMarkups(levelsNode, image):
+        """Slice ranges {level: (k0, k1)} from vertebral-level landmarks (labels L1..L5) on ``image``."""
+        if levelsNode is None:
+            return None
+        from ParaspinalSegLib.markups import MarkupPoint
+
+        points = []
+        for i in range(levelsNode.GetNumberOfControlPoints()):
+            ras = [0.0, 0.0, 0.0]
+            levelsNode.GetNthControlPointPositionWorld(i, ras)
+            lps = np.array([-ras[0], -ras[1], ras[2]])
+            points.append(MarkupPoint(levelsNode.GetNthControlPointLabel(i), lps))
+        return landmarks.levels_from_landmarks(points, image)
+
+    @staticmethod
+    def dataFrameToTable(df, tableNode=None, name="Measurements"):
+        """Fill a table node from a DataFrame (numbers as double columns, the rest as strings)."""
+        if tableNode is None:
+            tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+        table = tableNode.GetTable()
+        wasModifying = tableNode.StartModify()
+        table.Initialize()
+        for column in df.columns:
+            values = df[column]
+            if values.dtype.kind in "biuf":
+                array = vtk.vtkDoubleArray()
+                for v in values.astype(float):
+                    array.InsertNextValue(v)
+            else:
+                array = vtk.vtkStringArray()
+                for v in values:
+                    array.InsertNextValue(
+                        "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                    )
+            array.SetName(str(column))
+            table.AddColumn(array)
+        tableNode.Modified()
+        tableNode.EndModify(wasModifying)
+        return tableNode
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def measure(
+        self,
+        volumeNode,
+        segmentationNode,
+        tableNode=None,
+        levelsNode=None,
+        fatVolume=None,
+        waterVolume=None,
+        caseId: str = "",
+        perSlice: bool = True,
+    ):
+        """Measure every segment (CSA, volume, intensity; FF when a Dixon pair is given) into a table node."""
+        referenceVolume = volumeNode or waterVolume
+        image = self.volumeToImage(referenceVolume)
+        labels, names = self.segmentationToLabels(segmentationNode, referenceVolume)
+        levels = self.levelsFromMarkups(levelsNode, image)
+        kwargs = {}
+        if fatVolume is not None and waterVolume is not None:
+            # Dixon fat fraction (the Lib's measure_labels accepts fat/water images when available)
+            kwargs.update(fat=self.volumeToImage(fatVolume), water=self.volumeToImage(waterVolume))
+        df = measure.measure_labels(
+            labels, names, image=image, levels=levels, case_id=caseId, per_slice=perSlice, **kwargs
+        )
+        tableNode = self.dataFrameToTable(df, tableNode)
+        tableNode.SetAttribute("ParaspinalLBP.table", "measurements")
+        logging.info("ParaspinalSeg: measured %d structures into %s", len(names), tableNode.GetName())
+        return tableNode
+
+    def segment(
+        self,
+        seedsNode,
+        inputVolume=None,
+        fatVolume=None,
+        waterVolume=None,
+        levelsNode=None,
+        segmentationNode=None,
+        onlyLevel=None,
+    ):
+        """Grow all requested muscles from the seeds; see ParaspinalSegLib.segment."""
+        raise NotImplementedError("segmentation from seeds is provided by ParaspinalSegLib.segment (issue 4)")
+
+    def showBarChart(self, tableNode, column: str = "csa_cm2", level: str = "all"):
+        """Bar chart of one measurement per structure (whole-volume rows by default) in a plot chart node."""
+        df = slicer.util.dataframeFromTable(tableNode)
+        rows = df[(df["level"] == level) & (df["slice"].astype(str).isin(["", "nan"]))]
+        chartTable = self.dataFrameToTable(
+            rows[["structure", column]].reset_index(drop=True), None, f"{tableNode.GetName()} {column}"
+        )
+        series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{column} ({level})")
+        series.SetAndObserveTableNodeID(chartTable.GetID())
+        series.SetXColumnName("structure")
+        series.SetYColumnName(column)
+        series.SetLabelColumnName("structure")
+        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
+        chart = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"Paraspinal {column}")
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        chart.SetTitle(f"{column} per structure ({level})")
+        chart.SetYAxisTitle(column)
+        return chart
+
+
+def canonicalName(segmentName: str) -> str:
+    """Map 'Multifidus left' / 'multifidus_left' / 'Multifidus (L)' style names to canonical ones."""
+    key = segmentName.strip().lower().replace("(l)", "left").replace("(r)", "right")
+    key = "_".join(key.replace("-", " ").split())
+    return key if key in structures.BY_NAME else segmentName
+
+
+#
+# Test
+#
+
+
+class ParaspinalSegTest(ScriptedLoadableModuleTest):
+    """Runs inside real Slicer (Reload and Test) and headless via slicer-core; data made in code."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear(0)
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_measure_boxes()
+
+    def test_measure_boxes(self) -> None:
+        """Two box-shaped muscles of known size: CSA, volume and mean intensity must be exact."""
+        import SimpleITK as sitk
+
+        spacing = (0.8, 0.8, 4.0)
+        image = np.zeros((6, 40, 50), dtype=np.float32)
+        labels = np.zeros(image.shape, dtype=np.uint8)
+        labels[1:5, 10:20, 5:15] = 1  # 10 × 10 voxels × 4 slices
+        labels[2:4, 10:25, 30:38] = 2  # 15 × 8 voxels × 2 slices
+        image[labels == 1] = 100.0
+        image[labels == 2] = 40.0
+        logic = ParaspinalSegLogic()
+        volume = slicer.util.addVolumeFromArray(
+            image, np.diag([-spacing[0], -spacing[1], spacing[2], 1.0]), "T1"
+        )
+        labelImage = sitk.GetImageFromArray(labels)
+        labelImage.CopyInformation(logic.volumeToImage(volume))
+        seg = logic.labelsToSegmentation(
+            labelImage, {1: "multifidus_left", 2: "erector_spinae_left"}, None, volume
+        )
+        table = logic.measure(volume, seg, caseId="box")
+        df = slicer.util.dataframeFromTable(table)
+        whole = df[df["level"] == "all"].set_index("structure")
+        whole = whole[whole["slice"].astype(str).isin(["", "nan"])]
+        area = spacing[0] * spacing[1] / 100.0
+        self.assertAlmostEqual(whole.loc["multifidus_left", "csa_cm2"], 100 * area, places=6)
+        self.assertAlmostEqual(whole.loc["erector_spinae_left", "csa_cm2"], 120 * area, places=6)
+        self.assertAlmostEqual(
+            whole.loc["multifidus_left", "volume_cm3"], 400 * area * spacing[2] / 10, places=6
+        )
+        self.assertAlmostEqual(whole.loc["erector_spinae_left", "mean_intensity"], 40.0, places=6)
+        chart = logic.showBarChart(table)
+        self.assertEqual(chart.GetNumberOfPlotSeriesNodes(), 1)
+        self.delayDisplay("ParaspinalSeg measurement test passed")
