@@ -1,0 +1,337 @@
+"""Trial dataset schema (contract C6) as code: tables, columns, types, units, ranges, codes; loading.
+
+The simulator writes with this schema and every consumer reads through :func:`load_trial`, so the
+CSV layout has one definition. :func:`write_data_dictionary` exports it as ``data_dictionary.csv``;
+:func:`validate_trial` (in :mod:`TrialAnalysisLib.schema_validation`, re-exported here) checks a dataset.
+
+Conventions: tidy CSVs, UTF-8, ``\\n`` line ends, empty field = missing, booleans ``True``/``False``,
+dates ISO ``YYYY-MM-DD``. Visit days count from randomization (day 0); the month visits count from
+the end of the 6-week intervention (m1 = day 72 … m12 = day 407); recurrence time counts from the
+end of the intervention (day 42) and is censored at 365 days.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from TrialAnalysisLib.schema_validation import ValidationReport
+
+CENTRES = ("C1", "C2", "C3", "C4", "C5")
+SEXES = ("F", "M")
+ARMS = ("exercise", "control")
+VISITS = ("baseline", "eoi_6w", "m1", "m3", "m6", "m12")
+# Nominal day (from randomization) and allowed window (± days) of each visit.
+VISIT_DAY = {"baseline": 0, "eoi_6w": 42, "m1": 72, "m3": 133, "m6": 224, "m12": 407}
+VISIT_WINDOW = {"baseline": (-30, 0), "eoi_6w": (35, 49), "m1": (65, 79), "m3": (119, 147), "m6": (203, 245),
+                "m12": (377, 437)}  # fmt: skip
+MUSCLE_NAMES = (
+    "multifidus_left", "multifidus_right", "erector_spinae_left", "erector_spinae_right",
+    "psoas_left", "psoas_right", "quadratus_lumborum_left", "quadratus_lumborum_right",
+)  # fmt: skip
+LEVELS = ("L1", "L2", "L3", "L4", "L5")
+EXCLUSION_CODES = (
+    "age_lt_60", "odi_out_of_range", "goutallier_lt_2", "nsaid_contraindication",
+    "prior_spine_surgery", "specific_pathology", "declined_consent",
+)  # fmt: skip
+AE_TERMS = (
+    "dyspepsia", "gastrointestinal_bleeding", "nausea", "muscle_soreness", "back_pain_flare",
+    "hypertension", "oedema", "dizziness", "headache", "fall", "upper_respiratory_infection",
+)  # fmt: skip
+SEVERITIES = ("mild", "moderate", "severe")
+RELATEDNESS = ("unrelated", "possibly", "probably", "definitely")
+INTERVENTION_WEEKS = 6
+RECURRENCE_MAX_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: type (str|int|float|bool|date), unit, allowed range or codes, missing allowed, decimals."""
+
+    name: str
+    dtype: str
+    description: str
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    codes: tuple[str, ...] = ()
+    nullable: bool = False
+    decimals: int | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One CSV file of the dataset with its columns and the columns forming its unique key."""
+
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    required: bool = True
+
+    @property
+    def filename(self) -> str:
+        """CSV file name, e.g. ``participants.csv``."""
+        return f"{self.name}.csv"
+
+    @property
+    def column_names(self) -> list[str]:
+        """Column names in canonical order."""
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        """Column by name (KeyError naming the table when unknown)."""
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.filename}: no column {name!r} in the schema")
+
+
+C = Column
+PID = C("participant_id", "str", "participant identifier, 'P' + 4 digits")
+LAB = [
+    C("hb_g_l", "float", "haemoglobin", "g/L", 60, 220, decimals=0),
+    C("wbc_10e9_l", "float", "white cell count", "10^9/L", 1, 30, decimals=1),
+    C("plt_10e9_l", "float", "platelet count", "10^9/L", 50, 800, decimals=0),
+    C("creatinine_umol_l", "float", "serum creatinine", "umol/L", 20, 400, decimals=0),
+    C("alt_u_l", "float", "alanine aminotransferase", "U/L", 1, 500, decimals=0),
+    C("ast_u_l", "float", "aspartate aminotransferase", "U/L", 1, 500, decimals=0),
+]
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table("participants", "one row per randomized participant: baseline, arm, conduct flags", (
+            PID,
+            C("centre", "str", "recruiting centre", codes=CENTRES),
+            C("sex", "str", "sex", codes=SEXES),
+            C("age", "int", "age at randomization (inclusion ≥ 60)", "years", 60, 110),
+            C("bmi", "float", "body-mass index", "kg/m2", 14, 60, decimals=1),
+            C("arm", "str", "randomized arm", codes=ARMS),
+            C("randomization_date", "date", "date of randomization (ISO)"),
+            C("stratum", "str", "randomization stratum centre-sex, e.g. 'C1-F'"),
+            C("block_id", "str", "allocation block, e.g. 'C1-F-B03' (see allocation.csv)"),
+            C("odi_baseline", "float", "Oswestry Disability Index at baseline (inclusion 20–60)", "points", 0, 100, decimals=0),
+            C("vas_baseline", "float", "pain visual analogue scale at baseline", "cm", 0, 10, decimals=1),
+            C("joa_baseline", "float", "JOA low-back score at baseline (higher = better)", "points", 0, 29, decimals=0),
+            C("goutallier_grade", "int", "Goutallier grade of multifidus fatty infiltration at L4–L5 (inclusion ≥ 2)", "grade", 0, 4),
+            C("biering_sorensen_s", "float", "Biering–Sørensen trunk-extensor hold time", "s", 0, 300, decimals=1),
+            C("semg_mf_slope", "float", "sEMG multifidus median-frequency fatigue slope", "%/s", -3, 1, decimals=3),
+            *LAB,
+            C("mean_ff_pct", "float", "mean paraspinal (multifidus + erector spinae, both sides, L1–L5) fat fraction", "%", 0, 100, decimals=2),
+            C("compliance_pct", "float", "exercise-diary compliance over the 6 weeks (exercise arm; empty in control)", "%", 0, 100, nullable=True, decimals=1),
+            C("per_protocol", "bool", "per-protocol set: exercise arm compliance ≥ 75 %; control arm completed the 6-week course"),
+            C("withdrew", "bool", "withdrew / lost to follow-up before the 12-month visit"),
+            C("has_mri", "bool", "belongs to the imaging cohort (phantom MRI rendered from the phenotype)"),
+            C("mri_dir", "str", "MRI directory relative to the dataset (empty if none)", nullable=True),
+        ), key=("participant_id",)),
+        Table("phenotype", "baseline paraspinal phenotype per participant × muscle/side × level", (
+            PID,
+            C("structure", "str", "muscle and side (canonical structure name)", codes=MUSCLE_NAMES),
+            C("level", "str", "vertebral level", codes=LEVELS),
+            C("fat_fraction_pct", "float", "mean fat fraction in the muscle at the level", "%", 0, 100, decimals=2),
+            C("csa_cm2", "float", "cross-sectional area at the level", "cm2", 0, 60, decimals=2),
+        ), key=("participant_id", "structure", "level")),
+        Table("visits", "one row per participant × scheduled visit; missed visits have empty values", (
+            PID,
+            C("visit", "str", "scheduled visit", codes=VISITS),
+            C("visit_day", "int", "day of the visit from randomization (empty if missed)", "days", -30, 500, nullable=True),
+            C("odi", "float", "Oswestry Disability Index", "points", 0, 100, nullable=True, decimals=0),
+            C("vas", "float", "pain visual analogue scale", "cm", 0, 10, nullable=True, decimals=1),
+            C("joa", "float", "JOA low-back score", "points", 0, 29, nullable=True, decimals=0),
+            C("nass", "int", "NASS patient satisfaction index at m12 (1 = best … 4 = worst); empty elsewhere", "", 1, 4, nullable=True),
+        ), key=("participant_id", "visit")),
+        Table("recurrence", "first recurrence (new episode ≥ 24 h with VAS > 2) after the intervention", (
+            PID,
+            C("time_days", "float", "days from end of intervention to recurrence or censoring", "days", 0, RECURRENCE_MAX_DAYS, decimals=0),
+            C("event", "int", "1 = recurrence, 0 = censored", "", 0, 1),
+        ), key=("participant_id",)),
+        Table("adverse_events", "one row per adverse event", (
+            PID,
+            C("ae_id", "str", "adverse-event identifier"),
+            C("term", "str", "adverse-event term", codes=AE_TERMS),
+            C("severity", "str", "severity", codes=SEVERITIES),
+            C("relatedness", "str", "relation to the trial intervention", codes=RELATEDNESS),
+            C("serious", "bool", "serious adverse event"),
+            C("onset_day", "int", "onset day from randomization", "days", 0, 500),
+        ), key=("ae_id",)),
+        Table("compliance", "weekly exercise-diary compliance (exercise arm)", (
+            PID,
+            C("week", "int", "intervention week", "week", 1, INTERVENTION_WEEKS),
+            C("sessions_planned", "int", "home-exercise sessions planned", "sessions", 0, 14),
+            C("sessions_done", "int", "sessions done per the diary", "sessions", 0, 14),
+        ), key=("participant_id", "week")),
+        Table("screening", "screening log for the CONSORT diagram", (
+            C("screening_id", "str", "screening identifier, 'S' + 5 digits"),
+            C("centre", "str", "screening centre", codes=CENTRES),
+            C("screening_date", "date", "screening date (ISO)"),
+            C("eligible", "bool", "met all inclusion and no exclusion criteria"),
+            C("exclusion_reason", "str", "first failed criterion, or declined_consent; empty if enrolled", codes=EXCLUSION_CODES, nullable=True),
+            C("enrolled", "bool", "randomized"),
+            C("participant_id", "str", "participant identifier if enrolled", nullable=True),
+        ), key=("screening_id",)),
+        Table("allocation", "randomization list as generated (checksum in allocation.sha256)", (
+            C("stratum", "str", "stratum centre-sex"),
+            C("sequence_in_stratum", "int", "position in the stratum's list (1-based)", "", 1, 100000),
+            C("block_id", "str", "block identifier"),
+            C("block_size", "int", "size of the block", "", 2, 100),
+            C("arm", "str", "allocated arm", codes=ARMS),
+        ), key=("stratum", "sequence_in_stratum")),
+    )
+}  # fmt: skip
+
+
+@dataclass
+class TrialData:
+    """A loaded trial dataset: one DataFrame per table (None when the file is absent) plus truth.json."""
+
+    participants: pd.DataFrame
+    visits: pd.DataFrame
+    phenotype: pd.DataFrame | None = None
+    recurrence: pd.DataFrame | None = None
+    adverse_events: pd.DataFrame | None = None
+    compliance: pd.DataFrame | None = None
+    screening: pd.DataFrame | None = None
+    allocation: pd.DataFrame | None = None
+    truth: dict[str, Any] | None = None
+    directory: Path | None = None
+    load_issues: list[tuple[str, str, str]] = field(default_factory=list)  # (file, column, message)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Present tables by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in TABLES and getattr(self, f.name) is not None}  # fmt: skip
+
+
+def data_dictionary() -> pd.DataFrame:
+    """The data dictionary as a DataFrame (one row per table × column)."""
+    rows = []
+    for t in TABLES.values():
+        for c in t.columns:
+            rows.append({
+                "table": t.name, "file": t.filename, "column": c.name, "type": c.dtype, "unit": c.unit,
+                "min": "" if c.min is None else _fmt_num(c.min), "max": "" if c.max is None else _fmt_num(c.max),
+                "codes": "|".join(c.codes), "missing_allowed": c.nullable, "key": c.name in t.key,
+                "description": c.description,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _fmt_num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def write_data_dictionary(directory: str | Path) -> Path:
+    """Write ``data_dictionary.csv`` into ``directory``."""
+    path = Path(directory) / "data_dictionary.csv"
+    write_csv_atomic(data_dictionary(), path)
+    return path
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write a DataFrame as CSV (``\\n`` line ends) via a temporary file and ``os.replace``."""
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False, lineterminator="\n")
+    tmp.replace(path)
+
+
+def format_table(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Render a table's columns as strings with fixed formatting (floats to the schema's decimals)."""
+    t = TABLES[table]
+    missing = [c for c in t.column_names if c not in df.columns]
+    if missing:
+        raise KeyError(f"{t.filename}: cannot write, missing columns {missing}")
+    out = pd.DataFrame(index=df.index)
+    for c in t.columns:
+        s = df[c.name]
+        if c.dtype == "float":
+            d = 3 if c.decimals is None else c.decimals
+            v = np.round(pd.to_numeric(s).to_numpy(dtype=float), d) + 0.0  # + 0.0 turns -0.0 into 0.0
+            out[c.name] = [("" if np.isnan(x) else f"{x:.{d}f}") for x in v]
+        elif c.dtype == "int":
+            out[c.name] = [("" if pd.isna(x) else str(int(x))) for x in s]
+        elif c.dtype == "bool":
+            out[c.name] = [("" if pd.isna(x) else ("True" if bool(x) else "False")) for x in s]
+        elif c.dtype == "date":
+            out[c.name] = pd.to_datetime(s).dt.strftime("%Y-%m-%d").fillna("")
+        else:
+            out[c.name] = s.fillna("").astype(str)
+    return out
+
+
+def write_table(df: pd.DataFrame, table: str, directory: str | Path) -> Path:
+    """Write one table in canonical column order and formatting."""
+    path = Path(directory) / TABLES[table].filename
+    write_csv_atomic(format_table(df, table), path)
+    return path
+
+
+def _coerce(raw: pd.Series, col: Column) -> pd.Series:
+    """Convert a string column to the schema type; raises ValueError on values that do not parse."""
+    s = raw.replace("", np.nan)
+    if col.dtype == "str":
+        return raw
+    if col.dtype == "float":
+        return pd.to_numeric(s, errors="raise").astype("float64")
+    if col.dtype == "int":
+        num = pd.to_numeric(s, errors="raise")
+        if (num.dropna() % 1 != 0).any():
+            raise ValueError("non-integer values")
+        return num.astype("Int64")
+    if col.dtype == "bool":
+        m = s.map(lambda x: {"true": True, "false": False, "1": True, "0": False}.get(str(x).strip().lower())
+                  if isinstance(x, str) else None)  # fmt: skip
+        bad = s.notna() & m.isna()
+        if bad.any():
+            raise ValueError(f"not a boolean: {s[bad].iloc[0]!r}")
+        return m.astype("boolean")
+    if col.dtype == "date":
+        return pd.to_datetime(s, format="%Y-%m-%d", errors="raise")
+    raise ValueError(f"unknown dtype {col.dtype}")
+
+
+def load_trial(directory: str | Path) -> TrialData:
+    """Load a trial dataset directory into typed DataFrames (validation is separate: :func:`validate_trial`).
+
+    participants.csv and visits.csv are required (FileNotFoundError naming the file); other tables
+    are None when absent. Values that do not parse as the schema type are left as text and recorded
+    in ``load_issues`` so that :func:`validate_trial` reports them with file and column.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"trial data directory not found: {directory}")
+    kwargs: dict[str, Any] = {}
+    issues: list[tuple[str, str, str]] = []
+    for name, t in TABLES.items():
+        path = directory / t.filename
+        if not path.exists():
+            if t.name in ("participants", "visits"):
+                raise FileNotFoundError(f"{path}: required file of the trial dataset is missing")
+            kwargs[name] = None
+            continue
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = raw.copy()
+        for col in t.columns:
+            if col.name not in raw.columns:
+                continue
+            try:
+                df[col.name] = _coerce(raw[col.name], col)
+            except (ValueError, TypeError) as exc:
+                issues.append((t.filename, col.name, f"values do not parse as {col.dtype}: {exc}"))
+        kwargs[name] = df
+    truth_path = directory / "truth.json"
+    truth = json.loads(truth_path.read_text()) if truth_path.exists() else None
+    return TrialData(**kwargs, truth=truth, directory=directory, load_issues=issues)
+
+
+def validate_trial(data: TrialData | str | Path) -> ValidationReport:
+    """Check a dataset against the schema and the protocol (see :mod:`TrialAnalysisLib.schema_validation`)."""
+    from TrialAnalysisLib.schema_validation import validate_trial as _validate
+
+    return _validate(data)
