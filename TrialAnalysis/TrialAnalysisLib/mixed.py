@@ -1,0 +1,356 @@
+"""Linear mixed models by visit with Satterthwaite small-sample df (what lmerTest adds to lme4).
+
+``mixed_model(df, "odi", "visit", "arm", "participant_id", covariates=["sex", "centre"])`` fits
+``outcome ~ time * treatment + covariates + (1 | subject)`` (``random_slope=True`` adds a random
+slope on a numeric time, ``slope_var``) with statsmodels ``MixedLM`` (REML by default). statsmodels
+only gives z tests, so the df are computed here: the REML (or ML) log-likelihood is re-implemented
+from per-subject sufficient statistics, parametrised by the variance parameters
+θ = (random-effect (co)variances, residual variance); for a contrast L the variance
+φ(θ) = L (X'V(θ)⁻¹X)⁻¹ L' is differentiated numerically, the covariance of θ̂ is the inverse of the
+negative numerical Hessian of the log-likelihood, and ν = 2 φ² / (∇φ' A ∇φ) (Satterthwaite 1946;
+Giesbrecht & Burns 1985; multi-df F tests by lmerTest's eigen-decomposition method).
+Kenward–Roger is not implemented (``df_method`` accepts "satterthwaite" or "z").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+
+from TrialAnalysisLib.design import build_design, is_categorical
+from TrialAnalysisLib.results import AnalysisResult, tidy
+
+DF_METHODS = ("satterthwaite", "z")
+
+
+class _Lik:
+    """Gaussian (RE)ML log-likelihood of a two-level model from per-group sufficient statistics."""
+
+    def __init__(self, y: np.ndarray, x: np.ndarray, z: np.ndarray, groups: np.ndarray, reml: bool) -> None:
+        codes, inv = np.unique(groups, return_inverse=True)
+        g = len(codes)
+        p, q = x.shape[1], z.shape[1]
+        self.p, self.q, self.n, self.reml = p, q, len(y), reml
+        self.xtx = np.zeros((g, p, p))
+        self.xtz = np.zeros((g, p, q))
+        self.ztz = np.zeros((g, q, q))
+        self.xty = np.zeros((g, p))
+        self.zty = np.zeros((g, q))
+        self.yty = np.zeros(g)
+        self.ni = np.bincount(inv, minlength=g).astype(float)
+        np.add.at(self.xtx, inv, x[:, :, None] * x[:, None, :])
+        np.add.at(self.xtz, inv, x[:, :, None] * z[:, None, :])
+        np.add.at(self.ztz, inv, z[:, :, None] * z[:, None, :])
+        np.add.at(self.xty, inv, x * y[:, None])
+        np.add.at(self.zty, inv, z * y[:, None])
+        np.add.at(self.yty, inv, y * y)
+        self.tri = np.tril_indices(q)
+
+    def unpack(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
+        """θ → (G, σ²); θ holds the lower triangle of G (row-major) then σ²."""
+        gmat = np.zeros((self.q, self.q))
+        gmat[self.tri] = theta[:-1]
+        gmat = gmat + np.tril(gmat, -1).T
+        return gmat, float(theta[-1])
+
+    def parts(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(X'V⁻¹X, X'V⁻¹y, y'V⁻¹y, log|V|) at θ."""
+        gmat, s2 = self.unpack(theta)
+        m = s2 * np.eye(self.q)[None] + gmat[None] @ self.ztz
+        pmat = np.linalg.solve(m, np.broadcast_to(gmat, m.shape))
+        zx = np.transpose(self.xtz, (0, 2, 1))
+        xvx = (self.xtx.sum(0) - np.einsum("gpq,gqr,grs->ps", self.xtz, pmat, zx)) / s2
+        xvy = (self.xty.sum(0) - np.einsum("gpq,gqr,gr->p", self.xtz, pmat, self.zty)) / s2
+        yvy = (self.yty.sum() - np.einsum("gq,gqr,gr->", self.zty, pmat, self.zty)) / s2
+        _sign, ld = np.linalg.slogdet(np.eye(self.q)[None] + gmat[None] @ self.ztz / s2)
+        logdet = float(self.n * np.log(s2) + ld.sum())
+        return xvx, xvy, float(yvy), logdet
+
+    def loglik(self, theta: np.ndarray) -> float:
+        """REML (or ML) log-likelihood with R's constants (lme4's logLik)."""
+        xvx, xvy, yvy, logdet = self.parts(theta)
+        beta = np.linalg.solve(xvx, xvy)
+        rvr = yvy - beta @ xvy
+        if self.reml:
+            return float(
+                -0.5 * (logdet + np.linalg.slogdet(xvx)[1] + rvr + (self.n - self.p) * np.log(2 * np.pi))
+            )
+        return float(-0.5 * (logdet + rvr + self.n * np.log(2 * np.pi)))
+
+    def cov_beta(self, theta: np.ndarray) -> np.ndarray:
+        """Var(β̂) = (X'V(θ)⁻¹X)⁻¹."""
+        return np.linalg.inv(self.parts(theta)[0])
+
+
+def _steps(theta: np.ndarray) -> np.ndarray:
+    return 1e-4 * np.maximum(np.abs(theta), 1e-2 * np.max(np.abs(theta)))
+
+
+def _hessian(f: Any, x: np.ndarray) -> np.ndarray:
+    """Central-difference Hessian of a scalar function."""
+    h = _steps(x)
+    k = len(x)
+    out = np.zeros((k, k))
+    f0 = f(x)
+    for i in range(k):
+        ei = np.zeros(k)
+        ei[i] = h[i]
+        out[i, i] = (f(x + ei) - 2 * f0 + f(x - ei)) / h[i] ** 2
+        for j in range(i):
+            ej = np.zeros(k)
+            ej[j] = h[j]
+            v = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h[i] * h[j])
+            out[i, j] = out[j, i] = v
+    return out
+
+
+def _gradient(f: Any, x: np.ndarray) -> np.ndarray:
+    """Central-difference gradient of a scalar function."""
+    h = _steps(x)
+    out = np.zeros(len(x))
+    for i in range(len(x)):
+        e = np.zeros(len(x))
+        e[i] = h[i]
+        out[i] = (f(x + e) - f(x - e)) / (2 * h[i])
+    return out
+
+
+def _polish(lik: _Lik, theta: np.ndarray, iters: int = 6) -> np.ndarray:
+    """Newton steps on the exact (RE)ML log-likelihood from the optimizer's answer (tightens to ~1e-8)."""
+    best = lik.loglik(theta)
+    for _ in range(iters):
+        g = _gradient(lik.loglik, theta)
+        h = _hessian(lik.loglik, theta)
+        try:
+            step = -np.linalg.solve(h, g)
+        except np.linalg.LinAlgError:
+            break
+        for shrink in (1.0, 0.5, 0.25, 0.1):
+            cand = theta + shrink * step
+            gm, s2 = lik.unpack(cand)
+            if s2 <= 0 or np.any(np.linalg.eigvalsh(gm) < 0):
+                continue
+            val = lik.loglik(cand)
+            if val >= best - 1e-12:
+                break
+        else:
+            break
+        converged = np.all(np.abs(cand - theta) <= 1e-10 * np.maximum(1, np.abs(theta)))
+        theta, best = cand, val
+        if converged:
+            break
+    return theta
+
+
+def _jacobian_cov(lik: _Lik, theta: np.ndarray) -> np.ndarray:
+    """d Var(β̂) / dθ_k by central differences, shape (k, p, p)."""
+    h = _steps(theta)
+    out = []
+    for i in range(len(theta)):
+        e = np.zeros(len(theta))
+        e[i] = h[i]
+        out.append((lik.cov_beta(theta + e) - lik.cov_beta(theta - e)) / (2 * h[i]))
+    return np.array(out)
+
+
+class Satterthwaite:
+    """Satterthwaite df for contrasts of the fixed effects of a fitted (RE)ML model."""
+
+    def __init__(self, lik: _Lik, theta: np.ndarray) -> None:
+        self.lik, self.theta = lik, theta
+        self.cov = lik.cov_beta(theta)
+        hess = _hessian(lik.loglik, theta)
+        self.acov = np.linalg.pinv(-hess)
+        self.jac = _jacobian_cov(lik, theta)
+
+    def df(self, lvec: np.ndarray) -> float:
+        """ν = 2 (L C L')² / (∇' A ∇) for one contrast row ``lvec``."""
+        phi = float(lvec @ self.cov @ lvec)
+        grad = np.einsum("p,kpq,q->k", lvec, self.jac, lvec)
+        den = float(grad @ self.acov @ grad)
+        return float(2 * phi**2 / den) if den > 0 else float("inf")
+
+    def f_test(self, lmat: np.ndarray, beta: np.ndarray) -> tuple[float, int, float]:
+        """Multi-df F test of L β = 0 with lmerTest's eigen method: (F, num df, den df)."""
+        lmat = np.atleast_2d(lmat)
+        vl = lmat @ self.cov @ lmat.T
+        vals, vecs = np.linalg.eigh(vl)
+        keep = vals > 1e-10 * vals.max()
+        vals, vecs = vals[keep], vecs[:, keep]
+        pl = vecs.T @ lmat
+        qk = len(vals)
+        t2 = (pl @ beta) ** 2 / vals
+        f = float(t2.sum() / qk)
+        nus = np.array([self.df(r) for r in pl])
+        if qk == 1:
+            return f, 1, float(nus[0])
+        e = np.sum(nus[nus > 2] / (nus[nus > 2] - 2))
+        den = 2 * e / (e - qk) if e > qk else float("nan")
+        return f, qk, float(den)
+
+
+def mixed_model(
+    df: pd.DataFrame,
+    outcome: str,
+    time: str,
+    treatment: str | None,
+    subject: str,
+    covariates: Sequence[str] = (),
+    random_slope: bool = False,
+    df_method: str = "satterthwaite",
+    reml: bool = True,
+    *,
+    slope_var: str | None = None,
+    time_as: str = "auto",
+    reference: object | None = None,
+    conf_level: float = 0.95,
+) -> AnalysisResult:
+    """Mixed model ``outcome ~ time [* treatment] + covariates + (1 [+ slope] | subject)``.
+
+    ``time`` is a factor (visit) when it is a string/category column or ``time_as="factor"``, else
+    numeric (linear trend). Returns fixed effects with Satterthwaite df, EMMs per time × arm, arm
+    contrasts at each time, Type III-style F tests and the variance components.
+    """
+    if df_method not in DF_METHODS:
+        raise ValueError(
+            f"df_method must be one of {DF_METHODS} (Kenward–Roger is not implemented), got {df_method!r}"
+        )
+    covariates = list(covariates)
+    slope_var = slope_var or (time if random_slope else None)
+    cols = [outcome, time, subject] + ([treatment] if treatment else []) + covariates
+    cols += [slope_var] if slope_var and slope_var not in cols else []
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in data; columns: {list(df.columns)}")
+    d = df[cols].dropna().reset_index(drop=True)
+    time_factor = time_as == "factor" or (time_as == "auto" and is_categorical(d[time]))
+    terms = [time] + ([treatment] if treatment else []) + covariates
+    factors = ((time,) if time_factor else ()) + ((treatment,) if treatment else ())
+    refs = {treatment: reference} if treatment and reference is not None else {}
+    if time_factor and not isinstance(d[time].dtype, pd.CategoricalDtype):
+        order = list(pd.unique(df[time].dropna()))  # keep data order of visits (baseline, eoi, m1 ...)
+        d[time] = pd.Categorical(d[time], categories=order)
+    inter = (time, treatment) if (treatment and time_factor) else None
+    x, design = build_design(d, terms, references=refs, factors=factors, interaction=inter)
+    y = pd.to_numeric(d[outcome]).to_numpy(dtype=float)
+    groups = d[subject].to_numpy()
+    if random_slope:
+        if is_categorical(d[slope_var]):
+            raise ValueError(
+                f"random slope needs a numeric time column; {slope_var!r} is categorical (set slope_var)"
+            )
+        z = np.column_stack([np.ones(len(d)), d[slope_var].to_numpy(dtype=float)])
+    else:
+        z = np.ones((len(d), 1))
+    model = sm.MixedLM(y, x, groups, exog_re=z)
+    fit = None
+    for method in (["lbfgs"], ["bfgs"], ["nm", "bfgs"]):
+        try:
+            fit = model.fit(reml=reml, method=method)
+        except (np.linalg.LinAlgError, ValueError):
+            continue
+        if fit.converged:
+            break
+    if fit is None:
+        raise ValueError(f"mixed model for {outcome!r} did not converge")
+    q = z.shape[1]
+    gmat = np.asarray(fit.cov_re)
+    theta = np.concatenate([gmat[np.tril_indices(q)], [fit.scale]])
+    lik = _Lik(y, x, z, groups, reml)
+    theta = _polish(lik, theta)
+    gmat = lik.unpack(theta)[0]
+    xvx, xvy, _, _ = lik.parts(theta)
+    beta = np.linalg.solve(xvx, xvy)
+    sat = Satterthwaite(lik, theta) if df_method == "satterthwaite" else None
+    cov = lik.cov_beta(theta)
+    zq = conf_level / 2 + 0.5
+
+    def contrast(name: str, lvec: np.ndarray, **extra: Any) -> dict[str, Any]:
+        est = float(lvec @ beta)
+        se = float(np.sqrt(lvec @ cov @ lvec))
+        dfv = sat.df(lvec) if sat else float("inf")
+        tval = est / se
+        qv = stats.t.ppf(zq, dfv)
+        return {
+            "term": name,
+            "estimate": est,
+            "se": se,
+            "df": dfv,
+            "statistic": tval,
+            "p": float(2 * stats.t.sf(abs(tval), dfv)),
+            "ci_low": est - qv * se,
+            "ci_high": est + qv * se,
+            **extra,
+        }
+
+    eye = np.eye(len(beta))
+    table = tidy([contrast(c, eye[i]) for i, c in enumerate(design.columns)])
+    tables: dict[str, pd.DataFrame] = {}
+    tlevels = (
+        design.term(time).levels
+        if time_factor
+        else sorted(d[time].unique())[:: max(1, d[time].nunique() // 8)]
+    )
+    arms = design.term(treatment).levels if treatment else [None]
+    emm, con = [], []
+    for tv in tlevels:
+        for a in arms:
+            fixed = {time: tv} | ({treatment: a} if treatment else {})
+            r = contrast(
+                f"{tv}" + (f" {a}" if treatment else ""), design.reference_row(fixed), time=tv, arm=a
+            )
+            emm.append(r)
+        if treatment:
+            for a in arms[1:]:
+                lvec = design.reference_row({time: tv, treatment: a}) - design.reference_row(
+                    {time: tv, treatment: arms[0]}
+                )
+                con.append(contrast(f"{a} - {arms[0]} at {tv}", lvec, time=tv))
+    tables["emmeans"] = tidy(emm)
+    if con:
+        tables["contrasts"] = tidy(con)
+    ftests = []
+    for tname in [t.name for t in design.terms] + ([":".join(inter)] if inter else []):
+        idx = design.term_columns(tname)
+        lmat = eye[idx]
+        if sat:
+            f, k, den = sat.f_test(lmat, beta)
+        else:
+            f = float(beta[idx] @ np.linalg.solve(cov[np.ix_(idx, idx)], beta[idx]) / len(idx))
+            k, den = len(idx), float("inf")
+        ftests.append(
+            {"term": tname, "df_num": k, "df": den, "statistic": f, "p": float(stats.f.sf(f, k, den))}
+        )
+    tables["F_tests"] = tidy(ftests, ["term", "df_num", "df", "statistic", "p"])
+    vc = [{"term": "residual variance", "estimate": float(theta[-1])}]
+    re_names = ["intercept"] + ([slope_var] if random_slope else [])
+    for i in range(q):
+        for j in range(i + 1):
+            nm = f"var({subject} {re_names[i]})" if i == j else f"cov({subject} {re_names[j]},{re_names[i]})"
+            vc.append({"term": nm, "estimate": float(gmat[i, j])})
+    tables["variance_components"] = tidy(vc, ["term", "estimate"])
+    info = {
+        "outcome": outcome,
+        "n_obs": len(d),
+        "n_subjects": int(pd.Series(groups).nunique()),
+        "method": "REML" if reml else "ML",
+        "df_method": df_method,
+        "loglik": lik.loglik(theta),
+        "statsmodels_llf": float(fit.llf),
+        "converged": bool(fit.converged),
+    }
+    if treatment:
+        info["reference"] = str(arms[0])
+    return AnalysisResult(
+        f"Mixed model of {outcome}",
+        table,
+        tables,
+        info,
+        notes=[f"Random effects: {' + '.join(re_names)} by {subject}."],
+        fit={"statsmodels": fit, "design": design, "lik": lik, "theta": theta},
+    )
