@@ -1,0 +1,53 @@
+"""``python -m LBPRiskModelLib serve --model BUNDLE_DIR [--host 127.0.0.1 --port 8000]``: run the calculator.
+
+The bundle is verified before the server binds its port; a tampered or incompatible bundle
+prints one line naming the file and the command exits 2. Uvicorn's access log is replaced by the
+app's sanitised one (method, path, status, time — never a submitted value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
+    """Register the ``serve`` sub-command."""
+    parser = subparsers.add_parser(name, help="serve the web risk calculator for one model bundle")
+    parser.add_argument("--model", required=True, help="model bundle directory (verified at start-up)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    parser.add_argument("--no-access-log", action="store_true", help="do not log even method/path/status")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Verify the bundle, then serve it with uvicorn until interrupted."""
+    import uvicorn
+
+    from LBPRiskModelLib.bundle import BundleError
+    from LBPRiskModelLib.webapp.app import create_app
+
+    try:
+        app = create_app(args.model)
+    except BundleError as exc:
+        print(f"lbp-riskmodel serve: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("LBPRiskModelLib.webapp.access").setLevel(
+        logging.WARNING if args.no_access_log else logging.INFO
+    )
+    print(
+        f"Serving the LBP risk calculator on http://{args.host}:{args.port}/ (Ctrl+C to stop)",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        server_header=False,
+        log_level="info",
+        proxy_headers=False,
+    )
+    return 0
