@@ -111,7 +111,7 @@ TABLES: dict[str, Table] = {
             PID,
             C("centre", "str", "recruiting centre", codes=CENTRES),
             C("sex", "str", "sex", codes=SEXES),
-            C("age", "int", "age at randomization (inclusion ≥ 60)", "years", 60, 110),
+            C("age", "int", "age at randomization (inclusion ≥ 60)", "years", 18, 110),
             C("bmi", "float", "body-mass index", "kg/m2", 14, 60, decimals=1),
             C("arm", "str", "randomized arm", codes=ARMS),
             C("randomization_date", "date", "date of randomization (ISO)"),
@@ -274,7 +274,7 @@ def write_table(df: pd.DataFrame, table: str, directory: str | Path) -> Path:
 
 def _coerce(raw: pd.Series, col: Column) -> pd.Series:
     """Convert a string column to the schema type; raises ValueError on values that do not parse."""
-    s = raw.replace("", np.nan)
+    s = raw.mask(raw.str.strip() == "")  # empty field = missing
     if col.dtype == "str":
         return raw
     if col.dtype == "float":

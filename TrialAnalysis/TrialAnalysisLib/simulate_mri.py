@@ -1,0 +1,112 @@
+"""Imaging cohort of the digital twin: phantom parameter YAML (contract C3) from a participant's phenotype,
+rendered by ParaspinalSegLib's phantom CLI in a subprocess (no import of another Lib).
+
+fat_fraction = phenotype FF % / 100 (per-level map, clipped to the phantom's 0–0.70); atrophy = CSA /
+reference CSA of that muscle, level and sex (TrialAnalysisLib.simulate_population.reference_csa); sex.
+Each participant renders into ``mri/<pid>.tmp`` which is renamed to ``mri/<pid>`` when complete, so an
+interrupted run resumes by skipping the finished directories.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from tqdm import tqdm
+
+from TrialAnalysisLib.schema import LEVELS, MUSCLE_NAMES
+from TrialAnalysisLib.simulate_population import reference_csa
+
+PHANTOM_FF_MAX = 0.70
+# Files the phantom writes (C3); a directory holding all of them is complete.
+PHANTOM_OUTPUTS = (
+    "water.nii.gz",
+    "fat.nii.gz",
+    "labels.nii.gz",
+    "labels.json",
+    "ff.nii.gz",
+    "truth.json",
+    "params.yaml",
+)
+
+
+def phantom_params(phenotype: pd.DataFrame, participant_id: str, sex: str) -> dict[str, Any]:
+    """Phantom parameter mapping (C3) for one participant from the long phenotype table."""
+    ph = phenotype[phenotype["participant_id"] == participant_id]
+    if ph.empty:
+        raise KeyError(f"phenotype.csv: no rows for participant {participant_id}")
+    muscles: dict[str, Any] = {}
+    for name in MUSCLE_NAMES:
+        rows = ph[ph["structure"] == name].set_index("level")
+        missing = [lv for lv in LEVELS if lv not in rows.index]
+        if missing:
+            raise KeyError(f"phenotype.csv: participant {participant_id} {name} lacks levels {missing}")
+        muscles[name] = {
+            "fat_fraction": {lv: round(min(max(float(rows.at[lv, "fat_fraction_pct"]) / 100, 0.0), PHANTOM_FF_MAX), 4)
+                             for lv in LEVELS},
+            "atrophy": {lv: round(float(rows.at[lv, "csa_cm2"]) / reference_csa(name, lv, sex), 4) for lv in LEVELS},
+            "pattern": "diffuse",
+        }  # fmt: skip
+    return {"levels": list(LEVELS), "sex": "female" if sex == "F" else "male", "muscles": muscles}
+
+
+def write_phantom_yaml(path: Path, params: dict[str, Any]) -> Path:
+    """Write the parameter YAML atomically (stable key order for byte-identical output)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(params, sort_keys=False, default_flow_style=False))
+    tmp.replace(path)
+    return path
+
+
+def is_complete(directory: Path) -> bool:
+    """True when a phantom output directory holds every expected file."""
+    return directory.is_dir() and all((directory / f).exists() for f in PHANTOM_OUTPUTS)
+
+
+def render_one(yaml_path: Path, out_dir: Path, seed: int) -> None:
+    """Render one phantom into ``out_dir`` via ``python -m ParaspinalSegLib phantom`` (atomic directory rename)."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    cmd = [sys.executable, "-m", "ParaspinalSegLib", "phantom", "--out", str(tmp), "--seed", str(seed),
+           "--params", str(yaml_path)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(
+            f"phantom rendering failed for {out_dir.name} (exit {proc.returncode}): {' | '.join(tail)}"
+        )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.replace(out_dir)
+
+
+def render_cohort(
+    out: Path, participants: pd.DataFrame, phenotype: pd.DataFrame, ids: Iterable[str], seed: int,
+    progress: bool = True,
+) -> list[Path]:  # fmt: skip
+    """Write ``mri/params/<pid>.yaml`` for the imaging cohort and render each not-yet-complete phantom."""
+    from TrialAnalysisLib.simulate import derived_seed
+
+    sex = dict(zip(participants["participant_id"], participants["sex"], strict=True))
+    ids = list(ids)
+    jobs = []
+    for pid in ids:
+        y = write_phantom_yaml(
+            out / "mri" / "params" / f"{pid}.yaml", phantom_params(phenotype, pid, sex[pid])
+        )
+        jobs.append((pid, y))
+    dirs = []
+    for pid, y in tqdm(jobs, desc="phantom MRI", unit="case", disable=not progress):
+        d = out / "mri" / pid
+        if not is_complete(d):
+            render_one(y, d, derived_seed(seed, "mri", pid))
+        dirs.append(d)
+    return dirs
