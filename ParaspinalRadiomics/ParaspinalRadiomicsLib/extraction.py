@@ -37,8 +37,16 @@ from ParaspinalRadiomicsLib.inputs import Levels, as_label_map, check_finite, ma
 
 log = logging.getLogger(__name__)
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-META_COLUMNS = ["case_id", "structure", "level", "n_voxels", "status", "reason", "settings_hash",
-                "pyradiomics_version"]
+META_COLUMNS = [
+    "case_id",
+    "structure",
+    "level",
+    "n_voxels",
+    "status",
+    "reason",
+    "settings_hash",
+    "pyradiomics_version",
+]
 PYRADIOMICS_VERSION = str(radiomics.__version__)
 Progress = Callable[[int, int, str], None]
 
@@ -68,8 +76,15 @@ class RadiomicsParams:
 
 def _params_hash(extractor: featureextractor.RadiomicsFeatureExtractor) -> str:
     settings = {k: v for k, v in extractor.settings.items() if k != "label"}
-    blob = json.dumps({"setting": settings, "imageType": extractor.enabledImagetypes,
-                       "featureClass": extractor.enabledFeatures}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "setting": settings,
+            "imageType": extractor.enabledImagetypes,
+            "featureClass": extractor.enabledFeatures,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -89,7 +104,9 @@ def load_params(params: str | Path | dict | RadiomicsParams) -> RadiomicsParams:
         if not path.is_file() and (PRESETS_DIR / f"{text}.yaml").is_file():
             path = PRESETS_DIR / f"{text}.yaml"
         if not path.is_file():
-            raise FileNotFoundError(f"parameter file not found: {text} (presets: {', '.join(available_presets())})")
+            raise FileNotFoundError(
+                f"parameter file not found: {text} (presets: {', '.join(available_presets())})"
+            )
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -120,7 +137,9 @@ class PreparedImage:
     """The case image after the mask-independent steps of pyradiomics' loadImage (done once)."""
 
     image: sitk.Image
-    shared_grid: bool  # True when feature classes run on this very image for every mask (no resampling/preCrop)
+    shared_grid: (
+        bool  # True when feature classes run on this very image for every mask (no resampling/preCrop)
+    )
     filter_cache: dict[str, list] = field(default_factory=dict)
 
 
@@ -185,8 +204,9 @@ def extract_mask(rp: RadiomicsParams, prep: PreparedImage, mask: sitk.Image, lab
     return {k: _as_float(v) for k, v in values.items()}
 
 
-def _filtered_images(prep: PreparedImage, image: sitk.Image, mask: sitk.Image, image_type: str,
-                     args: dict, custom: dict) -> list:
+def _filtered_images(
+    prep: PreparedImage, image: sitk.Image, mask: sitk.Image, image_type: str, args: dict, custom: dict
+) -> list:
     """Filtered images of one type; computed once per case when they cannot depend on the mask."""
     generator = getattr(imageoperations, f"get{image_type}Image")
     if not prep.shared_grid or image_type in _MASK_DEPENDENT_FILTERS or image_type == "Original":
@@ -205,8 +225,13 @@ def _filtered_images(prep: PreparedImage, image: sitk.Image, mask: sitk.Image, i
 _SIDE = re.compile(r"^(?P<base>.+)_(?P<side>left|right)$")
 
 
-def build_mask_specs(labels: sitk.Image, label_names: dict[int, str] | None, levels: Levels | None = None,
-                     per_level: bool = False, per_side: bool = True) -> tuple[list[MaskSpec], list[dict]]:
+def build_mask_specs(
+    labels: sitk.Image,
+    label_names: dict[int, str] | None,
+    levels: Levels | None = None,
+    per_level: bool = False,
+    per_side: bool = True,
+) -> tuple[list[MaskSpec], list[dict]]:
     """Masks for every structure x level of a case; also rows for named labels that have no voxels.
 
     ``per_side=False`` merges ``X_left`` and ``X_right`` into one bilateral structure ``X``.
@@ -241,7 +266,7 @@ def build_mask_specs(labels: sitk.Image, label_names: dict[int, str] | None, lev
             lev_arr, lev_img = arr, labels
         else:
             lev_arr = np.zeros_like(arr)
-            lev_arr[rng[0]:rng[1] + 1] = arr[rng[0]:rng[1] + 1]
+            lev_arr[rng[0] : rng[1] + 1] = arr[rng[0] : rng[1] + 1]
             lev_img = _like(lev_arr, labels)
         for structure, values in groups.items():
             if len(values) == 1:
@@ -255,8 +280,14 @@ def build_mask_specs(labels: sitk.Image, label_names: dict[int, str] | None, lev
             if n == 0:
                 where = "" if rng is None else f" in level {lev} (slices {rng[0]}-{rng[1]})"
                 why = "not present in the label map" if all(v not in present for v in values) else "empty"
-                missing.append({"structure": structure, "level": lev, "n_voxels": 0,
-                                "reason": f"label {'+'.join(map(str, values))} ({structure}) {why}{where}"})
+                missing.append(
+                    {
+                        "structure": structure,
+                        "level": lev,
+                        "n_voxels": 0,
+                        "reason": f"label {'+'.join(map(str, values))} ({structure}) {why}{where}",
+                    }
+                )
                 continue
             specs.append(MaskSpec(structure, lev, mask_img, label, n))
     return specs, missing
@@ -268,14 +299,26 @@ def _like(arr: np.ndarray, ref: sitk.Image) -> sitk.Image:
     return img
 
 
-def extract_specs(rp: RadiomicsParams, prep: PreparedImage, specs: list[MaskSpec], case_id: str,
-                  missing: list[dict] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+def extract_specs(
+    rp: RadiomicsParams,
+    prep: PreparedImage,
+    specs: list[MaskSpec],
+    case_id: str,
+    missing: list[dict] | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """Run every mask of a case; a failing mask becomes an error row with its reason, never an exception."""
     rows: list[dict] = []
     total = len(specs)
     for i, spec in enumerate(specs):
-        row = {"case_id": case_id, "structure": spec.structure, "level": spec.level, "n_voxels": spec.n_voxels,
-               "status": "ok", "reason": ""}
+        row = {
+            "case_id": case_id,
+            "structure": spec.structure,
+            "level": spec.level,
+            "n_voxels": spec.n_voxels,
+            "status": "ok",
+            "reason": "",
+        }
         try:
             feats = extract_mask(rp, prep, spec.mask, spec.label)
             nan = [k for k, v in feats.items() if not np.isfinite(v)]
@@ -315,16 +358,31 @@ def provenance(rp: RadiomicsParams) -> dict:
     """Versions and settings that produced a table (written beside it as JSON)."""
     import pywt
 
-    return {"pyradiomics": PYRADIOMICS_VERSION, "numpy": np.__version__, "SimpleITK": sitk.Version().VersionString(),
-            "pywavelets": pywt.__version__, "settings_hash": rp.settings_hash, "params_source": rp.source,
-            "settings": {k: v for k, v in rp.settings.items() if k != "label"},
-            "imageType": rp.extractor.enabledImagetypes, "featureClass": rp.extractor.enabledFeatures}
+    return {
+        "pyradiomics": PYRADIOMICS_VERSION,
+        "numpy": np.__version__,
+        "SimpleITK": sitk.Version().VersionString(),
+        "pywavelets": pywt.__version__,
+        "settings_hash": rp.settings_hash,
+        "params_source": rp.source,
+        "settings": {k: v for k, v in rp.settings.items() if k != "label"},
+        "imageType": rp.extractor.enabledImagetypes,
+        "featureClass": rp.extractor.enabledFeatures,
+    }
 
 
-def extract_case(image: sitk.Image, labels: sitk.Image, label_names: dict[int, str] | None,
-                 params: str | Path | dict | RadiomicsParams, levels: Levels | None = None, per_level: bool = False,
-                 per_side: bool = True, case_id: str = "case", progress: Progress | None = None,
-                 resample_mask: bool = False) -> pd.DataFrame:
+def extract_case(
+    image: sitk.Image,
+    labels: sitk.Image,
+    label_names: dict[int, str] | None,
+    params: str | Path | dict | RadiomicsParams,
+    levels: Levels | None = None,
+    per_level: bool = False,
+    per_side: bool = True,
+    case_id: str = "case",
+    progress: Progress | None = None,
+    resample_mask: bool = False,
+) -> pd.DataFrame:
     """Every structure (x level, optionally per level slab; per side or bilateral) of one case -> C5 rows.
 
     ``image``: scalar SimpleITK image; ``labels``: integer label map (any integer type); ``label_names``:

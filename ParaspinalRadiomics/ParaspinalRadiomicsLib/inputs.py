@@ -26,8 +26,10 @@ def read_image(path: str | Path) -> sitk.Image:
     except RuntimeError as exc:
         raise ValueError(f"cannot read image {path}: {_first_line(exc)}") from exc
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"image {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
-                         "a scalar (grey-level) image is required")
+        raise ValueError(
+            f"image {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+            "a scalar (grey-level) image is required"
+        )
     return image
 
 
@@ -37,8 +39,10 @@ def check_finite(image: sitk.Image, name: str = "image") -> None:
     if np.issubdtype(arr.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         if bad:
-            raise ValueError(f"{name} has {bad} NaN/inf voxels; replace them (e.g. by 0 outside the body) "
-                             "before extraction — radiomic features are undefined on non-finite intensities")
+            raise ValueError(
+                f"{name} has {bad} NaN/inf voxels; replace them (e.g. by 0 outside the body) "
+                "before extraction — radiomic features are undefined on non-finite intensities"
+            )
 
 
 def _first_line(exc: Exception) -> str:
@@ -49,8 +53,10 @@ def _first_line(exc: Exception) -> str:
 def as_label_map(labels: sitk.Image, name: str = "labels") -> sitk.Image:
     """Check a label map (integer-valued, non-negative, scalar) and cast it to UInt32 as pyradiomics does."""
     if labels.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"{name} has {labels.GetNumberOfComponentsPerPixel()} components per voxel; "
-                         "a scalar label map is required (multi-layer .seg.nrrd files are flattened by read_labels)")
+        raise ValueError(
+            f"{name} has {labels.GetNumberOfComponentsPerPixel()} components per voxel; "
+            "a scalar label map is required (multi-layer .seg.nrrd files are flattened by read_labels)"
+        )
     arr = sitk.GetArrayViewFromImage(labels)
     if np.issubdtype(arr.dtype, np.floating):
         finite = np.isfinite(arr)
@@ -59,8 +65,10 @@ def as_label_map(labels: sitk.Image, name: str = "labels") -> sitk.Image:
         frac = arr != np.round(arr)
         if frac.any():
             example = float(arr[frac].flat[0])
-            raise ValueError(f"{name} is not an integer label map (e.g. value {example:g}); "
-                             "a probability or interpolated mask must be thresholded first")
+            raise ValueError(
+                f"{name} is not an integer label map (e.g. value {example:g}); "
+                "a probability or interpolated mask must be thresholded first"
+            )
     if arr.size and arr.min() < 0:
         raise ValueError(f"{name} has negative label values (min {arr.min()}); labels must be >= 0")
     return sitk.Cast(labels, sitk.sitkUInt32)
@@ -70,11 +78,19 @@ def _seg_nrrd_segments(reader: sitk.ImageFileReader) -> list[dict]:
     """Segment metadata of a Slicer .seg.nrrd header: name, label value, layer."""
     keys = reader.GetMetaDataKeys()
     idx = sorted({int(m.group(1)) for k in keys if (m := re.match(r"Segment(\d+)_Name$", k))})
-    segs = []
-    for i in idx:
-        get = (lambda f, i=i: reader.GetMetaData(f"Segment{i}_{f}") if f"Segment{i}_{f}" in keys else None)
-        segs.append({"name": get("Name"), "value": int(get("LabelValue") or (i + 1)), "layer": int(get("Layer") or 0)})
-    return segs
+
+    def get(i: int, f: str) -> str | None:
+        key = f"Segment{i}_{f}"
+        return reader.GetMetaData(key) if key in keys else None
+
+    return [
+        {
+            "name": get(i, "Name"),
+            "value": int(get(i, "LabelValue") or (i + 1)),
+            "layer": int(get(i, "Layer") or 0),
+        }
+        for i in idx
+    ]
 
 
 def read_labels(path: str | Path) -> tuple[sitk.Image, dict[int, str] | None]:
@@ -106,8 +122,10 @@ def read_labels(path: str | Path) -> tuple[sitk.Image, dict[int, str] | None]:
     for new_value, s in enumerate(segs, start=1):
         sel = arr[..., s["layer"]] == s["value"]
         if np.any(out[sel]):
-            raise ValueError(f"{path}: segment {s['name']!r} overlaps another segment; overlapping segments "
-                             "cannot be flattened into one label map — export each as its own label map")
+            raise ValueError(
+                f"{path}: segment {s['name']!r} overlaps another segment; overlapping segments "
+                "cannot be flattened into one label map — export each as its own label map"
+            )
         out[sel] = new_value
         names[new_value] = _canonical(s["name"])
     flat = sitk.GetImageFromArray(out)
@@ -133,7 +151,7 @@ def read_label_names(path: str | Path) -> tuple[dict[int, str], Levels | None]:
         raise ValueError(f"label-names file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"label-names file {path}: expected a JSON object")
-    raw = data["labels"] if "labels" in data else data
+    raw = data.get("labels", data)
     if not isinstance(raw, dict):
         raise ValueError(f"label-names file {path}: field 'labels' must be an object value -> name")
     names: dict[int, str] = {}
@@ -154,8 +172,14 @@ def parse_levels(raw: object, source: str = "levels") -> Levels | None:
         raise ValueError(f"{source}: field 'levels' must be an object level -> [k_first, k_last]")
     levels: Levels = {}
     for name, rng in raw.items():
-        if not (isinstance(rng, list | tuple) and len(rng) == 2 and all(isinstance(v, int | np.integer) for v in rng)):
-            raise ValueError(f"{source}: level {name!r} must be [k_first, k_last] (two integers), got {rng!r}")
+        if not (
+            isinstance(rng, list | tuple)
+            and len(rng) == 2
+            and all(isinstance(v, int | np.integer) for v in rng)
+        ):
+            raise ValueError(
+                f"{source}: level {name!r} must be [k_first, k_last] (two integers), got {rng!r}"
+            )
         k0, k1 = int(rng[0]), int(rng[1])
         if k0 > k1 or k0 < 0:
             raise ValueError(f"{source}: level {name!r} has an invalid slice range [{k0}, {k1}]")
@@ -172,27 +196,52 @@ def find_sidecar(labels_path: str | Path) -> Path | None:
 def describe_geometry(img: sitk.Image) -> str:
     """One-line geometry description used in mismatch messages."""
     r = lambda t: "(" + ", ".join(f"{v:.6g}" for v in t) + ")"  # noqa: E731
-    return (f"size {img.GetSize()}, spacing {r(img.GetSpacing())}, origin {r(img.GetOrigin())}, "
-            f"direction {r(img.GetDirection())}")
+    return (
+        f"size {img.GetSize()}, spacing {r(img.GetSpacing())}, origin {r(img.GetOrigin())}, "
+        f"direction {r(img.GetDirection())}"
+    )
 
 
 def same_geometry(a: sitk.Image, b: sitk.Image, tol: float = 1e-6) -> bool:
-    """True when both images share one voxel grid (ITK-style tolerance relative to the spacing)."""
+    """True when both images share one voxel grid, with ITK's test (origin/spacing within tol x spacing[0])."""
     if a.GetSize() != b.GetSize():
         return False
-    sp = np.asarray(a.GetSpacing())
-    return bool(np.allclose(sp, b.GetSpacing(), rtol=0, atol=tol * sp.max())
-                and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=tol * sp.max())
-                and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=tol))
+    coord_tol = abs(tol * a.GetSpacing()[0])
+    return bool(
+        np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=coord_tol)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=coord_tol)
+        and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=tol)
+    )
 
 
-def match_mask_geometry(image: sitk.Image, labels: sitk.Image, resample_mask: bool = False,
-                        tol: float | None = None, names: tuple[str, str] = ("image", "labels")) -> sitk.Image:
-    """Return labels on the image grid: as is when they match, resampled nearest-neighbour when opted in."""
+# Header rounding (float32 NIfTI/NRRD fields) moves origins by a few 1e-6 mm; such label maps are on the
+# image grid in every practical sense, but ITK/pyradiomics reject them at their 1e-6 x spacing tolerance.
+HEADER_ROUNDING_TOL = 1e-4
+
+
+def match_mask_geometry(
+    image: sitk.Image,
+    labels: sitk.Image,
+    resample_mask: bool = False,
+    tol: float | None = None,
+    names: tuple[str, str] = ("image", "labels"),
+) -> sitk.Image:
+    """Return labels on the image grid.
+
+    Same grid (ITK tolerance, or pyradiomics' ``geometryTolerance``): unchanged. Differences below
+    1e-4 x spacing (header float rounding): the image's geometry is copied onto the label map (voxels
+    unchanged). Otherwise an error giving both geometries, unless ``resample_mask`` (nearest neighbour).
+    """
     if same_geometry(image, labels, tol or 1e-6):
         return labels
+    if same_geometry(image, labels, HEADER_ROUNDING_TOL):
+        aligned = sitk.Image(labels)
+        aligned.CopyInformation(image)
+        return aligned
     if not resample_mask:
-        raise ValueError(f"geometry mismatch between {names[0]} [{describe_geometry(image)}] and "
-                         f"{names[1]} [{describe_geometry(labels)}]; pass --resample-mask (resample_mask=True) "
-                         "to resample the label map onto the image grid (nearest neighbour)")
+        raise ValueError(
+            f"geometry mismatch between {names[0]} [{describe_geometry(image)}] and "
+            f"{names[1]} [{describe_geometry(labels)}]; pass --resample-mask (resample_mask=True) "
+            "to resample the label map onto the image grid (nearest neighbour)"
+        )
     return sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
