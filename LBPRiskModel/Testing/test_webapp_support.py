@@ -3,7 +3,7 @@
 ``calculator_bundle()`` fits a real scikit-learn pipeline (the library's own preprocessor +
 logistic regression + bootstrap refits for the interval) on a small synthetic cohort with a
 planted signal, writes it with ``save_bundle`` and caches the directory for the session.
-``running_server()`` starts ``python -m LBPRiskModelLib serve`` in a subprocess on a free port and
+``running_server()`` starts the ``serve`` command in a subprocess on a free port and
 captures its stdout/stderr, so tests can check that no submitted value is ever logged.
 """
 
@@ -28,6 +28,9 @@ import pandas as pd
 from LBPRiskModelLib.bundle import FieldSpec, load_bundle, save_bundle
 from LBPRiskModelLib.preprocess import build_preprocessor, transformed_to_fields
 
+# The serve sub-command's own entry point (identical to ``python -m LBPRiskModelLib serve``; used so
+# the tests do not depend on the other sub-commands' modules being importable).
+SERVE_CMD = [sys.executable, "-m", "LBPRiskModelLib.webapp.serve_cli"]
 NUMERIC = ["age", "odi_baseline", "bmi", "mean_ff_pct"]
 CATEGORICAL = ["sex"]
 
@@ -191,21 +194,12 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(bundle_dir: Path, timeout: float = 60.0) -> Iterator[Server]:
-    """Start ``python -m LBPRiskModelLib serve`` on a free loopback port; stop it afterwards."""
+    """Start the ``serve`` command on a free loopback port; stop it afterwards."""
     port = free_port()
     log_path = Path(tempfile.mkdtemp(prefix="lbp-serve-")) / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "LBPRiskModelLib",
-                "serve",
-                "--model",
-                str(bundle_dir),
-                "--port",
-                str(port),
-            ],
+            [*SERVE_CMD, "--model", str(bundle_dir), "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -51,3 +51,20 @@ def run(args: argparse.Namespace) -> int:
         proxy_headers=False,
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m LBPRiskModelLib.webapp.serve_cli --model DIR``), same as ``serve``."""
+    parser = argparse.ArgumentParser(prog="lbp-riskmodel serve")
+    add_cli(parser.add_subparsers(dest="command", required=True), "serve")
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
+        print(f"lbp-riskmodel serve: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
