@@ -134,6 +134,20 @@ def _check_column(col: Column, df: pd.DataFrame, t: Table, out: _Collector) -> N
                 line,
             )
         s = pd.to_numeric(txt.where(~bad), errors="coerce")
+    if col.dtype in ("bool", "date") and s.dtype == object:  # did not parse: report the offending rows
+        txt = s.astype(str).str.strip()
+        if col.dtype == "bool":
+            bad = (txt != "") & ~txt.str.lower().isin(["true", "false", "1", "0"])
+            what = "not a boolean (True/False)"
+        else:
+            bad = (txt != "") & pd.to_datetime(txt, format="%Y-%m-%d", errors="coerce").isna()
+            what = "not an ISO date (YYYY-MM-DD)"
+        for idx in s.index[bad.to_numpy()]:
+            pid, line, loc = _where(df, idx, f)
+            out.add(
+                "error", "type", f, col.name, f"{loc}, column {col.name!r}: {s[idx]!r} is {what}", pid, line
+            )
+        s = s.mask(txt == "")
     missing = s.isna() | (s.astype(str).str.strip() == "") if s.dtype == object else s.isna()
     if not col.nullable:
         for idx in s.index[missing.to_numpy()]:
@@ -304,9 +318,6 @@ def validate_trial(data: TrialData | str | Path) -> ValidationReport:
             out.add("warning", "missing_file", t.filename, "", f"{t.filename}: file absent")
             continue
         _check_table(t, df, out)
-    for file, column, message in data.load_issues:
-        if TABLES[file.removesuffix(".csv")].column(column).dtype in ("bool", "date"):
-            out.add("error", "type", file, column, f"{file}, column {column!r}: {message}")
     _check_references(data, out)
     _check_visits(data.visits, out)
     _check_inclusion(data.participants, out)
