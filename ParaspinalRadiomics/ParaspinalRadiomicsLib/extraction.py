@@ -231,6 +231,7 @@ def build_mask_specs(
     levels: Levels | None = None,
     per_level: bool = False,
     per_side: bool = True,
+    structures: list[str] | None = None,
 ) -> tuple[list[MaskSpec], list[dict]]:
     """Masks for every structure x level of a case; also rows for named labels that have no voxels.
 
@@ -240,16 +241,20 @@ def build_mask_specs(
     arr = sitk.GetArrayFromImage(labels)
     present = {int(v): int(c) for v, c in zip(*np.unique(arr, return_counts=True), strict=True) if v != 0}
     names = dict(label_names) if label_names else {}
-    for v in present:
-        if v not in names:
-            log.warning("label value %d has no name in the label map's names; using label_%d", v, v)
-            names[v] = f"label_{v}"
+    unnamed = [v for v in present if v not in names]
+    if unnamed:
+        log.warning("label value(s) %s have no name; using label_<value>", ", ".join(map(str, unnamed)))
+        names.update({v: f"label_{v}" for v in unnamed})
     groups: dict[str, list[int]] = {}
     for v, name in sorted(names.items()):
         key = name
         if not per_side and (m := _SIDE.match(name)):
             key = m.group("base")
         groups.setdefault(key, []).append(v)
+    wanted_missing: list[str] = []
+    if structures is not None:
+        wanted_missing = [st for st in structures if st not in groups]
+        groups = {k: v for k, v in groups.items() if k in set(structures)}
     level_items: list[tuple[str, tuple[int, int] | None]] = [("all", None)]
     if per_level:
         if not levels:
@@ -290,6 +295,9 @@ def build_mask_specs(
                 )
                 continue
             specs.append(MaskSpec(structure, lev, mask_img, label, n))
+        for st in wanted_missing:
+            reason = f"structure {st} is not among the label map's names"
+            missing.append({"structure": st, "level": lev, "n_voxels": 0, "reason": reason})
     return specs, missing
 
 
@@ -382,17 +390,19 @@ def extract_case(
     case_id: str = "case",
     progress: Progress | None = None,
     resample_mask: bool = False,
+    structures: list[str] | None = None,
 ) -> pd.DataFrame:
     """Every structure (x level, optionally per level slab; per side or bilateral) of one case -> C5 rows.
 
     ``image``: scalar SimpleITK image; ``labels``: integer label map (any integer type); ``label_names``:
     value -> structure name (None: ``label_<v>``); ``levels``: C1 level slice ranges; ``progress(done,
     total, what)`` is called after each mask. Geometry must match unless ``resample_mask`` (nearest
-    neighbour onto the image grid).
+    neighbour onto the image grid). ``structures`` restricts the rows to these names (after left/right
+    merging).
     """
     rp = load_params(params)
     labels = as_label_map(labels)
     labels = match_mask_geometry(image, labels, resample_mask, rp.settings.get("geometryTolerance"))
-    specs, missing = build_mask_specs(labels, label_names, levels, per_level, per_side)
+    specs, missing = build_mask_specs(labels, label_names, levels, per_level, per_side, structures)
     prep = prepare_image(image, rp)
     return extract_specs(rp, prep, specs, case_id, missing, progress)

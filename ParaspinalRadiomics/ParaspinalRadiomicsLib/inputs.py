@@ -245,3 +245,22 @@ def match_mask_geometry(
             "to resample the label map onto the image grid (nearest neighbour)"
         )
     return sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
+
+
+def load_case(
+    image_path: str | Path, labels_path: str | Path, label_names_path: str | Path | None = None
+) -> tuple[sitk.Image, sitk.Image, dict[int, str] | None, Levels | None]:
+    """Image, label map, names and levels of one case from files.
+
+    Names come from ``label_names_path`` (C1), else from a ``.seg.nrrd`` header, else from a
+    ``labels.json`` beside the label map; levels only from C1 files.
+    """
+    image = read_image(image_path)
+    labels, names = read_labels(labels_path)
+    levels = None
+    json_path = Path(label_names_path) if label_names_path else find_sidecar(labels_path)
+    if json_path is not None:
+        json_names, levels = read_label_names(json_path)
+        if label_names_path or names is None:
+            names = json_names
+    return image, labels, names, levels

@@ -1,0 +1,113 @@
+"""``icc`` (two or more feature tables of the same cases) and ``perturb`` (mask perturbations of one case)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from ParaspinalRadiomicsLib.extract_cli import add_common_options, quiet_radiomics
+from ParaspinalRadiomicsLib.inputs import load_case
+from ParaspinalRadiomicsLib.reproducibility import (
+    METHODS,
+    icc,
+    perturbation_features,
+    perturbation_icc,
+    robust_features,
+    write_robust_features,
+)
+from ParaspinalRadiomicsLib.tables import atomic_write_text, read_features
+
+
+def _icc_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=float, default=0.75, help="flag features with ICC below this (0.75)")
+    p.add_argument(
+        "--method", choices=METHODS, default="ICC(2,1)", help="ICC used for flags and the robust list"
+    )
+    p.add_argument("--robust-out", help="write robust_features.json (C5) for LBPRiskModel")
+
+
+def add_icc_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
+    """Register the ``icc`` sub-command."""
+    p = subparsers.add_parser(
+        name,
+        help="per-feature ICC between two segmentations/sessions",
+        description="ICC(1,1), ICC(2,1), ICC(3,1) with 95 %% CIs per feature; rows are "
+        "matched on case_id, structure, level.",
+    )
+    p.add_argument("--a", required=True, help="features_a.csv (rater/session A)")
+    p.add_argument("--b", required=True, help="features_b.csv (rater/session B)")
+    p.add_argument("--more", nargs="*", default=[], help="further tables (raters C, D, ...)")
+    p.add_argument("--out", required=True, help="icc.csv")
+    _icc_options(p)
+    p.set_defaults(func=run_icc)
+
+
+def _write(table: pd.DataFrame, args: argparse.Namespace) -> None:
+    atomic_write_text(args.out, table.to_csv(index=False))
+    n_flag = int(table["flagged"].sum())
+    print(f"{args.out}: {len(table)} features, {n_flag} below {args.method} {args.threshold}")
+    if args.robust_out:
+        data = robust_features(table, args.threshold, args.method)
+        write_robust_features(data, args.robust_out)
+        print(f"{args.robust_out}: {len(data['features'])} robust features")
+
+
+def run_icc(args: argparse.Namespace) -> int:
+    """Compute the ICC table (and robust list) from feature tables."""
+    tables = [read_features(p) for p in [args.a, args.b, *args.more]]
+    _write(icc(*tables, threshold=args.threshold, method=args.method), args)
+    return 0
+
+
+def add_perturb_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
+    """Register the ``perturb`` sub-command."""
+    p = subparsers.add_parser(
+        name,
+        help="feature robustness to +-1 voxel mask erosion/dilation/shift",
+        description="Extract every structure under 7 mask perturbations (original, "
+        "erode, dilate, shift x/y +-1 voxel, in-plane) and report per-feature ICC.",
+    )
+    p.add_argument("--image", required=True)
+    p.add_argument("--labels", required=True)
+    p.add_argument("--label-names")
+    p.add_argument("--case-id")
+    p.add_argument("--out", required=True, help="icc.csv across perturbations")
+    p.add_argument("--features-out", help="also write the per-perturbation features (long CSV)")
+    add_common_options(p)
+    _icc_options(p)
+    p.set_defaults(func=run_perturb)
+
+
+def run_perturb(args: argparse.Namespace) -> int:
+    """Extract under perturbations, then ICC across them."""
+    quiet_radiomics(args)
+    image, labels, names, levels = load_case(args.image, args.labels, args.label_names)
+    case_id = args.case_id or Path(args.image).name.split(".")[0]
+    with tqdm(total=0, desc="perturbations", unit="mask") as bar:
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.total = total
+            bar.set_postfix_str(what)
+            bar.update(done - bar.n)
+
+        tables = perturbation_features(
+            image,
+            labels,
+            names,
+            args.params,
+            levels=levels,
+            per_level=args.per_level,
+            per_side=args.per_side,
+            case_id=case_id,
+            resample_mask=args.resample_mask,
+            structures=args.structures,
+            progress=progress,
+        )
+    if args.features_out:
+        long = pd.concat([t.assign(perturbation=k) for k, t in tables.items()], ignore_index=True)
+        atomic_write_text(args.features_out, long.to_csv(index=False))
+    _write(perturbation_icc(tables, args.threshold, args.method), args)
+    return 0

@@ -1,0 +1,58 @@
+"""Reading and atomically writing C5 feature tables (CSV, exact float round trip) and their provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from ParaspinalRadiomicsLib.extraction import META_COLUMNS
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text to a temp file in the same folder, then os.replace (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_features(df: pd.DataFrame, path: str | Path, provenance: dict | None = None) -> None:
+    """Write a C5 table atomically (floats as shortest round-trip repr) and ``<path>.json`` provenance."""
+    atomic_write_text(path, df.to_csv(index=False))
+    prov = provenance if provenance is not None else df.attrs.get("provenance")
+    if prov is not None:
+        atomic_write_text(f"{path}.json", json.dumps(prov, indent=1, sort_keys=True, default=str))
+
+
+def read_features(path: str | Path) -> pd.DataFrame:
+    """Read a C5 table with exact floats; check the contract's leading columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"feature table not found: {path}")
+    df = pd.read_csv(
+        path,
+        float_precision="round_trip",
+        keep_default_na=True,
+        dtype={"case_id": str, "structure": str, "level": str, "reason": str},
+    )
+    missing = [c for c in ("case_id", "structure", "level") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is not a feature table (C5): missing column(s) {', '.join(missing)}")
+    if "reason" in df.columns:
+        df["reason"] = df["reason"].fillna("")
+    return df
+
+
+def feature_columns(df: pd.DataFrame) -> list[str]:
+    """The feature columns of a C5 table (everything after the meta columns)."""
+    return [c for c in df.columns if c not in META_COLUMNS]
