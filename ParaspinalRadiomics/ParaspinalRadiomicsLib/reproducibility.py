@@ -32,7 +32,6 @@ from ParaspinalRadiomicsLib.tables import atomic_write_text, feature_columns
 
 KEYS = ["case_id", "structure", "level"]
 METHODS = ("ICC(1,1)", "ICC(2,1)", "ICC(3,1)")
-_NAN3 = (np.nan, np.nan, np.nan)
 
 
 def icc_from_matrix(y: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
@@ -67,10 +66,14 @@ def icc_from_matrix(y: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
     return {key: float(v) for key, v in out.items()}
 
 
+def _point(num: float, den: float) -> float:
+    return num / den if den > 0 else np.nan
+
+
 def _icc1(msr: float, msw: float, n: int, k: int, alpha: float) -> tuple[float, float, float]:
-    if msr + (k - 1) * msw <= 0 or msw <= 0:
-        return _NAN3
-    icc = (msr - msw) / (msr + (k - 1) * msw)
+    icc = _point(msr - msw, msr + (k - 1) * msw)
+    if msw <= 0:  # perfect agreement: point estimate 1, F-based CI undefined
+        return icc, np.nan, np.nan
     f = msr / msw
     fl = f / stats.f.ppf(1 - alpha / 2, n - 1, n * (k - 1))
     fu = f * stats.f.ppf(1 - alpha / 2, n * (k - 1), n - 1)
@@ -78,9 +81,9 @@ def _icc1(msr: float, msw: float, n: int, k: int, alpha: float) -> tuple[float, 
 
 
 def _icc3(msr: float, mse: float, n: int, k: int, alpha: float) -> tuple[float, float, float]:
+    icc = _point(msr - mse, msr + (k - 1) * mse)
     if mse <= 0:
-        return _NAN3
-    icc = (msr - mse) / (msr + (k - 1) * mse)
+        return icc, np.nan, np.nan
     f = msr / mse
     df1, df2 = n - 1, (n - 1) * (k - 1)
     fl = f / stats.f.ppf(1 - alpha / 2, df1, df2)
@@ -89,10 +92,9 @@ def _icc3(msr: float, mse: float, n: int, k: int, alpha: float) -> tuple[float, 
 
 
 def _icc2(msr: float, msc: float, mse: float, n: int, k: int, alpha: float) -> tuple[float, float, float]:
-    if mse <= 0:
-        return _NAN3
-    denom = msr + (k - 1) * mse + k * (msc - mse) / n
-    icc = (msr - mse) / denom
+    icc = _point(msr - mse, msr + (k - 1) * mse + k * (msc - mse) / n)
+    if mse <= 0 or not np.isfinite(icc):
+        return icc, np.nan, np.nan
     fj = msc / mse
     # Satterthwaite degrees of freedom (McGraw & Wong 1996, case 2A; psych::ICC)
     vn = (k - 1) * (n - 1) * (k * icc * fj + n * (1 + (k - 1) * icc) - k * icc) ** 2
