@@ -137,6 +137,18 @@ def _imaging_cohort(pids: pd.Series, k: int, seed: int) -> list[str]:
     return sorted(rng.choice(pids.to_numpy(), size=k, replace=False).tolist())
 
 
+def _mf_ref(sex: str) -> float:
+    return float(
+        np.mean(
+            [
+                sp.reference_csa(m, lv, sex)
+                for m in ("multifidus_left", "multifidus_right")
+                for lv in ("L4", "L5")
+            ]
+        )
+    )
+
+
 def _write_truth(out: Path, truth: TruthParams, n: int, seed: int, allocation: Any, scores: dict, base: pd.DataFrame,
                  observed: np.ndarray) -> None:  # fmt: skip
     change = scores["odi"][:, -1] - base["odi_baseline"].to_numpy(float)
@@ -182,7 +194,8 @@ def _write_truth(out: Path, truth: TruthParams, n: int, seed: int, allocation: A
                  "how": "mean fat_fraction_pct of multifidus_left/right at L4, L5 (phenotype.csv)"},
                 {"variable": "multifidus_l45_csa_ratio", "coef_odi_change_per_unit": truth.csa_coef,
                  "direction": "larger multifidus → more improvement",
-                 "how": "mean csa_cm2 of multifidus_left/right at L4, L5 / sex reference (F 6.15, M 7.38 cm²)"},
+                 "how": "mean csa_cm2 of multifidus_left/right at L4, L5 / sex reference"
+                f" (F {_mf_ref('F'):.3f}, M {_mf_ref('M'):.3f} cm²)"},
                 {"variable": "age", "coef_odi_change_per_year": truth.age_coef},
                 {"variable": "odi_baseline", "coef_odi_change_per_point": truth.baseline_coef},
                 {"variable": "centre", "effects": truth.centre_effects},

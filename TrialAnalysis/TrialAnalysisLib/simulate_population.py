@@ -22,14 +22,16 @@ GOUTALLIER_READER_SD = 3.0
 
 MUSCLE_FF_FACTOR = {"multifidus": 1.0, "erector_spinae": 0.8, "psoas": 0.35, "quadratus_lumborum": 0.55}
 LEVEL_FF_FACTOR = np.array([0.6, 0.7, 0.8, 0.95, 1.05])  # L4/L5 mean = 1: latent FF is the L4–L5 value
-# Reference (population-mean) CSA per side in cm² for women; men × MALE_CSA_FACTOR.
+# Reference (population-mean) CSA per side in cm² for women; men × MALE_CSA_FACTOR. Same numbers as the
+# phantom's defaults (ParaspinalSegLib phantom_anatomy BASE_CSA_CM2, male area × 1.3), so a participant's
+# phantom (atrophy = CSA / reference) renders the CSA listed in phenotype.csv.
 REFERENCE_CSA_CM2 = {
-    "multifidus": (2.5, 3.2, 4.2, 5.5, 6.8),
-    "erector_spinae": (20.0, 21.0, 20.0, 17.0, 12.0),
-    "psoas": (3.0, 6.0, 10.0, 14.0, 16.0),
-    "quadratus_lumborum": (4.0, 5.5, 6.5, 6.0, 3.0),
+    "multifidus": (4.0, 5.5, 7.0, 8.5, 10.0),
+    "erector_spinae": (21.0, 20.0, 18.0, 15.0, 11.5),
+    "psoas": (4.5, 8.0, 12.0, 15.0, 17.0),
+    "quadratus_lumborum": (4.0, 5.5, 6.5, 6.5, 4.5),
 }
-MALE_CSA_FACTOR = {"multifidus": 1.2, "erector_spinae": 1.2, "psoas": 1.35, "quadratus_lumborum": 1.2}
+MALE_CSA_FACTOR = {"multifidus": 1.3, "erector_spinae": 1.3, "psoas": 1.3, "quadratus_lumborum": 1.3}
 
 
 def muscle_of(structure: str) -> str:
