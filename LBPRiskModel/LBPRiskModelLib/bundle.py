@@ -426,7 +426,7 @@ class Bundle:
 
     def _model_space(self, X: pd.DataFrame) -> np.ndarray:
         Z = X
-        for name, step in self.pipeline.steps[:-1]:
+        for _name, step in self.pipeline.steps[:-1]:
             Z = step.transform(Z)
         return np.asarray(Z, dtype=float)
 

@@ -16,4 +16,6 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lbp-riskmodel`` console script."""
-    return run_cli("lbp-riskmodel", "LBP response/recurrence risk model: train, predict, report, serve.", COMMANDS, argv)
+    return run_cli(
+        "lbp-riskmodel", "LBP response/recurrence risk model: train, predict, report, serve.", COMMANDS, argv
+    )

@@ -229,7 +229,10 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
             group_label=calc.group_label(pred["risk_group"], lang),
             plot=contribution_svg(rows, translate(lang, "increases"), translate(lang, "decreases")),
             contrib_rows=rows,
-            used=[(v.label, v.value, v.unit) for v in field_views(calc.schema, lang, evaluation.values)],
+            used=[
+                (v.label, _value_text(evaluation.values.get(v.name)) if v.value else "", v.unit)
+                for v in field_views(calc.schema, lang, evaluation.values)
+            ],
             warnings=[(calc.label(k, lang), v) for k, v in evaluation.warnings.items()],
             intended_use=calc.meta_text("intended_use", lang),
             disclaimer=calc.meta_text("disclaimer", lang),

@@ -1,0 +1,142 @@
+"""Sub-commands ``train``, ``predict`` and ``report`` of ``python -m LBPRiskModelLib``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def add_train_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
+    """``train --data table.csv --outcome COL [--config cfg.yaml] --out BUNDLE_DIR``."""
+    p = subparsers.add_parser(name, help="train, validate and export a model bundle")
+    p.add_argument("--data", help="modelling table (CSV, one row per case)")
+    p.add_argument(
+        "--clinical", help="C6 trial dataset directory (participants.csv, visits.csv, recurrence.csv)"
+    )
+    p.add_argument("--features", help="C5 feature table features.csv (joined by case_id)")
+    p.add_argument("--robust", help="robust_features.json restricting the radiomic features")
+    p.add_argument("--measurements", help="C4 measurement table measurements.csv")
+    p.add_argument(
+        "--outcome",
+        required=True,
+        help="outcome column, or responder:VISIT:MCID / recurrence:MONTHS to derive it from --clinical",
+    )
+    p.add_argument("--config", help="YAML overriding the default (protocol) configuration")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="quick preset for demos/tests (fewer bootstrap replicates; not the protocol)",
+    )
+    p.add_argument("--no-figures", action="store_true", help="skip SHAP/LIME/ROC figures")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.set_defaults(func=run_train)
+
+
+def _outcome_spec(text: str) -> dict | None:
+    parts = text.split(":")
+    if parts[0] == "responder":
+        return {
+            "type": "responder",
+            "visit": parts[1] if len(parts) > 1 else "m12",
+            "mcid": float(parts[2]) if len(parts) > 2 else 10.0,
+        }
+    if parts[0] == "recurrence":
+        return {"type": "recurrence", "months": float(parts[1]) if len(parts) > 1 else 12.0}
+    return None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from LBPRiskModelLib.dataset import assemble
+    from LBPRiskModelLib.export import train
+    from LBPRiskModelLib.train import load_config
+
+    cfg = load_config(args.config, quick=args.quick)
+    spec = _outcome_spec(args.outcome)
+    definition = ""
+    if args.data:
+        path = Path(args.data)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: data table not found")
+        df = pd.read_csv(path)
+        outcome = args.outcome
+    else:
+        if spec is not None and not args.clinical:
+            raise ValueError("--outcome responder:/recurrence: needs --clinical DIR")
+        df, derived = assemble(args.clinical, args.features, args.measurements, args.robust, spec)
+        outcome = derived or args.outcome
+    if spec is not None:
+        definition = (
+            f"ODI improvement from baseline ≥ {spec['mcid']:g} points at visit {spec['visit']} (responder)"
+            if spec["type"] == "responder"
+            else f"recurrence within {spec['months']:g} months (participants censored earlier excluded)"
+        )
+    res = train(df, outcome, cfg, args.out, outcome_definition=definition, figures_on=not args.no_figures)
+    m = res["metrics"]
+    fam = m["selected_model"]
+    lo, hi = m["families"][fam]["test_auc_ci_delong"]
+    print(
+        f"bundle {args.out} ({res['bundle_hash'][:12]}): {fam}, test AUC {m['families'][fam]['test_auc']:.3f} (95% CI {lo:.3f}-{hi:.3f})"
+    )
+    return 0
+
+
+def add_predict_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
+    """``predict --model BUNDLE_DIR --data new.csv --out preds.csv``."""
+    p = subparsers.add_parser(name, help="predict risks for new cases with a verified bundle")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--data", required=True, help="CSV with the schema's input columns (and case_id)")
+    p.add_argument(
+        "--out", required=True, help="output CSV (risk, ci_low, ci_high, risk_group, top features)"
+    )
+    p.add_argument("--top", type=int, default=3, help="number of top contributing features per row")
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from LBPRiskModelLib.bundle import BundleError, load_bundle
+
+    try:
+        b = load_bundle(args.model)
+    except BundleError as exc:
+        raise ValueError(f"refusing bundle: {exc}") from exc
+    path = Path(args.data)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: data table not found")
+    df = pd.read_csv(path)
+    missing_required = [f.name for f in b.schema if f.required and f.name not in df.columns]
+    if missing_required:
+        raise KeyError(f"{path}: missing required column(s) {', '.join(missing_required)}")
+    id_col = "case_id" if "case_id" in df.columns else None
+    out = b.predict(df, n_top=args.top, id_col=id_col)
+    tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, args.out)
+    print(f"{len(out)} predictions → {args.out} (model {b.family}, bundle {b.bundle_hash[:12]})")
+    return 0
+
+
+def add_report_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
+    """``report --model BUNDLE_DIR --out report.html``."""
+    p = subparsers.add_parser(name, help="write the self-contained HTML training report of a bundle")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from LBPRiskModelLib.bundle import BundleError, verify_bundle
+    from LBPRiskModelLib.reporting import render_report
+
+    try:
+        verify_bundle(args.model)
+    except BundleError as exc:
+        raise ValueError(f"refusing bundle: {exc}") from exc
+    render_report(args.model, args.out)
+    print(f"report → {args.out}")
+    return 0
