@@ -1,8 +1,19 @@
-"""Quantify a label map: cross-sectional area, volume and intensity per structure, level and slice.
+"""Quantify a label map: CSA, functional CSA, volume, intensity, fat fraction, Goutallier grade, asymmetry.
 
 Works for any segmentation (the project's own or a manual one). The output is the measurement
 table of contract C4 (see ``MEASUREMENT_COLUMNS``): one row per structure × level (``all`` = the
 whole volume) and one per structure × axial slice (``slice`` = k index, numpy axis 0).
+
+Definitions (see ../shared/notes/methods.md and docs/segmentation.md):
+- ``csa_cm2``: mean in-slice area over the slices where the structure is present.
+- ``fat_fraction_pct``: mean voxel FF inside the mask (optionally eroded ``erode_px`` voxels in-plane
+  against partial volume), voxels below the noise floor left out. ``fat_method`` "dixon" = F/(F+W);
+  "t1_linear" = linear model between a lean-muscle and a subcutaneous-fat reference estimated from
+  the image (validated against Dixon, see fat.py); "none" when no image allows it.
+- ``fcsa_cm2`` = csa × (1 − FF).
+- ``goutallier_grade``: FF mapped by ``GOUTALLIER_FF_THRESHOLDS`` (configurable).
+- ``asymmetry_index`` = |L − R| / mean(L, R) of the CSA of the same muscle, level and slice (a fraction;
+  same value on the left and right rows; NaN without both sides).
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
+from scipy import ndimage as ndi
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "case_id",
@@ -29,6 +41,22 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "goutallier_grade",
     "asymmetry_index",
 )
+
+# FF (%) upper bounds of Goutallier grades 0–3 (grade 4 above the last). A convention, not a standard:
+# Goutallier et al. (Clin Orthop 1994) grade visually — 0 normal, 1 some fatty streaks, 2 fat < muscle,
+# 3 fat = muscle, 4 fat > muscle (applied to lumbar multifidus by Battaglia et al. 2014). Read
+# quantitatively: "fat < muscle" is FF < 50 %, "fat = muscle" ≈ 50 % (here 40–60 %), "fat > muscle" > 60 %,
+# and "some streaks" starts where Dixon FF leaves the range of healthy young muscle (≈ 10 %).
+GOUTALLIER_FF_THRESHOLDS: tuple[float, float, float, float] = (10.0, 25.0, 40.0, 60.0)
+
+
+def goutallier_grade(ff_pct: float, thresholds: tuple[float, ...] = GOUTALLIER_FF_THRESHOLDS) -> float:
+    """Goutallier grade 0–4 of a fat fraction in percent (NaN in, NaN out)."""
+    if ff_pct is None or not np.isfinite(ff_pct):
+        return np.nan
+    if list(thresholds) != sorted(thresholds) or len(thresholds) != 4:
+        raise ValueError(f"goutallier thresholds must be 4 increasing FF percentages, got {list(thresholds)}")
+    return float(np.searchsorted(np.asarray(thresholds, dtype=float), ff_pct, side="right"))
 
 
 def check_axial(image: sitk.Image, what: str = "image", max_tilt_deg: float = 40.0) -> None:
@@ -82,6 +110,11 @@ def _row(ctx: dict, level: str, k: int | None, sel: np.ndarray) -> dict:
     counts, sums = ctx["counts"], ctx["sums"]
     n = int(counts[sel].sum())
     present = sel & (counts > 0)
+    csa = float(counts[present].mean() * ctx["area_cm2"]) if present.any() else 0.0
+    ff = np.nan
+    if ctx["ff_sums"] is not None:
+        nff = ctx["ff_counts"][sel].sum()
+        ff = float(100.0 * ctx["ff_sums"][sel].sum() / nff) if nff > 0 else np.nan
     return {
         "case_id": ctx["case_id"],
         "structure": ctx["name"],
@@ -89,10 +122,79 @@ def _row(ctx: dict, level: str, k: int | None, sel: np.ndarray) -> dict:
         "level": level,
         "slice": k,
         "n_voxels": n,
-        "csa_cm2": float(counts[present].mean() * ctx["area_cm2"]) if present.any() else 0.0,
+        "csa_cm2": csa,
+        "fcsa_cm2": csa * (1.0 - ff / 100.0) if np.isfinite(ff) else np.nan,
         "volume_cm3": n * ctx["vox_cm3"],
         "mean_intensity": float(sums[sel].sum() / n) if (n and sums is not None) else np.nan,
+        "fat_fraction_pct": ff,
+        "fat_method": ctx["fat_method"],
+        "goutallier_grade": goutallier_grade(ff, ctx["thresholds"]),
     }
+
+
+def _fat_map(
+    lab: np.ndarray,
+    label_names: Mapping[int, str],
+    water: np.ndarray | None,
+    fat: np.ndarray | None,
+    img: np.ndarray | None,
+    method: str,
+    spacing_ji: tuple[float, float],
+    noise_floor: float | None,
+) -> tuple[np.ndarray | None, str, dict]:
+    """Voxel FF map (0–1, NaN = unusable) by the requested method; ('none' when not possible)."""
+    from ParaspinalSegLib import fat as fatmod
+
+    if method == "auto":
+        method = (
+            "dixon"
+            if (water is not None and fat is not None)
+            else ("auto_t1_linear" if img is not None else "none")
+        )
+    if method == "dixon":
+        if water is None or fat is None:
+            raise ValueError("fat_method 'dixon' needs both water and fat images")
+        return fatmod.dixon_ff(water, fat, noise_floor), "dixon", {}
+    if method == "t1_linear" or (method == "auto_t1_linear"):
+        source = img if img is not None else (water + fat if water is not None and fat is not None else None)
+        if source is None:
+            raise ValueError("fat_method 't1_linear' needs an image")
+        muscle = np.isin(lab, [v for v in label_names])
+        try:
+            lean, fat_ref = fatmod.linear_references(source, muscle, spacing_ji=spacing_ji)
+        except ValueError:
+            if method == "auto_t1_linear":  # auto: an image without usable fat contrast gives no FF
+                return None, "none", {}
+            raise
+        return fatmod.linear_ff(source, lean, fat_ref), "t1_linear", {"lean_ref": lean, "fat_ref": fat_ref}
+    if method == "none":
+        return None, "none", {}
+    raise ValueError(f"unknown fat_method {method!r}; expected auto, dixon, t1_linear or none")
+
+
+def _asymmetry(table: pd.DataFrame) -> pd.Series:
+    """|L − R| / mean(L, R) of csa_cm2 for rows whose counterpart (other side, same level/slice) exists."""
+    if table.empty:
+        return pd.Series(dtype=float)
+    muscle = table["structure"].str.replace(r"_(left|right)$", "", regex=True)
+    key = pd.DataFrame(
+        {
+            "m": muscle,
+            "level": table["level"],
+            "slice": table["slice"].astype("Int64").astype(str),
+            "side": table["side"],
+        }
+    )
+    csa = table["csa_cm2"].astype(float)
+    left = csa.where(key["side"] == "left")
+    right = csa.where(key["side"] == "right")
+    grp = [key["m"], key["level"], key["slice"]]
+    lsum = left.groupby(grp).transform("max")
+    rsum = right.groupby(grp).transform("max")
+    mean = (lsum + rsum) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ai = (lsum - rsum).abs() / mean
+    return ai.where(mean > 0)
 
 
 def measure_labels(
@@ -102,16 +204,29 @@ def measure_labels(
     levels: Mapping[str, tuple[int, int]] | None = None,
     case_id: str = "",
     per_slice: bool = True,
+    *,
+    water: sitk.Image | None = None,
+    fat: sitk.Image | None = None,
+    fat_method: str = "auto",
+    erode_px: int = 0,
+    noise_floor: float | None = None,
+    goutallier_thresholds: tuple[float, ...] = GOUTALLIER_FF_THRESHOLDS,
 ) -> pd.DataFrame:
     """Measure every named label: per slice, per level (if ``levels`` given) and for the whole volume.
 
     ``csa_cm2`` of a level (or ``all``) is the mean area over the slices where the structure is
     present; ``volume_cm3`` is the voxel count × voxel volume; ``mean_intensity`` is the mean of
-    ``image`` inside the structure (NaN without an image).
+    ``image`` (else of water + fat) inside the structure. Fat fraction: ``fat_method`` "auto" =
+    Dixon when ``water`` and ``fat`` are given, else the linear model on ``image``, else none.
     """
     check_axial(labels, "label map")
     if image is not None:
         check_same_grid(image, labels, "image", "label map")
+    for other, nm in ((water, "water image"), (fat, "fat image")):
+        if other is not None:
+            check_same_grid(other, labels, nm, "label map")
+    if (water is None) != (fat is None):
+        raise ValueError("Dixon fat fraction needs both water and fat images (got only one)")
     lab = sitk.GetArrayViewFromImage(labels)
     if not np.issubdtype(lab.dtype, np.integer):
         raw = sitk.GetArrayFromImage(labels)
@@ -119,8 +234,12 @@ def measure_labels(
             raise ValueError("label map: values must be integers (is this an image rather than a label map?)")
         lab = raw.astype(np.int32)
     img = sitk.GetArrayViewFromImage(image).astype(np.float64) if image is not None else None
-    if img is not None and np.isnan(img).any():
-        raise ValueError("image: contains NaN voxels; fill or mask them before measuring")
+    w = sitk.GetArrayFromImage(water).astype(np.float32) if water is not None else None
+    f = sitk.GetArrayFromImage(fat).astype(np.float32) if fat is not None else None
+    for arr, nm in ((img, "image"), (w, "water image"), (f, "fat image")):
+        if arr is not None and np.isnan(arr).any():
+            raise ValueError(f"{nm}: contains NaN voxels; fill or mask them before measuring")
+    intensity = img if img is not None else ((w + f).astype(np.float64) if w is not None else None)
     sx, sy, sz = labels.GetSpacing()
     area_cm2 = sx * sy / 100.0
     vox_cm3 = sx * sy * sz / 1000.0
@@ -132,24 +251,40 @@ def measure_labels(
                 f"level {level}: slice range [{k0}, {k1}] outside the volume's 0..{n_slices - 1}"
             )
         slice_level[k0 : k1 + 1] = level
+    ffmap, method, _refs = _fat_map(lab, label_names, w, f, img, fat_method, (sy, sx), noise_floor)
 
     rows: list[dict] = []
     for value, name in sorted(label_names.items()):
         mask = lab == int(value)
         counts = mask.reshape(n_slices, -1).sum(axis=1)
         sums = (
-            np.where(mask, img, 0.0).reshape(n_slices, -1).sum(axis=1)
-            if img is not None
-            else np.zeros(n_slices)
+            np.where(mask, intensity, 0.0).reshape(n_slices, -1).sum(axis=1)
+            if intensity is not None
+            else None
         )
-
+        ff_sums = ff_counts = None
+        if ffmap is not None:
+            core = (
+                ndi.binary_erosion(
+                    mask, np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=erode_px
+                )
+                if erode_px > 0
+                else mask
+            )
+            valid = core & np.isfinite(ffmap)
+            ff_sums = np.where(valid, ffmap, 0.0).reshape(n_slices, -1).sum(axis=1)
+            ff_counts = valid.reshape(n_slices, -1).sum(axis=1)
         ctx = {
             "case_id": case_id,
             "name": name,
             "counts": counts,
-            "sums": sums if img is not None else None,
+            "sums": sums,
             "area_cm2": area_cm2,
             "vox_cm3": vox_cm3,
+            "ff_sums": ff_sums,
+            "ff_counts": ff_counts,
+            "fat_method": method,
+            "thresholds": goutallier_thresholds,
         }
         all_slices = np.ones(n_slices, dtype=bool)
         rows.append(_row(ctx, "all", None, all_slices))
@@ -167,4 +302,5 @@ def measure_labels(
             table[col] = np.nan
     table["fat_method"] = table["fat_method"].astype(object).where(table["fat_method"].notna(), "none")
     table["slice"] = table["slice"].astype("Int64")
+    table["asymmetry_index"] = _asymmetry(table).astype(float) if len(table) else np.nan
     return table[list(MEASUREMENT_COLUMNS)]

@@ -1,0 +1,97 @@
+"""Fat fraction maps: Dixon F/(F+W) with a noise floor, and a linear signal model for T1/T2 (fat bright).
+
+Dixon: FF = F / (F + W) per voxel; where F + W is below the noise floor (air, cortical bone) the
+ratio is pure noise (magnitude images push it towards 50 %), so those voxels are left out (NaN).
+Non-Dixon: the linear two-reference model FF = (S − S_lean) / (S_fat − S_lean), clipped to 0–1,
+with both references estimated from the image itself: S_lean = the mode of the signal inside the
+muscles, S_fat = the median of the bright (fat) class in a band of subcutaneous tissue around
+them. Unlike Otsu inside the muscle (which always splits the histogram and reports 9–25 % "fat"
+in lean muscle), it gives ≈ 0 for lean muscle; it is validated against Dixon on an in-phase
+image synthesised as F + W (tests: within 5 pp on the real TUM01 case).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def noise_floor(signal: np.ndarray) -> float:
+    """Signal level below which a voxel is background: 3 × the median of the darkest 20 % of voxels,
+    and at least 5 % of the 99th percentile (robust when the volume has no air)."""
+    flat = signal[np.isfinite(signal)].ravel()
+    if flat.size == 0:
+        return 0.0
+    if flat.size > 2_000_000:
+        flat = flat[:: flat.size // 1_000_000]
+    p20, p99 = np.percentile(flat, [20, 99])
+    dark = flat[flat <= p20]
+    return float(max(3.0 * np.median(dark) if dark.size else 0.0, 0.05 * p99))
+
+
+def dixon_ff(water: np.ndarray, fat: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """Voxel-wise F/(F+W) (0–1, float32); NaN below the noise floor (estimated when ``floor`` is None)."""
+    w = np.clip(water.astype(np.float32), 0, None)
+    f = np.clip(fat.astype(np.float32), 0, None)
+    s = w + f
+    if floor is None:
+        floor = noise_floor(s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ff = np.where(s > floor, f / np.where(s > 0, s, 1), np.nan).astype(np.float32)
+    return ff
+
+
+def _mode(values: np.ndarray, bins: int = 64) -> float:
+    """Histogram mode (smoothed), robust to the fatty tail."""
+    lo, hi = np.percentile(values, [1, 99])
+    if hi <= lo:
+        return float(lo)
+    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    hist = ndi.gaussian_filter1d(hist.astype(float), 1.5)
+    b = int(np.argmax(hist))
+    return float(0.5 * (edges[b] + edges[b + 1]))
+
+
+def linear_references(
+    image: np.ndarray, muscle: np.ndarray, band_mm: float = 30.0, spacing_ji: tuple[float, float] = (1.0, 1.0)
+) -> tuple[float, float]:
+    """(S_lean, S_fat) estimated from the image: lean = mode inside ``muscle`` (eroded 1 voxel in-plane),
+    fat = median of the bright class (above the midpoint lean↔99th percentile) in a band around the muscles."""
+    if not muscle.any():
+        raise ValueError("linear fat model: no muscle voxels to estimate the lean-muscle reference from")
+    inner = ndi.binary_erosion(muscle, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
+    vals = image[inner if inner.sum() > 50 else muscle]
+    lean = _mode(vals)
+    r = max(1, round(band_mm / min(spacing_ji)))
+    # in-plane dilation by r voxels (separable box, cheap)
+    band = ndi.maximum_filter(muscle, size=(1, 2 * r + 1, 2 * r + 1)) & ~muscle
+    bvals = image[band]
+    if bvals.size < 50:
+        raise ValueError(
+            "linear fat model: not enough tissue around the muscles to estimate the fat reference"
+        )
+    p99 = float(np.percentile(bvals, 99))
+    bright = bvals[bvals > 0.5 * (lean + p99)]
+    if bright.size < 20 or p99 <= lean:
+        raise ValueError(
+            "linear fat model: no bright (fat) tissue found around the muscles; is this a fat-bright T1/T2 image?"
+        )
+    fat_ref = float(np.median(bright))
+    return lean, fat_ref
+
+
+def linear_ff(image: np.ndarray, lean: float, fat_ref: float) -> np.ndarray:
+    """FF = (S − lean)/(fat − lean), clipped to 0–1 (float32)."""
+    if fat_ref <= lean:
+        raise ValueError(
+            f"linear fat model: fat reference {fat_ref:.1f} is not above the lean reference {lean:.1f}"
+        )
+    return np.clip((image.astype(np.float32) - lean) / (fat_ref - lean), 0.0, 1.0)
+
+
+def erode_inplane(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """Erode a (K, J, I) mask slice by slice (4-neighbourhood), to drop partial-volume edge voxels."""
+    if iterations <= 0:
+        return mask
+    st = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)
+    return ndi.binary_erosion(mask, structure=st, iterations=iterations)

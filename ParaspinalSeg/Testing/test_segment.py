@@ -1,0 +1,185 @@
+"""segment(): accuracy on a synthetic Dixon volume with known truth, re-running one level, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import synthetic_dixon as sd
+
+from ParaspinalSegLib import io as segio
+from ParaspinalSegLib.levels import levels_from_landmarks, ranges_from_centres
+from ParaspinalSegLib.markups import MarkupPoint, read_points, write_points
+from ParaspinalSegLib.segment import segment
+from ParaspinalSegLib.structures import BY_NAME
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
+
+
+@pytest.fixture(scope="module")
+def case():
+    water, fat, truth = sd.make()
+    return water, fat, truth, sd.seed_points(truth)
+
+
+def test_synthetic_dixon_dice_and_no_overlap(case) -> None:
+    water, fat, truth, pts = case
+    r = segment({"water": water, "fat": fat}, pts)
+    out, t = sitk.GetArrayFromImage(r.labels), sitk.GetArrayFromImage(truth)
+    for name in ("multifidus_left", "multifidus_right", "erector_spinae_left", "erector_spinae_right"):
+        v = BY_NAME[name].value
+        assert dice(out == v, t == v) > 0.95, name
+    assert set(np.unique(out)) <= {0, 1, 2, 3, 4}  # one value per voxel: never overlapping
+    assert r.labels.GetOrigin() == fat.GetOrigin()
+    assert r.label_names == {
+        1: "multifidus_left",
+        2: "multifidus_right",
+        3: "erector_spinae_left",
+        4: "erector_spinae_right",
+    }
+
+
+def test_single_t1_like_image(case) -> None:
+    water, fat, truth, pts = case
+    t1 = sitk.Add(water, sitk.Multiply(fat, 2.5))  # T1-like: fat ~2.5x brighter than muscle
+    r = segment(t1, pts)
+    out, t = sitk.GetArrayFromImage(r.labels), sitk.GetArrayFromImage(truth)
+    assert r.info["mode"] == "single"
+    for v in (1, 2, 3, 4):
+        assert dice(out == v, t == v) > 0.9
+
+
+def test_subset_of_structures_and_painted_seeds(case) -> None:
+    water, fat, truth, pts = case
+    r = segment({"water": water, "fat": fat}, pts, structures=["multifidus_left"])
+    out, t = sitk.GetArrayFromImage(r.labels), sitk.GetArrayFromImage(truth)
+    assert set(np.unique(out)) == {0, 1}
+    # without its neighbours seeded, the multifidus must still not swallow the erector (fat fascia)
+    assert dice(out == 1, t == 1) > 0.85
+    painted = np.zeros(t.shape, np.uint8)
+    painted[4][t[4] == 2] = 2  # one painted slice of multifidus_right
+    r2 = segment({"water": water, "fat": fat}, painted)
+    o2 = sitk.GetArrayFromImage(r2.labels)
+    assert dice(o2[4] == 2, t[4] == 2) > 0.93  # the painted slice is kept
+    assert dice(o2 == 2, t == 2) > 0.85  # and grown through the other slices without competitors
+
+
+def test_only_level_recomputes_only_its_slices(case) -> None:
+    water, fat, _truth, pts = case
+    tagged = [
+        MarkupPoint(
+            p.label,
+            p.position_lps,
+            "L3" if fat.TransformPhysicalPointToIndex(p.position_lps)[2] < 4 else "L4",
+        )
+        for p in pts
+    ]
+    full = segment({"water": water, "fat": fat}, tagged)
+    assert full.levels == {"L3": (0, 4), "L4": (5, 7)}  # seeds on k=2 and 6: the midpoint slice goes to L3
+    prev = sitk.GetArrayFromImage(full.labels).copy()
+    prev[6, 10:20, 10:20] = 7  # a marker that re-running L3 must keep and re-running L4 must clear
+    again = segment({"water": water, "fat": fat}, tagged, only_level="L3", previous=prev)
+    a = sitk.GetArrayFromImage(again.labels)
+    assert (a[6, 10:20, 10:20] == 7).all()
+    f5 = sitk.GetArrayFromImage(full.labels)[:5]
+    for v in (1, 2, 3, 4):  # the full run also sees L4's seeds, so equal up to the boundary voxels
+        assert dice(a[:5] == v, f5 == v) > 0.97
+    again4 = segment({"water": water, "fat": fat}, tagged, only_level="L4", previous=prev)
+    assert not (sitk.GetArrayFromImage(again4.labels)[6] == 7).any()
+    with pytest.raises(KeyError, match="L5"):
+        segment({"water": water, "fat": fat}, tagged, only_level="L5", previous=prev)
+
+
+def test_levels_from_landmarks(case) -> None:
+    _, fat, _, _ = case
+    pts = [
+        MarkupPoint("L3", np.array(fat.TransformIndexToPhysicalPoint((80, 30, 1))), ""),
+        MarkupPoint("L4", np.array(fat.TransformIndexToPhysicalPoint((80, 30, 5))), ""),
+    ]
+    assert levels_from_landmarks(pts, fat) == {"L3": (0, 3), "L4": (4, 7)}
+    assert ranges_from_centres({"L2": 4, "L3": 11, "L4": 18, "L5": 25}, 29) == {
+        "L2": (0, 7),
+        "L3": (8, 14),
+        "L4": (15, 21),
+        "L5": (22, 28),
+    }
+    with pytest.raises(ValueError, match="X9"):
+        levels_from_landmarks([MarkupPoint("X9", np.zeros(3), "")], fat)
+
+
+def test_bad_input_messages(case, tmp_path) -> None:
+    water, fat, _truth, pts = case
+    shifted = sitk.Image(water)
+    shifted.SetOrigin((0.0, 0.0, 0.0))
+    with pytest.raises(
+        ValueError, match=r"water image and fat image are not on the same voxel grid.*origin.*assume-same-grid"
+    ):
+        segment({"water": shifted, "fat": fat}, pts)
+    ok = segment({"water": shifted, "fat": fat}, pts, assume_same_grid=True)
+    assert any("water image grid differs" in n for n in ok.info["notes"])
+    outside = [*pts, MarkupPoint("psoas_left", np.array([500.0, 0.0, 110.0]), "L3")]
+    with pytest.raises(ValueError, match=r"psoas_left \(level L3\).*outside the image"):
+        segment({"water": water, "fat": fat}, outside)
+    air = [*pts, MarkupPoint("psoas_left", np.array(fat.TransformIndexToPhysicalPoint((2, 2, 3))), "")]
+    with pytest.raises(ValueError, match=r"psoas_left.*air"):
+        segment({"water": water, "fat": fat}, air)
+    with pytest.raises(ValueError, match="quadratus_lumborum_left was requested but has no seed"):
+        segment({"water": water, "fat": fat}, pts, structures=["multifidus_left", "quadratus_lumborum_left"])
+    with pytest.raises(KeyError, match="'liver'"):
+        segment({"water": water, "fat": fat}, [MarkupPoint("liver", pts[0].position_lps, "")])
+    nan = sitk.GetArrayFromImage(fat)
+    nan[2, 5, 5] = np.nan
+    nan_img = sitk.GetImageFromArray(nan)
+    nan_img.CopyInformation(fat)
+    with pytest.raises(ValueError, match="fat image: 1 voxels are NaN"):
+        segment({"water": water, "fat": nan_img}, pts)
+    with pytest.raises(ValueError, match="2D"):
+        segment(fat[:, :, 3], pts)
+    with pytest.raises(ValueError, match="single-slice"):
+        segment(fat[:, :, 3:4], pts)
+    oblique = sitk.Image(fat)
+    c, s = np.cos(np.radians(50)), np.sin(np.radians(50))
+    oblique.SetDirection((1, 0, 0, 0, c, -s, 0, s, c))
+    with pytest.raises(ValueError, match="oblique"):
+        segment(oblique, pts)
+    with pytest.raises(ValueError, match="at least one point"):
+        segment({"water": water, "fat": fat}, [])
+
+
+def test_permuted_volume_is_reoriented(case) -> None:
+    water, fat, truth, pts = case
+    flipped = [
+        sitk.Flip(im, [True, True, False]) for im in (water, fat)
+    ]  # RAS-like storage of the same voxels
+    r = segment({"water": flipped[0], "fat": flipped[1]}, pts)
+    back = sitk.Resample(r.labels, truth, sitk.Transform(), sitk.sitkNearestNeighbor)
+    out, t = sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(truth)
+    assert dice(out == 1, t == 1) > 0.95
+
+
+def test_huge_volume_refused(tmp_path, monkeypatch) -> None:
+    water, _, _ = sd.make(n_slices=4)
+    path = tmp_path / "big.nii.gz"
+    sitk.WriteImage(water, str(path))
+    monkeypatch.setattr(segio, "MAX_VOXELS", 10_000)  # the real limit, scaled down to a test-sized file
+    with pytest.raises(ValueError, match=r"big\.nii\.gz has 70,400 voxels.*crop"):
+        segio.read_volume(path, "image")
+
+
+def test_labels_json_and_points_roundtrip(case, tmp_path) -> None:
+    _, _fat, _truth, pts = case
+    p = segio.write_labels_json(tmp_path / "labels.json", {1: "multifidus_left"}, {"L3": (0, 3)})
+    doc = json.loads(p.read_text())
+    assert doc == {"labels": {"1": "multifidus_left"}, "levels": {"L3": [0, 3]}}
+    assert segio.read_labels_json(p) == ({1: "multifidus_left"}, {"L3": (0, 3)})
+    (tmp_path / "plain.json").write_text('{"2": "multifidus_right"}')
+    assert segio.read_labels_json(tmp_path / "plain.json") == ({2: "multifidus_right"}, {})
+    write_points(
+        tmp_path / "s.mrk.json", [(q.label, q.position_lps, "L3") for q in pts], coordinate_system="RAS"
+    )
+    back = read_points(tmp_path / "s.mrk.json")
+    np.testing.assert_allclose(back[0].position_lps, pts[0].position_lps, atol=1e-5)
