@@ -125,9 +125,20 @@ def test_cli(tmp_path, capsys):
     cmds = {"randomize": "TrialAnalysisLib.randomization_cli:add_cli"}
     out = tmp_path / "alloc" / "allocation.csv"
     rc = run_cli("trial-analysis", "", cmds,
-                 ["randomize", "--centres", "C1", "C2", "--per-stratum", "12", "--seed", "9", "--out", str(out)])  # fmt: skip
+                 ["randomize", "--centres", "C1..C2", "--per-stratum", "12", "--seed", "9", "--out", str(out)])  # fmt: skip
     assert rc == 0
     t = pd.read_csv(out)
     assert set(t["stratum"]) == {"C1-F", "C1-M", "C2-F", "C2-M"}
     assert sha256_of_table(t) == (out.parent / "allocation.sha256").read_text().split()[0]
     assert "seed: 9" in capsys.readouterr().out
+
+
+def test_centre_range_notation():
+    from TrialAnalysisLib.randomization_cli import expand_codes
+
+    assert expand_codes(["C1..C5"]) == ["C1", "C2", "C3", "C4", "C5"]
+    assert expand_codes(["C1-C3"]) == ["C1", "C2", "C3"]
+    assert expand_codes(["C1", "C7"]) == ["C1", "C7"]
+    assert expand_codes(["A,B"]) == ["A", "B"]
+    with pytest.raises(ValueError, match="duplicate"):
+        expand_codes(["C1..C2", "C2"])

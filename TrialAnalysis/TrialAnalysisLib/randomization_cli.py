@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+
+
+def expand_codes(tokens: list[str]) -> list[str]:
+    """Expand range notation 'C1..C5' (or 'C1-C5') to C1 C2 C3 C4 C5; other tokens pass through."""
+    out: list[str] = []
+    for tok in tokens:
+        for part in tok.split(","):
+            m = re.fullmatch(r"([A-Za-z_]*)(\d+)(?:\.\.|-)\1?(\d+)", part.strip())
+            if m:
+                prefix, a, b = m.group(1), int(m.group(2)), int(m.group(3))
+                if b < a:
+                    raise ValueError(f"--centres {part}: range end before start")
+                out += [f"{prefix}{i}" for i in range(a, b + 1)]
+            elif part.strip():
+                out.append(part.strip())
+    if len(set(out)) != len(out):
+        raise ValueError(f"--centres: duplicate codes in {out}")
+    return out
 
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -36,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = block_randomization(
         args.per_stratum,
-        strata={"centre": args.centres, "sex": args.sexes},
+        strata={"centre": expand_codes(args.centres), "sex": args.sexes},
         block_sizes=args.block_sizes,
         ratio=args.ratio,
         seed=args.seed,
