@@ -19,32 +19,43 @@ from scipy import stats
 from TrialAnalysisLib.design import is_categorical
 
 
-def _predictors(df: pd.DataFrame, exclude: str) -> np.ndarray:
-    parts = [np.ones((len(df), 1))]
+def _encode(df: pd.DataFrame) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """Numeric matrix of ``df`` (factor columns as dummies) and each column's positions in it."""
+    parts, pos, k = [], {}, 0
     for c in df.columns:
-        if c == exclude:
-            continue
         s = df[c]
         if is_categorical(s):
             levs = sorted(pd.unique(s.dropna()), key=str)
-            parts += [(s == lv).to_numpy(dtype=float)[:, None] for lv in levs[1:]]
+            block = (
+                np.column_stack([(s == lv).to_numpy(dtype=float) for lv in levs[1:]])
+                if len(levs) > 1
+                else None
+            )
+            if block is None:
+                pos[c] = []
+                continue
         else:
-            parts.append(s.to_numpy(dtype=float)[:, None])
-    return np.hstack(parts)
+            block = pd.to_numeric(s).to_numpy(dtype=float, na_value=np.nan)[:, None]
+        parts.append(block)
+        pos[c] = list(range(k, k + block.shape[1]))
+        k += block.shape[1]
+    return np.hstack(parts) if parts else np.zeros((len(df), 0)), pos
 
 
-def _draw_beta(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior draw (beta*, sigma*) of a normal linear model with a small ridge, as mice.norm does."""
+def _draw_beta(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(beta_hat, posterior draw beta*, sigma*) of a normal linear model with a small ridge, as mice.norm does."""
     xtx = x.T @ x
     xtx += np.eye(len(xtx)) * 1e-5 * np.maximum(np.diag(xtx), 1e-8)
     inv = np.linalg.inv(xtx)
-    bhat = inv @ x.T @ y
+    bhat = inv @ (x.T @ y)
     resid = y - x @ bhat
     dfree = max(len(y) - x.shape[1], 1)
-    sigma = np.sqrt(resid @ resid / rng.chisquare(dfree))
+    sigma = float(np.sqrt(resid @ resid / rng.chisquare(dfree)))
     chol = np.linalg.cholesky((inv + inv.T) / 2)
     bstar = bhat + sigma * chol @ rng.standard_normal(len(bhat))
-    return bhat, np.concatenate([bstar, [sigma]])
+    return bhat, bstar, sigma
 
 
 def mice(
@@ -71,19 +82,21 @@ def mice(
     out = []
     for _ in range(m):
         cur = df.copy()
-        for c, mk in miss.items():  # initial fill: random draws from observed values
+        for c, mk in miss.items():  # initial fill: random draws from observed values (factors stay at it)
             obs = df.loc[~mk, c].to_numpy()
             cur.loc[mk, c] = rng.choice(obs, size=int(mk.sum()))
-        iters = n_iter if num_targets else 0
-        for _ in range(iters):
+        mat, pos = _encode(cur)
+        ones = np.ones((len(cur), 1))
+        for _ in range(n_iter if num_targets else 0):
             for c in num_targets:
                 mk = miss[c]
-                x = _predictors(cur, c)
-                y = cur[c].to_numpy(dtype=float)
-                bhat, draw = _draw_beta(x[~mk], y[~mk], rng)
-                bstar, sigma = draw[:-1], draw[-1]
+                j = pos[c][0]
+                others = np.delete(mat, j, axis=1)
+                x = np.hstack([ones, others])
+                y = mat[:, j]
+                bhat, bstar, sigma = _draw_beta(x[~mk], y[~mk], rng)
                 if method == "norm":
-                    cur.loc[mk, c] = x[mk] @ bstar + sigma * rng.standard_normal(int(mk.sum()))
+                    mat[mk, j] = x[mk] @ bstar + sigma * rng.standard_normal(int(mk.sum()))
                 else:
                     yhat_obs = x[~mk] @ bhat
                     yhat_mis = x[mk] @ bstar
@@ -92,7 +105,9 @@ def mice(
                     k = min(donors, len(yobs))
                     idx = np.argpartition(dist, k - 1, axis=1)[:, :k]
                     pick = idx[np.arange(len(idx)), rng.integers(0, k, size=len(idx))]
-                    cur.loc[mk, c] = yobs[pick]
+                    mat[mk, j] = yobs[pick]
+        for c in num_targets:
+            cur[c] = mat[:, pos[c][0]]
         out.append(cur)
     return out
 
