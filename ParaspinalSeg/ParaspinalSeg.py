@@ -215,10 +215,14 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             raise ValueError("no volume selected (or the volume has no image data)")
         if volumeNode.GetParentTransformNode() is not None:
             raise ValueError(f"volume '{volumeNode.GetName()}' is under a transform; harden it first")
-        m = vtk.vtkMatrix4x4()
-        volumeNode.GetIJKToRASMatrix(m)
-        ijkToRas = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
-        return geometry.image_from_array(slicer.util.arrayFromVolume(volumeNode).copy(), ijkToRas)
+        directions = np.zeros((3, 3))
+        volumeNode.GetIJKToRASDirections(directions)
+        return geometry.image_from_parts(
+            slicer.util.arrayFromVolume(volumeNode).copy(),
+            np.array(volumeNode.GetSpacing()),
+            np.array(volumeNode.GetOrigin()),
+            directions,
+        )
 
     @staticmethod
     def imageToVolume(image, volumeNode=None, name="Volume", labelmap=False):
@@ -256,6 +260,11 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
                     f"could not export segmentation '{segmentationNode.GetName()}' to a label map"
                 )
             labels = self.volumeToImage(labelNode)
+            reference = self.volumeToImage(referenceVolume)
+            # Exported on the reference grid: carry its exact geometry (the export re-derives it with
+            # rounding noise that would make downstream resampling differ from the volume's own grid).
+            measure.check_same_grid(reference, labels, referenceVolume.GetName(), segmentationNode.GetName())
+            labels.CopyInformation(reference)
         finally:
             slicer.mrmlScene.RemoveNode(labelNode)
         names = {i + 1: canonicalName(segmentation.GetSegment(sid).GetName()) for i, sid in enumerate(ids)}

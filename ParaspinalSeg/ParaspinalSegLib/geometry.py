@@ -17,14 +17,25 @@ def image_from_array(array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> sitk.Imag
     m = np.asarray(ijk_to_ras, dtype=float)
     if m.shape != (4, 4):
         raise ValueError(f"ijk_to_ras must be a 4x4 matrix, got shape {m.shape}")
-    ijk_to_lps = _LPS_FROM_RAS @ m[:3, :3]
-    spacing = np.linalg.norm(ijk_to_lps, axis=0)
+    spacing = np.linalg.norm(m[:3, :3], axis=0)
     if np.any(spacing <= 0):
         raise ValueError("ijk_to_ras has a zero-length axis")
+    return image_from_parts(array_kji, spacing, m[:3, 3], m[:3, :3] / spacing)
+
+
+def image_from_parts(
+    array_kji: np.ndarray, spacing: np.ndarray, origin_ras: np.ndarray, directions_ras: np.ndarray
+) -> sitk.Image:
+    """SimpleITK image from Slicer's separately stored spacing, RAS origin and IJK→RAS directions.
+
+    Spacing is rounded to 1e-9 mm: Slicer's NIfTI reader derives spacing from the sform with 1e-16
+    noise (0.9375000000000001), and pyradiomics' resampling sizes its grid with ceil(extent/spacing),
+    so 256 × 0.9375000000000001 mm gives one more column than the file read by SimpleITK.
+    """
     image = sitk.GetImageFromArray(np.ascontiguousarray(array_kji))
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetDirection([float(v) for v in (ijk_to_lps / spacing).ravel()])
-    image.SetOrigin([float(v) for v in _LPS_FROM_RAS @ m[:3, 3]])
+    image.SetSpacing([round(float(s), 9) for s in spacing])
+    image.SetDirection([float(v) for v in (_LPS_FROM_RAS @ np.asarray(directions_ras, dtype=float)).ravel()])
+    image.SetOrigin([float(v) for v in _LPS_FROM_RAS @ np.asarray(origin_ras, dtype=float)])
     return image
 
 

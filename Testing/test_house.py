@@ -1,0 +1,164 @@
+"""Static checks of the extension's house rules (run by ``make test``; no Slicer needed).
+
+- every widget name a module's Python uses (``self.ui.<name>``) exists in its ``.ui`` file;
+- every Python file and resource of a module is listed in its CMakeLists.txt, and every listed file exists;
+- ``<M>Lib`` never imports slicer/qt/ctk/vtk nor another module's Lib (modules exchange files/DataFrames);
+- module metadata is real (title, category, contributors, help), the four classes exist, files stay small;
+- icons are 128×128 PNG; runtime dependencies are pinned; the code is ruff-clean.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import struct
+import subprocess
+import sys
+import tomllib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULES = ("ParaspinalSeg", "ParaspinalRadiomics", "LBPRiskModel", "TrialAnalysis")
+LIBS = {f"{m}Lib" for m in MODULES}
+sys.path.insert(0, str(REPO / "Testing" / "tools"))
+import update_cmake_lists  # noqa: E402
+
+
+def _ui_names(module: str) -> set[str]:
+    tree = ET.parse(REPO / module / "Resources" / "UI" / f"{module}.ui")
+    return {w.get("name") for w in tree.iter() if w.tag in ("widget", "layout") and w.get("name")}
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_widget_names_exist_in_ui(module: str) -> None:
+    source = (REPO / module / f"{module}.py").read_text(encoding="utf-8")
+    used = set(re.findall(r"self\.ui\.(\w+)", source))
+    missing = used - _ui_names(module)
+    assert not missing, f"{module}.py uses widgets missing from {module}.ui: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_parameter_names_bound_in_ui_exist_in_parameter_node(module: str) -> None:
+    """Every SlicerParameterName in the .ui is a field of the module's parameter node class."""
+    tree = ET.parse(REPO / module / "Resources" / "UI" / f"{module}.ui")
+    bound = {
+        prop.find("string").text
+        for prop in tree.iter("property")
+        if prop.get("name") == "SlicerParameterName" and prop.find("string") is not None
+    }
+    source = ast.parse((REPO / module / f"{module}.py").read_text(encoding="utf-8"))
+    fields: set[str] = set()
+    for node in ast.walk(source):
+        if isinstance(node, ast.ClassDef) and node.name == f"{module}ParameterNode":
+            fields = {
+                s.target.id
+                for s in node.body
+                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+            }
+    assert fields, f"{module}.py has no {module}ParameterNode class"
+    assert bound <= fields, f"{module}.ui binds unknown parameters {sorted(bound - fields)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_cmake_lists_every_file(module: str) -> None:
+    cmake = (REPO / module / "CMakeLists.txt").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\s+([\w./-]+\.\w+)\s*$", cmake, flags=re.M))
+    scripts, resources = update_cmake_lists.module_files(module)
+    missing = sorted(set(scripts + resources) - listed)
+    assert not missing, f"{module}/CMakeLists.txt does not list {missing} (run `make cmake-lists`)"
+    absent = sorted(p for p in listed if not (REPO / module / p).exists())
+    assert not absent, f"{module}/CMakeLists.txt lists files that do not exist: {absent}"
+    assert "slicerMacroBuildScriptedModule" in cmake and "WITH_GENERIC_TESTS" in cmake
+    assert "slicer_add_python_unittest" in cmake
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_lib_is_plain_python(module: str) -> None:
+    forbidden = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "__main__"} | (LIBS - {f"{module}Lib"})
+    offenders = {}
+    for path in sorted((REPO / module / f"{module}Lib").rglob("*.py")):
+        bad = _imports(path) & forbidden
+        if bad:
+            offenders[str(path.relative_to(REPO))] = sorted(bad)
+    assert not offenders, f"Lib imports Slicer/Qt/VTK or another module's Lib: {offenders}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_file_structure(module: str) -> None:
+    path = REPO / module / f"{module}.py"
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    expected = {module, f"{module}Widget", f"{module}Logic", f"{module}Test"}
+    assert expected <= classes, f"{module}.py lacks {sorted(expected - classes)}"
+    n_lines = source.count("\n")
+    assert n_lines <= 650, f"{module}.py has {n_lines} lines; move work into {module}Lib"
+    for field in ("title", "categories", "contributors", "helpText", "acknowledgementText"):
+        assert re.search(rf"self\.parent\.{field} = ", source), f"{module}.py does not set parent.{field}"
+    assert "slicer.util.loadUI" in source and "connectGui" in source
+    assert "errorDisplay" not in source.split(f"class {module}Logic")[1].split(f"class {module}Test")[0], (
+        f"{module}Logic must raise exceptions, not show popups"
+    )
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_icon_is_128_png(module: str) -> None:
+    data = (REPO / module / "Resources" / "Icons" / f"{module}.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (128, 128)
+
+
+def test_dependencies_pinned() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    deps = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    unpinned = [d for d in deps if "==" not in d]
+    assert not unpinned, f"unpinned dependencies: {unpinned}"
+    numpy = next(d for d in project["dependencies"] if d.startswith("numpy=="))
+    major, minor = (int(x) for x in numpy.split("==")[1].split(".")[:2])
+    assert (major, minor) < (2, 5), "numpy must stay < 2.5 (pyradiomics shape features turn complex)"
+    for lib in LIBS:
+        assert any(v.startswith(f"{lib}.cli:") for v in project["scripts"].values()), (
+            f"no console script for {lib}"
+        )
+
+
+def test_extension_metadata() -> None:
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    for key in (
+        "EXTENSION_HOMEPAGE",
+        "EXTENSION_CONTRIBUTORS",
+        "EXTENSION_DESCRIPTION",
+        "EXTENSION_ICONURL",
+        "EXTENSION_SCREENSHOTURLS",
+        "EXTENSION_DEPENDS",
+    ):
+        assert re.search(rf'set\({key} "[^"]+"\)', cmake), f"top-level CMakeLists.txt lacks {key}"
+    assert "project(ParaspinalLBP)" in cmake and "find_package(Slicer REQUIRED)" in cmake
+    for module in MODULES:
+        assert f"add_subdirectory({module})" in cmake
+    import json
+
+    entry = json.loads((REPO / "ParaspinalLBP.json").read_text(encoding="utf-8"))
+    assert {"$schema", "category", "scm_url", "scm_revision", "tier"} <= entry.keys()
+
+
+def test_ruff_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--quiet", str(REPO)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
