@@ -121,7 +121,7 @@ def simulate_trial(
         write_table(df, name, out)
     allocation.to_csv(out / "allocation.csv")
     write_data_dictionary(out)
-    _write_truth(out, truth, n, seed, allocation, scores, base, observed)
+    _write_truth(out, truth, n, seed, allocation, scores, base, observed, ff_l45)
     if with_mri:
         from TrialAnalysisLib.simulate_mri import render_cohort
 
@@ -150,7 +150,8 @@ def _mf_ref(sex: str) -> float:
 
 
 def _write_truth(out: Path, truth: TruthParams, n: int, seed: int, allocation: Any, scores: dict, base: pd.DataFrame,
-                 observed: np.ndarray) -> None:  # fmt: skip
+                 observed: np.ndarray, ff_l45: np.ndarray) -> None:  # fmt: skip
+    ex = (base["arm"] == "exercise").to_numpy()
     change = scores["odi"][:, -1] - base["odi_baseline"].to_numpy(float)
     sd_total = math.sqrt(truth.random_intercept_sd**2 + truth.residual_sd**2)
     corr = {f"lag{k}": round((truth.random_intercept_sd**2 + truth.residual_sd**2 * truth.ar1_rho**k) / sd_total**2, 4)
@@ -215,7 +216,12 @@ def _write_truth(out: Path, truth: TruthParams, n: int, seed: int, allocation: A
         "visit_day_nominal": VISIT_DAY,
         "realised": {"mean_odi_change_12m_exercise": round(float(np.mean(change[base["arm"] == "exercise"])), 3),
                      "mean_odi_change_12m_control": round(float(np.mean(change[base["arm"] == "control"])), 3),
-                     "note": "complete-data means before missingness"},
+                     "difference_odi_change_12m": round(float(np.mean(change[ex]) - np.mean(change[~ex])), 3),
+                     "mean_multifidus_l45_ff_pct": round(float(np.mean(ff_l45)), 3),
+                     "average_planted_effect": round(truth.effect_odi_12m + truth.ff_effect_modification
+                                                     * (float(np.mean(ff_l45)) - so.FF_REFERENCE_PCT) / 10, 3),
+                     "note": "complete-data (before missingness) after rounding/clipping ODI to 0–100; "
+                             "average_planted_effect = effect averaged over this sample's FF"},
         "truth_params": dataclasses.asdict(truth),
     }  # fmt: skip
     tmp = out / "truth.json.tmp"
