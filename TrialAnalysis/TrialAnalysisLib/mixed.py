@@ -14,6 +14,7 @@ Kenward–Roger is not implemented (``df_method`` accepts "satterthwaite" or "z"
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -250,10 +251,13 @@ def mixed_model(
     model = sm.MixedLM(y, x, groups, exog_re=z)
     fit = None
     for method in (["lbfgs"], ["bfgs"], ["nm", "bfgs"]):
-        try:
-            fit = model.fit(reml=reml, method=method)
-        except (np.linalg.LinAlgError, ValueError):
-            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                fit = model.fit(reml=reml, method=method)
+            except (np.linalg.LinAlgError, ValueError):
+                continue
+        sorted({str(w.message) for w in caught})
         if fit.converged:
             break
     if fit is None:
