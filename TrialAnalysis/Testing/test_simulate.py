@@ -234,3 +234,14 @@ def test_with_mri_renders_phenotype_and_resumes(tmp_path):
     stamp = (mri_dir / "ff.nii.gz").stat().st_mtime_ns
     simulate_trial(tmp_path / "mri", n=20, seed=3, with_mri=1)  # resume: the complete case is not re-rendered
     assert (mri_dir / "ff.nii.gz").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ParaspinalSegLib.phantom_cli") is None,
+                    reason="ParaspinalSegLib phantom CLI not available yet")  # fmt: skip
+def test_phantom_failure_is_reported_with_participant(tmp_path):
+    from TrialAnalysisLib.simulate_mri import render_one, write_phantom_yaml
+
+    bad = write_phantom_yaml(tmp_path / "P0042.yaml", {"muscles": {"nope_left": {"fat_fraction": 0.1}}})
+    with pytest.raises(ChildProcessError, match=r"phantom rendering failed for P0042 .*nope_left"):
+        render_one(bad, tmp_path / "mri" / "P0042", seed=1)
+    assert not (tmp_path / "mri" / "P0042").exists()

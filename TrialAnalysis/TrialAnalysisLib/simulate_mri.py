@@ -80,7 +80,7 @@ def render_one(yaml_path: Path, out_dir: Path, seed: int) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(
+        raise ChildProcessError(
             f"phantom rendering failed for {out_dir.name} (exit {proc.returncode}): {' | '.join(tail)}"
         )
     if out_dir.exists():
