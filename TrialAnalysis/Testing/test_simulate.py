@@ -217,10 +217,10 @@ def test_phantom_yaml_from_phenotype(default):
 @pytest.mark.skipif(importlib.util.find_spec("ParaspinalSegLib.phantom_cli") is None,
                     reason="ParaspinalSegLib phantom CLI not available yet")  # fmt: skip
 def test_with_mri_renders_phenotype_and_resumes(tmp_path):
-    out = simulate_trial(tmp_path / "mri", n=20, seed=3, with_mri=1)
+    out = simulate_trial(tmp_path / "mri", n=20, seed=3, with_mri=2, mri_workers=2)
     p = pd.read_csv(out / "participants.csv", keep_default_na=False)
     cohort = p[p["has_mri"]]
-    assert len(cohort) == 1 and (cohort["mri_dir"] == "mri/" + cohort["participant_id"]).all()
+    assert len(cohort) == 2 and (cohort["mri_dir"] == "mri/" + cohort["participant_id"]).all()
     assert (p.loc[~p["has_mri"], "mri_dir"] == "").all()
     pid, mri_dir = cohort["participant_id"].iloc[0], out / cohort["mri_dir"].iloc[0]
     assert (mri_dir / "labels.nii.gz").exists() and (mri_dir / "ff.nii.gz").exists()
@@ -232,7 +232,8 @@ def test_with_mri_renders_phenotype_and_resumes(tmp_path):
         assert t["fat_fraction_pct"] == pytest.approx(min(r["fat_fraction_pct"], 70.0), abs=0.5)
         assert t["csa_cm2"] == pytest.approx(r["csa_cm2"], rel=0.15), (r["structure"], r["level"])
     stamp = (mri_dir / "ff.nii.gz").stat().st_mtime_ns
-    simulate_trial(tmp_path / "mri", n=20, seed=3, with_mri=1)  # resume: the complete case is not re-rendered
+    assert all((out / r).joinpath("labels.json").exists() for r in cohort["mri_dir"])
+    simulate_trial(tmp_path / "mri", n=20, seed=3, with_mri=2)  # resume: the complete case is not re-rendered
     assert (mri_dir / "ff.nii.gz").stat().st_mtime_ns == stamp
 
 

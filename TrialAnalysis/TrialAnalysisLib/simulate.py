@@ -76,6 +76,7 @@ def simulate_trial(
     with_mri: int = 0,
     truth: TruthParams | None = None,
     progress: bool = False,
+    mri_workers: int = 1,
     **overrides: Any,
 ) -> Path:
     """Simulate the trial into directory ``out``; ``overrides`` set TruthParams fields (e.g. effect_odi_12m=-5)."""
@@ -125,7 +126,7 @@ def simulate_trial(
     if with_mri:
         from TrialAnalysisLib.simulate_mri import render_cohort
 
-        render_cohort(out, base, phenotype, mri_ids, seed, progress=progress)
+        render_cohort(out, base, phenotype, mri_ids, seed, progress=progress, workers=mri_workers)
     return out
 
 

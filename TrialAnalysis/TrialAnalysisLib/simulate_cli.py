@@ -51,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if "recurrence_hr" in overrides and overrides["recurrence_hr"] <= 0:
         raise ValueError(f"--hr {overrides['recurrence_hr']}: a hazard ratio must be > 0")
     out = simulate_trial(
-        args.out, n=args.n, seed=args.seed, with_mri=args.with_mri, progress=True, **overrides
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        with_mri=args.with_mri,
+        progress=True,
+        mri_workers=args.mri_workers,
+        **overrides,
     )
     print(f"wrote trial dataset (n={args.n}, seed={args.seed}) to {out}")
     return 0

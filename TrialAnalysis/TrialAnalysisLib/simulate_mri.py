@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -90,23 +91,31 @@ def render_one(yaml_path: Path, out_dir: Path, seed: int) -> None:
 
 def render_cohort(
     out: Path, participants: pd.DataFrame, phenotype: pd.DataFrame, ids: Iterable[str], seed: int,
-    progress: bool = True,
+    progress: bool = True, workers: int = 1,
 ) -> list[Path]:  # fmt: skip
-    """Write ``mri/params/<pid>.yaml`` for the imaging cohort and render each not-yet-complete phantom."""
+    """Write ``mri/params/<pid>.yaml`` for the imaging cohort and render each not-yet-complete phantom.
+
+    ``workers`` > 1 runs that many phantom subprocesses at once (each case is independent, so the
+    output does not depend on it).
+    """
     from TrialAnalysisLib.simulate import derived_seed
 
     sex = dict(zip(participants["participant_id"], participants["sex"], strict=True))
-    ids = list(ids)
-    jobs = []
+    dirs, todo = [], []
     for pid in ids:
         y = write_phantom_yaml(
             out / "mri" / "params" / f"{pid}.yaml", phantom_params(phenotype, pid, sex[pid])
         )
-        jobs.append((pid, y))
-    dirs = []
-    for pid, y in tqdm(jobs, desc="phantom MRI", unit="case", disable=not progress):
         d = out / "mri" / pid
-        if not is_complete(d):
-            render_one(y, d, derived_seed(seed, "mri", pid))
         dirs.append(d)
+        if not is_complete(d):
+            todo.append((y, d, derived_seed(seed, "mri", pid)))
+    bar = tqdm(
+        total=len(dirs), initial=len(dirs) - len(todo), desc="phantom MRI", unit="case", disable=not progress
+    )
+    with bar, ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        futures = [pool.submit(render_one, *job) for job in todo]
+        for fut in as_completed(futures):
+            fut.result()
+            bar.update(1)
     return dirs
