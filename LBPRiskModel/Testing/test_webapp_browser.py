@@ -1,5 +1,5 @@
 """The calculator in real headless Chromium (Debian package, driven by Playwright's sync API):
-fill the form, submit, read the risk; switch language; an invalid value shows its message; no
+on a bundle made by the model pipeline (``export.train``): fill the form, submit, read the risk; switch language; an invalid value shows its message; no
 external request and no CSP violation; the result page screenshot goes to docs/figures/calculator.png.
 
 Chromium: ``apt-get update && apt-get install -y chromium`` (provides /usr/bin/chromium).
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_webapp_support import Server, calculator_bundle, running_server
+from test_webapp_support import Server, running_server, trained_bundle
 
 from LBPRiskModelLib.bundle import load_bundle
 
@@ -42,7 +42,7 @@ def browser_page() -> Iterator[tuple[Server, object, list[str], list[str]]]:
         pytest.skip(msg)
     from playwright.sync_api import sync_playwright
 
-    with running_server(calculator_bundle()) as server, sync_playwright() as pw:
+    with running_server(trained_bundle()) as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         context = browser.new_context(viewport={"width": 900, "height": 900}, locale="en-GB")
         page = context.new_page()
@@ -74,13 +74,12 @@ def test_fill_submit_read_risk_and_screenshot(browser_page: tuple) -> None:
     fill(page, VALUES)
     page.click("#submit")
     page.wait_for_selector("#risk-value")
-    ref = load_bundle(calculator_bundle()).predict_one(
-        {**{k: float(v) for k, v in VALUES.items()}, "sex": "M"}
-    )
+    ref = load_bundle(trained_bundle()).predict_one({**{k: float(v) for k, v in VALUES.items()}, "sex": "M"})
     assert page.inner_text("#risk-value") == f"{100 * ref.risk:.1f} %"
     assert page.inner_text("#risk-group").lower() == ref.risk_group
     assert page.locator("svg.contrib rect").count() == 5
     assert page.inner_text("#bundle-hash") == ref.bundle_hash
+    assert page.inner_text("#intended-use").startswith("Estimate, at baseline")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 20_000
@@ -107,16 +106,38 @@ def test_switch_language_keeps_result(browser_page: tuple) -> None:
 def test_invalid_value_shows_message(browser_page: tuple) -> None:
     server, page, problems, foreign = browser_page
     page.goto(server.url + "/?lang=en")
-    fill(page, {**VALUES, "odi_baseline": "95", "age": "seventy"})
+    fill(page, {**VALUES, "odi_baseline": "150", "age": "seventy"})
     page.click("#submit")
     page.wait_for_selector("#err-odi_baseline")
-    assert page.inner_text("#err-odi_baseline") == "Must be between 11 and 70."
+    assert page.inner_text("#err-odi_baseline") == "Not a valid value: must be between 0 and 100."
     assert page.inner_text("#err-age") == "Enter a number (for example 42 or 3.5)."
-    assert page.input_value("#in-odi_baseline") == "95"
+    assert page.input_value("#in-odi_baseline") == "150"
     assert page.locator("#risk-value").count() == 0
     page.click("#lang-switch")  # the messages follow the language
     page.wait_for_selector("html[lang='zh-CN']")
-    assert page.inner_text("#err-odi_baseline") == "数值必须在 11 至 70 之间。"
+    assert page.inner_text("#err-odi_baseline") == "数值无效：必须在 0 至 100 之间。"
     assert re.search(r"Oswestry功能障碍指数", page.inner_text("main"))
     page.goto(server.url + "/?lang=en")
+    assert problems == [] and foreign == []
+
+
+def test_phone_layout_print_and_model_card(browser_page: tuple) -> None:
+    """At phone width nothing overflows sideways; print hides the controls; the model card opens."""
+    server, page, problems, foreign = browser_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        page.goto(server.url + "/?lang=en")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        fill(page, VALUES)
+        page.click("#submit")
+        page.wait_for_selector("#risk-value")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.emulate_media(media="print")
+        assert not page.is_visible("#lang-switch") and page.is_visible("#risk-value")
+        page.emulate_media(media="screen")
+        page.click("main >> text=Model card")
+        page.wait_for_selector("article h2")
+        assert "logistic_regression" in page.inner_text("article")
+    finally:
+        page.set_viewport_size({"width": 900, "height": 900})
     assert problems == [] and foreign == []

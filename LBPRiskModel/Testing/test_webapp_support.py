@@ -172,6 +172,30 @@ def calculator_bundle() -> Path:
     return build_bundle(Path(tempfile.mkdtemp(prefix="lbp-webapp-")) / "bundle")
 
 
+@functools.cache
+def trained_bundle() -> Path:
+    """A bundle made by the model pipeline itself (``export.train``, quick config, logistic regression)."""
+    from LBPRiskModelLib.export import train
+    from LBPRiskModelLib.train import load_config
+
+    df = synthetic_cohort(n=200)
+    df.insert(0, "case_id", [f"P{i:04d}" for i in range(len(df))])
+    cfg = load_config(
+        quick=True,
+        overrides={
+            "families": ["logistic_regression"],
+            "optimism_bootstrap": 2,
+            "auc_bootstrap": 50,
+            "n_jobs": 1,
+        },
+    )
+    out = Path(tempfile.mkdtemp(prefix="lbp-webapp-trained-")) / "bundle"
+    train(
+        df, "outcome", cfg, out, outcome_definition="synthetic test outcome", progress=False, figures_on=False
+    )
+    return out
+
+
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now."""
     with socket.socket() as s:

@@ -236,7 +236,7 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
             warnings=[(calc.label(k, lang), v) for k, v in evaluation.warnings.items()],
             intended_use=calc.meta_text("intended_use", lang),
             disclaimer=calc.meta_text("disclaimer", lang),
-            outcome=calc.meta_text("outcome", lang) or calc.meta_text("outcome_definition", lang),
+            outcome=calc.meta_text("outcome_definition", lang) or calc.meta_text("outcome", lang),
             cutoffs=calc.cutoffs_text(lang),
             repost=_repost_items(raw),
         )
