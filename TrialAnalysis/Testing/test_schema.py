@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from TrialAnalysisLib._cli import run_cli
 from TrialAnalysisLib.schema import TABLES, data_dictionary, load_trial, validate_trial
@@ -190,3 +191,25 @@ def test_validate_cli_exit_codes(clean, tmp_path, capsys):
     assert "visits.csv line 2 (participant P0001, visit baseline)" in capsys.readouterr().out
     assert pd.read_csv(out_csv)["check"].tolist() == ["range"]
     assert run_cli("trial-analysis", "", cmds, ["validate", "--data", str(tmp_path / "nope")]) == 2
+
+
+def test_export_mapping(clean, tmp_path):
+    d = tmp_path / "export"
+    shutil.copytree(clean, d)
+    p = pd.read_csv(d / "participants.csv", dtype=str, keep_default_na=False)
+    p = p.rename(columns={"participant_id": "pid"}).assign(sex=p["sex"].map({"M": "1", "F": "2"}))
+    (d / "participants.csv").unlink()
+    p.to_csv(d / "baseline_export.csv", index=False)
+    mapping = {"participants": {"file": "baseline_export.csv", "rename": {"pid": "participant_id"},
+                                "recode": {"sex": {"1": "M", "2": "F"}}}}  # fmt: skip
+    data = load_trial(d, mapping)
+    ref = load_trial(clean)
+    pd.testing.assert_frame_equal(data.participants, ref.participants)
+    (d / "map.yaml").write_text(yaml.safe_dump(mapping))
+    assert validate_trial(d, d / "map.yaml").ok
+    with pytest.raises(FileNotFoundError, match=r"participants\.csv"):
+        load_trial(d)
+    with pytest.raises(KeyError, match="unknown table 'patients'"):
+        load_trial(d, {"patients": {}})
+    with pytest.raises(KeyError, match=r"baseline_export\.csv: mapping renames column\(s\) \['id'\]"):
+        load_trial(d, {"participants": {"file": "baseline_export.csv", "rename": {"id": "participant_id"}}})

@@ -13,6 +13,7 @@ end of the intervention (day 42) and is censored at 365 days.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,6 +203,7 @@ class TrialData:
     truth: dict[str, Any] | None = None
     directory: Path | None = None
     load_issues: list[tuple[str, str, str]] = field(default_factory=list)  # (file, column, message)
+    files: dict[str, Path] = field(default_factory=dict)  # table -> file actually read
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Present tables by name."""
@@ -296,26 +298,78 @@ def _coerce(raw: pd.Series, col: Column) -> pd.Series:
     raise ValueError(f"unknown dtype {col.dtype}")
 
 
-def load_trial(directory: str | Path) -> TrialData:
+MAPPING_KEYS = ("file", "rename", "recode")
+
+
+def read_mapping(mapping: Mapping[str, Any] | str | Path | None) -> dict[str, dict[str, Any]]:
+    """Check an export mapping (dict, or a JSON/YAML file) and return it as ``{table: {file, rename, recode}}``."""
+    if mapping is None:
+        return {}
+    source = "mapping"
+    if isinstance(mapping, (str, Path)):
+        path = Path(mapping)
+        if not path.exists():
+            raise FileNotFoundError(f"export mapping file not found: {path}")
+        import yaml  # JSON is a subset of YAML
+
+        source = path.name
+        mapping = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{source}: must map table names to {{file, rename, recode}}")
+    out: dict[str, dict[str, Any]] = {}
+    for table, spec in mapping.items():
+        if table not in TABLES:
+            raise KeyError(f"{source}: unknown table {table!r}; known: {', '.join(TABLES)}")
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{source}: entry {table!r} must be a mapping with keys {MAPPING_KEYS}")
+        bad = sorted(set(spec) - set(MAPPING_KEYS))
+        if bad:
+            raise KeyError(f"{source}: {table}: unknown key(s) {bad}; allowed: {', '.join(MAPPING_KEYS)}")
+        out[table] = {"file": spec.get("file"), "rename": dict(spec.get("rename") or {}),
+                      "recode": {c: {str(k): str(v) for k, v in m.items()} for c, m in (spec.get("recode") or {}).items()}}  # fmt: skip
+    return out
+
+
+def load_trial(directory: str | Path, mapping: Mapping[str, Any] | str | Path | None = None) -> TrialData:
     """Load a trial dataset directory into typed DataFrames (validation is separate: :func:`validate_trial`).
 
     participants.csv and visits.csv are required (FileNotFoundError naming the file); other tables
     are None when absent. Values that do not parse as the schema type are left as text and recorded
     in ``load_issues`` so that :func:`validate_trial` reports them with file and column.
+    ``mapping`` maps a real export (e.g. EpiData CSV) onto the schema, per table:
+    ``{"participants": {"file": "baseline.csv", "rename": {"pid": "participant_id"},
+    "recode": {"sex": {"1": "M", "2": "F"}}}}`` (a dict or a JSON/YAML file).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"trial data directory not found: {directory}")
+    maps = read_mapping(mapping)
     kwargs: dict[str, Any] = {}
     issues: list[tuple[str, str, str]] = []
+    files: dict[str, Path] = {}
     for name, t in TABLES.items():
-        path = directory / t.filename
+        spec = maps.get(name, {})
+        path = directory / (spec.get("file") or t.filename)
         if not path.exists():
             if t.name in ("participants", "visits"):
                 raise FileNotFoundError(f"{path}: required file of the trial dataset is missing")
             kwargs[name] = None
             continue
+        files[name] = path
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if spec:
+            missing = sorted(set(spec["rename"]) - set(raw.columns))
+            if missing:
+                raise KeyError(
+                    f"{path.name}: mapping renames column(s) {missing} that the file does not have"
+                )
+            raw = raw.rename(columns=spec["rename"])
+            for column, codes in spec["recode"].items():
+                if column not in raw.columns:
+                    raise KeyError(
+                        f"{path.name}: mapping recodes column {column!r} that the file does not have"
+                    )
+                raw[column] = raw[column].map(lambda v, codes=codes: codes.get(v.strip(), v))
         df = raw.copy()
         for col in t.columns:
             if col.name not in raw.columns:
@@ -327,11 +381,13 @@ def load_trial(directory: str | Path) -> TrialData:
         kwargs[name] = df
     truth_path = directory / "truth.json"
     truth = json.loads(truth_path.read_text()) if truth_path.exists() else None
-    return TrialData(**kwargs, truth=truth, directory=directory, load_issues=issues)
+    return TrialData(**kwargs, truth=truth, directory=directory, load_issues=issues, files=files)
 
 
-def validate_trial(data: TrialData | str | Path) -> ValidationReport:
+def validate_trial(
+    data: TrialData | str | Path, mapping: Mapping[str, Any] | str | Path | None = None
+) -> ValidationReport:
     """Check a dataset against the schema and the protocol (see :mod:`TrialAnalysisLib.schema_validation`)."""
     from TrialAnalysisLib.schema_validation import validate_trial as _validate
 
-    return _validate(data)
+    return _validate(data, mapping)

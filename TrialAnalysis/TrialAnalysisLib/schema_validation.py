@@ -11,8 +11,10 @@ the arm and block of row k of allocation.csv, whose checksum must match allocati
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -274,7 +276,8 @@ def _check_randomization(data: TrialData, out: _Collector) -> None:
             out.add("error", "randomization", f, "stratum",
                     f"{loc}: stratum {p.at[idx, 'stratum']!r} does not match centre-sex {expect[idx]!r}", pid, line)  # fmt: skip
     if data.directory is not None:
-        csv, sha = data.directory / "allocation.csv", data.directory / "allocation.sha256"
+        csv = data.files.get("allocation", data.directory / "allocation.csv")
+        sha = csv.with_suffix(".sha256")
         if csv.exists() and sha.exists():
             recorded = (sha.read_text().split() or [""])[0]
             if hashlib.sha256(csv.read_bytes()).hexdigest() != recorded:
@@ -307,10 +310,12 @@ def _check_randomization(data: TrialData, out: _Collector) -> None:
                     f"{loc}: block_id {r['block_id']!r} contradicts {where} ({r['block_id_list']!r})", pid, line)  # fmt: skip
 
 
-def validate_trial(data: TrialData | str | Path) -> ValidationReport:
-    """Validate a loaded dataset (or a directory) and return every finding; never raises on bad data."""
+def validate_trial(
+    data: TrialData | str | Path, mapping: Mapping[str, Any] | str | Path | None = None
+) -> ValidationReport:
+    """Validate a loaded dataset (or a directory, optionally with an export mapping) and return every finding."""
     if not isinstance(data, TrialData):
-        data = load_trial(data)
+        data = load_trial(data, mapping)
     out = _Collector()
     for name, t in TABLES.items():
         df = getattr(data, name)
