@@ -31,7 +31,7 @@ from ParaspinalSegLib.phantom_anatomy import (
     MUSCLE_VALUE,
     level_geometry,
     make_layout,
-    paint,
+    paint_static,
     render_over,
     static_shapes,
 )
@@ -126,10 +126,7 @@ def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
     nch = CHANNEL_VALUES.size
     static = np.zeros((nch, ny, nx), dtype=np.float32)
     static[CHANNEL[0]] = 1.0
-    body, subcut, abdomen, pad = static_shapes(lay, rng)
-    for shp in (body, subcut, abdomen):
-        paint(static, shp, x, y, h)
-    paint(static, pad, x, y, h, clip=static[CHANNEL[16]].copy())
+    paint_static(static, static_shapes(lay, rng), x, y, h)
 
     # z-varying anatomy: spine and muscle shapes per sub-slice position.
     boundaries = z_bottom + level_h * np.arange(nlev + 1)
@@ -163,10 +160,10 @@ def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
     )
     lap("static")
     coarse = rng.standard_normal((nz, ny // 4 + 1, nx // 4 + 1), dtype=np.float32)
-    coarse = ndi.gaussian_filter(coarse, (1.0, 2.0, 2.0))
+    coarse = ndi.gaussian_filter(coarse, (1.0, 1.5, 1.5))
     coarse /= coarse.std() + 1e-9
     vis = np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2)[:, :ny, :nx]
-    vis = (1.0 / (1.0 + np.exp(-(vis - 0.9) / 0.3))).astype(np.float32)  # abdominal adipose fraction
+    vis = (0.9 / (1.0 + np.exp(-(vis - 1.2) / 0.25))).astype(np.float32)  # abdominal adipose fraction
 
     lap("textures")
     ff_targets = {m: [params.fat_fraction(m, lv) for lv in params.levels] for m in MUSCLE_NAMES}
@@ -225,25 +222,26 @@ def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
     lap("ff_map")
     bias = phys.bias_field(rng, (nz, ny, nx), params.bias_strength)
     sigma = phys.MUSCLE_SIGNAL / params.snr
-    nw = (
-        rng.standard_normal((nz, ny, nx), dtype=np.float32),
-        rng.standard_normal((nz, ny, nx), dtype=np.float32),
-    )
-    nf = (
-        rng.standard_normal((nz, ny, nx), dtype=np.float32),
-        rng.standard_normal((nz, ny, nx), dtype=np.float32),
-    )
+    shape3 = (nz, ny, nx)
+    nw = (rng.standard_normal(shape3, dtype=np.float32), rng.standard_normal(shape3, dtype=np.float32))
+    nf = (rng.standard_normal(shape3, dtype=np.float32), rng.standard_normal(shape3, dtype=np.float32))
     bw, bf = bias * water, bias * fat
     arrays = {
-        "water": phys.rician(rng, bw, sigma, nw),
-        "fat": phys.rician(rng, bf, sigma, nf),
-        "inphase": phys.rician(rng, bw + bf, sigma, (nw[0] + nf[0], nw[1] + nf[1])),
-        "opposed": phys.rician(rng, bw - bf, sigma, (nw[0] - nf[0], nw[1] - nf[1])),
+        "water": phys.rician(bw, sigma, *nw),
+        "fat": phys.rician(bf, sigma, *nf),
+        "inphase": phys.rician(bw + bf, sigma, nw[0] + nf[0], nw[1] + nf[1]),
+        "opposed": phys.rician(bw - bf, sigma, nw[0] - nf[0], nw[1] - nf[1]),
     }
+    # T1w/T2w are separate acquisitions: their noise re-uses the Dixon fields mirrored in space,
+    # so at each voxel it is independent of the Dixon noise there (saves half the random numbers).
     lean_t1 = phys.MUSCLE_T1 * phys.LEAN_W + phys.FAT_T1 * phys.LEAN_F
     lean_t2 = phys.MUSCLE_T2 * phys.LEAN_W + phys.FAT_T2 * phys.LEAN_F
-    arrays["t1w"] = phys.rician(rng, bias * sig[2], lean_t1 / params.snr)
-    arrays["t2w"] = phys.rician(rng, bias * sig[3], lean_t2 / params.snr)
+    arrays["t1w"] = phys.rician(
+        bias * sig[2], lean_t1 / params.snr, nf[0][:, ::-1, ::-1], nw[1][:, ::-1, ::-1]
+    )
+    arrays["t2w"] = phys.rician(
+        bias * sig[3], lean_t2 / params.snr, nw[0][::-1, :, ::-1], nf[1][::-1, :, ::-1]
+    )
     arrays["ff"] = ff_map
     arrays["labels"] = labels
 

@@ -42,8 +42,8 @@ VB_SEMI_MM = ((19.0, 14.0), (20.5, 14.8), (22.0, 15.5), (23.5, 16.2), (25.0, 17.
 TP_LENGTH_MM = (22.0, 25.0, 28.0, 26.0, 24.0)
 MALE_AREA_SCALE = 1.3
 MALE_LENGTH_SCALE = 1.08
-FASCIA_GAP_MM = 2.5  # fat/fascia plane between neighbouring muscles
-HALO_MM = 2.0  # fat/fascia sheath painted around each muscle before the bones
+FASCIA_GAP_MM = 1.8  # fat/fascia plane between neighbouring muscles
+HALO_MM = 1.2  # fat/fascia sheath painted around each muscle before the bones
 
 
 @dataclass
@@ -57,33 +57,45 @@ class Shape:
     rotation: float = 0.0
     segment: tuple[float, float, float, float] | None = None  # capsule x0, y0, x1, y1
     capsule_radius: float = 0.0
+    margin: float = 2.0  # bbox margin in mm
+    parent: Shape | None = None  # halo: coverage from the parent's distance minus ``offset``
+    offset: float = 0.0
 
     def extent(self) -> tuple[float, float, float, float]:
         """Bounding box (xmin, xmax, ymin, ymax) in mm with a 2 mm margin."""
         if self.segment is not None:
             x0, y0, x1, y1 = self.segment
-            r = self.capsule_radius + 2.0
+            r = self.capsule_radius + self.margin
             return min(x0, x1) - r, max(x0, x1) + r, min(y0, y1) - r, max(y0, y1) + r
-        r = float(self.radius_table.max()) + 2.0
+        if self.parent is not None:
+            return self.parent.extent()
+        r = float(self.radius_table.max()) + self.margin
         return self.center[0] - r, self.center[0] + r, self.center[1] - r, self.center[1] + r
 
     def distance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Approximate signed distance (mm, negative inside) at grid x (1, W) and y (H, 1)."""
-        dx = x - self.center[0]
-        dy = y - self.center[1]
         if self.segment is not None:
             x0, y0, x1, y1 = self.segment
             vx, vy = x1 - x0, y1 - y0
             px, py = x - x0, y - y0
             t = np.clip((px * vx + py * vy) / max(vx * vx + vy * vy, 1e-9), 0.0, 1.0)
             return np.hypot(px - t * vx, py - t * vy) - self.capsule_radius
+        return self.from_polar(*self.polar(x, y))
+
+    def polar(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Radius and angle-table index of grid points in the star's frame."""
+        dx = x - self.center[0]
+        dy = y - self.center[1]
         if self.rotation:
             c, s = np.cos(self.rotation), np.sin(self.rotation)
             dx, dy = c * dx + s * dy, -s * dx + c * dy
         rho = np.hypot(dx, dy)
-        theta = np.arctan2(dy, dx)
-        n = self.radius_table.size
-        idx = ((theta + np.pi) * (n / (2 * np.pi))).astype(np.int32) % n
+        idx = ((np.arctan2(dy, dx) + np.pi) * (N_ANGLES / (2 * np.pi))).astype(np.int32)
+        idx[idx >= N_ANGLES] = 0
+        return rho, idx
+
+    def from_polar(self, rho: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Signed distance from :meth:`polar` output (shapes sharing centre and rotation share it)."""
         return (rho - self.radius_table[idx]) * self.grad_table[idx]
 
 
@@ -91,18 +103,33 @@ N_ANGLES = 720
 _THETA = np.linspace(-np.pi, np.pi, N_ANGLES, endpoint=False)
 
 
+_ABS_COS, _ABS_SIN = np.abs(np.cos(_THETA)), np.abs(np.sin(_THETA))
+_HARMONIC_CACHE: dict[tuple[int, float], np.ndarray] = {}
+
+
+def _harmonic(k: int, phase: float) -> np.ndarray:
+    key = (k, round(phase, 9))
+    if key not in _HARMONIC_CACHE:
+        _HARMONIC_CACHE[key] = np.cos(k * _THETA + phase)
+    return _HARMONIC_CACHE[key]
+
+
 def _finish_table(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    dr = (np.roll(r, -1) - np.roll(r, 1)) / (2 * (2 * np.pi / N_ANGLES))
-    return r.astype(np.float32), (1.0 / np.sqrt(1.0 + (dr / r) ** 2)).astype(np.float32)
+    ext = np.concatenate((r[-1:], r, r[:1]))
+    dr = (ext[2:] - ext[:-2]) * (N_ANGLES / (4 * np.pi))
+    dr /= r
+    return r.astype(np.float32), (1.0 / np.sqrt(1.0 + dr * dr)).astype(np.float32)
 
 
 def star(label: int, center: tuple[float, float], a: float, b: float, *, area_mm2: float | None = None,
          n: float = 2.0, rotation: float = 0.0, harmonics: tuple[tuple[int, float, float], ...] = ()) -> Shape:  # fmt: skip
     """Superellipse (exponent n, semi-axes a, b) with smooth Fourier bumps, optionally scaled to an exact area."""
-    c, s = np.abs(np.cos(_THETA)), np.abs(np.sin(_THETA))
-    r = (np.power(c / a, n) + np.power(s / b, n)) ** (-1.0 / n)
+    if n == 2.0:
+        r = 1.0 / np.sqrt((_ABS_COS / a) ** 2 + (_ABS_SIN / b) ** 2)
+    else:
+        r = (np.power(_ABS_COS / a, n) + np.power(_ABS_SIN / b, n)) ** (-1.0 / n)
     for k, amp, phase in harmonics:
-        r = r * (1.0 + amp * np.cos(k * _THETA + phase))
+        r = r * (1.0 + amp * _harmonic(k, phase))
     if area_mm2 is not None:
         area = 0.5 * float(np.sum(r * r)) * (2 * np.pi / N_ANGLES)
         r = r * np.sqrt(area_mm2 / area)
@@ -250,20 +277,35 @@ def level_geometry(lay: Layout, frac_level: float, muscle_area: dict[str, float]
         separate(ql, [es], (0.0, -1.0), gap)
         separate(ps, [ql], (-0.3 * side, -1.0), gap)
         shapes += [mf, es, ps, ql]
-    halos = [inset(m, IMFAT, -HALO_MM * lay.scale) for m in shapes[-8:]]
+    halo = HALO_MM * lay.scale
+    halos = []
+    for m in shapes[-8:]:
+        m.margin = 2.0 + halo
+        halos.append(Shape(IMFAT, m.center, parent=m, offset=halo))
     return halos + shapes
 
 
-def coverage(shape: Shape, x: np.ndarray, y: np.ndarray, h: float) -> tuple[slice, slice, np.ndarray] | None:
-    """Area fraction of each pixel (grid x, y in mm, pixel size h) covered by ``shape``, within its bbox."""
+def coverage(shape: Shape, x: np.ndarray, y: np.ndarray, h: float,
+             cache: dict[int, tuple[slice, slice, np.ndarray]] | None = None) -> tuple[slice, slice, np.ndarray] | None:  # fmt: skip
+    """Area fraction of each pixel (grid x, y in mm, pixel size h) covered by ``shape``, within its bbox.
+
+    With ``cache``, a shape's signed distance is kept so that its halo (painted earlier, computed
+    later when painting back to front) reuses it.
+    """
+    if shape.parent is not None and cache is not None and id(shape.parent) in cache:
+        sj, si, d = cache[id(shape.parent)]
+        return sj, si, np.clip(0.5 - (d - shape.offset) / h, 0.0, 1.0)
     xmin, xmax, ymin, ymax = shape.extent()
     i0, i1 = np.searchsorted(x, xmin), np.searchsorted(x, xmax)
     j0, j1 = np.searchsorted(y, ymin), np.searchsorted(y, ymax)
     if i1 <= i0 or j1 <= j0:
         return None
-    d = shape.distance(x[None, i0:i1], y[j0:j1, None])
-    cov = np.clip(0.5 - d / h, 0.0, 1.0).astype(np.float32)
-    return slice(j0, j1), slice(i0, i1), cov
+    sj, si = slice(j0, j1), slice(i0, i1)
+    src = shape.parent if shape.parent is not None else shape
+    d = src.distance(x[None, i0:i1], y[j0:j1, None])
+    if cache is not None:
+        cache[id(shape)] = (sj, si, d)
+    return sj, si, np.clip(0.5 - (d - shape.offset) / h, 0.0, 1.0)
 
 
 def paint(frac: np.ndarray, shape: Shape, x: np.ndarray, y: np.ndarray, h: float,
@@ -280,6 +322,20 @@ def paint(frac: np.ndarray, shape: Shape, x: np.ndarray, y: np.ndarray, h: float
     region[CHANNEL[shape.label]] += cov
 
 
+def paint_static(static: np.ndarray, shapes: list[Shape], x: np.ndarray, y: np.ndarray, h: float) -> None:
+    """Paint full-frame shapes in order; the first three (body, subcutaneous, abdomen) share one polar grid."""
+    rho, idx = shapes[0].polar(x[None, :], y[:, None])
+    for i, shp in enumerate(shapes):
+        if i < 3:
+            cov = np.clip(0.5 - shp.from_polar(rho, idx) / h, 0.0, 1.0)
+        else:  # retroperitoneal/posterior fat pad, only inside the abdominal contour
+            cov = np.minimum(
+                np.clip(0.5 - shp.distance(x[None, :], y[:, None]) / h, 0.0, 1.0), static[CHANNEL[ABDOMEN]]
+            )
+        static *= 1.0 - cov
+        static[CHANNEL[shp.label]] += cov
+
+
 def render_over(static: np.ndarray, shape_sets: list[list[Shape]], x: np.ndarray, y: np.ndarray,
                 h: float) -> np.ndarray:  # fmt: skip
     """Mean over sub-slices of painting each shape list (in order) over the ``static`` stack.
@@ -291,8 +347,9 @@ def render_over(static: np.ndarray, shape_sets: list[list[Shape]], x: np.ndarray
     rem_sum = np.zeros(static.shape[1:], dtype=np.float32)
     for shapes in shape_sets:
         rem = np.ones(static.shape[1:], dtype=np.float32)
+        cache: dict[int, tuple[slice, slice, np.ndarray]] = {}
         for shp in reversed(shapes):
-            res = coverage(shp, x, y, h)
+            res = coverage(shp, x, y, h, cache)
             if res is None:
                 continue
             sj, si, cov = res

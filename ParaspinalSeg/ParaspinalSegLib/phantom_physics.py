@@ -75,8 +75,8 @@ def pattern_fields(rng: np.random.Generator, shape: tuple[int, int, int], spacin
         if name not in patterns:
             continue
         if name == "diffuse":
-            g = ndi.gaussian_filter(noise, (0.5, 1.2 / sy, 1.2 / sx), truncate=2.5)
-            out[name] = np.clip(1.0 + 0.25 * g / (g.std() + 1e-9), 0.0, None)
+            g = ndi.gaussian_filter(noise, (0.5, 1.0 / sy, 1.0 / sx), truncate=2.5)
+            out[name] = np.exp(0.5 * g / (g.std() + 1e-9))  # fine lognormal mottling, skewed like real FF
         elif name == "streaky":
             g = ndi.gaussian_filter(noise, (8.0 / sz, 5.0 / sy, 1.6 / sx), truncate=2.5)
             g /= g.std() + 1e-9
@@ -118,14 +118,12 @@ def bias_field(rng: np.random.Generator, shape: tuple[int, int, int], strength: 
     return (1.0 + strength * f).astype(np.float32)
 
 
-def rician(rng: np.random.Generator, signal: np.ndarray, sigma: float,
-           noise: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
-    """Magnitude of signal + complex Gaussian noise (sigma per channel): Rician statistics."""
-    if noise is None:
-        re = rng.standard_normal(signal.shape, dtype=np.float32)
-        im = rng.standard_normal(signal.shape, dtype=np.float32)
-    else:
-        re, im = noise
-    re = signal + sigma * re
-    im = sigma * im
-    return np.sqrt(re * re + im * im, dtype=np.float32)
+def rician(signal: np.ndarray, sigma: float, noise_re: np.ndarray, noise_im: np.ndarray) -> np.ndarray:
+    """Magnitude of signal + complex Gaussian noise (sigma per channel, unit-variance fields): Rician."""
+    out = noise_re * np.float32(sigma)
+    out += signal
+    out *= out
+    im = noise_im * np.float32(sigma)
+    im *= im
+    out += im
+    return np.sqrt(out, out=out)
