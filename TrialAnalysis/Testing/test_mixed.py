@@ -75,8 +75,10 @@ def test_covariates_random_slope_and_z_option() -> None:
     assert "var(id day)" in vc and "cov(id intercept,day)" in vc
     z = mixed_model(d, "y", "visit", "arm", "id", covariates=["base", "sex"], df_method="z")
     assert np.isinf(z.table["df"]).all()
-    with pytest.raises(ValueError, match="Kenward"):
-        mixed_model(d, "y", "visit", "arm", "id", df_method="kenward-roger")
+    with pytest.raises(ValueError, match="df_method"):
+        mixed_model(d, "y", "visit", "arm", "id", df_method="containment")
+    with pytest.raises(ValueError, match="reml"):
+        mixed_model(d, "y", "visit", "arm", "id", df_method="kenward-roger", reml=False)
     with pytest.raises(ValueError, match="numeric time"):
         mixed_model(d, "y", "visit", "arm", "id", random_slope=True)
 
@@ -86,3 +88,27 @@ def test_reml_loglik_equals_statsmodels() -> None:
     r = mixed_model(d, "y", "visit", "arm", "id")
     assert r.info["loglik"] == pytest.approx(r.info["statsmodels_llf"], abs=1e-4)
     assert r.info["loglik"] >= r.info["statsmodels_llf"] - 1e-9  # polishing never lowers the likelihood
+
+
+@pytest.mark.parametrize(("n", "t", "seed"), [(12, 4, 3), (8, 6, 21)])
+def test_kenward_roger_exact_in_balanced_designs(n: int, t: int, seed: int) -> None:
+    """In balanced split-plot designs KR reproduces the exact F tests (df and statistic)."""
+    d = _split_plot(n, t, seed)
+    kr = mixed_model(d, "y", "visit", "arm", "id", reference="control", df_method="kenward-roger")
+    sat = mixed_model(d, "y", "visit", "arm", "id", reference="control")
+    want_between, want_within = _anova_df(d, n, t)
+    assert np.allclose(kr.tables["contrasts"]["df"], want_between, rtol=0.01)
+    f_kr, f_sat = kr.tables["F_tests"].set_index("term"), sat.tables["F_tests"].set_index("term")
+    assert f_kr.loc["visit:arm", "df"] == pytest.approx(want_within, rel=0.01)
+    assert f_kr.loc["visit:arm", "statistic"] == pytest.approx(f_sat.loc["visit:arm", "statistic"], rel=1e-4)
+    assert np.allclose(kr.tables["contrasts"]["se"], sat.tables["contrasts"]["se"], rtol=1e-4)
+
+
+def test_kenward_roger_unbalanced_inflates_se() -> None:
+    d = _split_plot(10, 5, 6)
+    d = d.drop(index=np.random.default_rng(1).choice(len(d), 25, replace=False)).reset_index(drop=True)
+    kr = mixed_model(d, "y", "visit", "arm", "id", df_method="kenward-roger")
+    sat = mixed_model(d, "y", "visit", "arm", "id")
+    ratio = kr.tables["contrasts"]["se"].to_numpy() / sat.tables["contrasts"]["se"].to_numpy()
+    assert (ratio >= 1 - 1e-9).all() and (ratio < 1.1).all()  # Φ_A = Φ + 2ΦΛΦ adds small-sample bias
+    assert np.allclose(kr.tables["contrasts"]["df"], sat.tables["contrasts"]["df"], rtol=0.1)

@@ -9,7 +9,9 @@ from per-subject sufficient statistics, parametrised by the variance parameters
 φ(θ) = L (X'V(θ)⁻¹X)⁻¹ L' is differentiated numerically, the covariance of θ̂ is the inverse of the
 negative numerical Hessian of the log-likelihood, and ν = 2 φ² / (∇φ' A ∇φ) (Satterthwaite 1946;
 Giesbrecht & Burns 1985; multi-df F tests by lmerTest's eigen-decomposition method).
-Kenward–Roger is not implemented (``df_method`` accepts "satterthwaite" or "z").
+``df_method="kenward-roger"`` gives the Kenward–Roger (1997) adjusted covariance Φ_A (used for SEs)
+and df (as pbkrtest; contrasts use t = Lβ/√(LΦ_AL') with the KR df, as lmerTest); "z" gives
+asymptotic normal tests.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from scipy import stats
 from TrialAnalysisLib.design import build_design, is_categorical
 from TrialAnalysisLib.results import AnalysisResult, tidy
 
-DF_METHODS = ("satterthwaite", "z")
+DF_METHODS = ("satterthwaite", "kenward-roger", "z")
 
 
 class _Lik:
@@ -195,6 +197,84 @@ class Satterthwaite:
         return f, qk, float(den)
 
 
+class KenwardRoger:
+    """Kenward–Roger (1997) adjusted covariance Φ_A and denominator df for a linear-in-θ two-level model.
+
+    V_i = Z_i G Z_i' + σ² I is linear in θ, so the second-derivative terms R_ij vanish;
+    W is the inverse expected REML information, as in pbkrtest.
+    """
+
+    def __init__(
+        self, lik: _Lik, y: np.ndarray, x: np.ndarray, z: np.ndarray, groups: np.ndarray, theta: np.ndarray
+    ) -> None:
+        gmat, s2 = lik.unpack(theta)
+        q = z.shape[1]
+        derivs = []
+        for a, b in zip(*lik.tri, strict=True):
+            e = np.zeros((q, q))
+            e[a, b] = e[b, a] = 1.0
+            derivs.append(e)
+        k = len(theta)
+        p = x.shape[1]
+        codes, inv = np.unique(groups, return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        bounds = np.cumsum(np.bincount(inv, minlength=len(codes)))[:-1]
+        xtvx = np.zeros((p, p))
+        pk = np.zeros((k, p, p))
+        qkl = np.zeros((k, k, p, p))
+        trdd = np.zeros((k, k))
+        for idx in np.split(order, bounds):
+            xi, zi = x[idx], z[idx]
+            vinv = np.linalg.inv(zi @ gmat @ zi.T + s2 * np.eye(len(idx)))
+            dv = [zi @ e @ zi.T for e in derivs] + [np.eye(len(idx))]
+            vx = vinv @ xi
+            xtvx += xi.T @ vx
+            m = [vinv @ d for d in dv]  # V⁻¹ dV_k
+            for a in range(k):
+                pk[a] += vx.T @ dv[a] @ vx
+                for b in range(k):
+                    qkl[a, b] += vx.T @ dv[a] @ m[b] @ vx
+                    trdd[a, b] += np.sum(m[a] * m[b].T)
+        phi = np.linalg.inv(xtvx)
+        info = np.zeros((k, k))
+        for a in range(k):
+            for b in range(k):
+                info[a, b] = 0.5 * (
+                    trdd[a, b]
+                    - np.trace(phi @ qkl[a, b])
+                    - np.trace(phi @ qkl[b, a])
+                    + np.trace(phi @ pk[a] @ phi @ pk[b])
+                )
+        self.w = np.linalg.pinv(info)
+        lam = sum(self.w[a, b] * (qkl[a, b] - pk[a] @ phi @ pk[b]) for a in range(k) for b in range(k))
+        self.phi = phi
+        self.phi_a = phi + 2 * phi @ lam @ phi
+        self.pk = pk
+
+    def test(self, lmat: np.ndarray, beta: np.ndarray) -> tuple[float, int, float, float]:
+        """KR F test of L β = 0: (scaled F*, num df ℓ, den df m, unscaled Wald F with Φ_A)."""
+        lmat = np.atleast_2d(lmat)
+        ell = lmat.shape[0]
+        phi, w = self.phi, self.w
+        theta_m = lmat.T @ np.linalg.solve(lmat @ phi @ lmat.T, lmat)
+        k = len(self.pk)
+        tp = [theta_m @ phi @ self.pk[a] @ phi for a in range(k)]
+        a1 = sum(w[a, b] * np.trace(tp[a]) * np.trace(tp[b]) for a in range(k) for b in range(k))
+        a2 = sum(w[a, b] * np.trace(tp[a] @ tp[b]) for a in range(k) for b in range(k))
+        bb = (a1 + 6 * a2) / (2 * ell)
+        g = ((ell + 1) * a1 - (ell + 4) * a2) / ((ell + 2) * a2)
+        den = 3 * ell + 2 * (1 - g)
+        c1, c2, c3 = g / den, (ell - g) / den, (ell + 2 - g) / den
+        e_star = 1 / (1 - a2 / ell)
+        v_star = (2 / ell) * (1 + c1 * bb) / ((1 - c2 * bb) ** 2 * (1 - c3 * bb))
+        rho = v_star / (2 * e_star**2)
+        m = 4 + (ell + 2) / (ell * rho - 1)
+        lam = m / (e_star * (m - 2))
+        lb = lmat @ beta
+        f = float(lb @ np.linalg.solve(lmat @ self.phi_a @ lmat.T, lb) / ell)
+        return float(lam * f), ell, float(m), f
+
+
 def mixed_model(
     df: pd.DataFrame,
     outcome: str,
@@ -221,6 +301,8 @@ def mixed_model(
         raise ValueError(
             f"df_method must be one of {DF_METHODS} (Kenward–Roger is not implemented), got {df_method!r}"
         )
+    if df_method == "kenward-roger" and not reml:
+        raise ValueError("df_method 'kenward-roger' needs reml=True")
     covariates = list(covariates)
     slope_var = slope_var or (time if random_slope else None)
     cols = [outcome, time, subject] + ([treatment] if treatment else []) + covariates
@@ -271,13 +353,14 @@ def mixed_model(
     xvx, xvy, _, _ = lik.parts(theta)
     beta = np.linalg.solve(xvx, xvy)
     sat = Satterthwaite(lik, theta) if df_method == "satterthwaite" else None
-    cov = lik.cov_beta(theta)
+    kr = KenwardRoger(lik, y, x, z, groups, theta) if df_method == "kenward-roger" else None
+    cov = kr.phi_a if kr else lik.cov_beta(theta)
     zq = conf_level / 2 + 0.5
 
     def contrast(name: str, lvec: np.ndarray, **extra: Any) -> dict[str, Any]:
         est = float(lvec @ beta)
         se = float(np.sqrt(lvec @ cov @ lvec))
-        dfv = sat.df(lvec) if sat else float("inf")
+        dfv = sat.df(lvec) if sat else kr.test(lvec[None, :], beta)[2] if kr else float("inf")
         tval = est / se
         qv = stats.t.ppf(zq, dfv)
         return {
@@ -324,6 +407,8 @@ def mixed_model(
         lmat = eye[idx]
         if sat:
             f, k, den = sat.f_test(lmat, beta)
+        elif kr:
+            f, k, den, _ = kr.test(lmat, beta)
         else:
             f = float(beta[idx] @ np.linalg.solve(cov[np.ix_(idx, idx)], beta[idx]) / len(idx))
             k, den = len(idx), float("inf")
