@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,3 +219,15 @@ def test_tampered_bundle_refused(tmp_path: Path) -> None:
         and "SHA-256 mismatch" in proc.stderr
     )
     assert "Uvicorn running" not in proc.stderr + proc.stdout
+
+
+def test_multi_worker_server() -> None:
+    """``--workers 2``: each worker verifies and serves the bundle; same answers, same sanitised log."""
+    ref = load_bundle(calculator_bundle()).predict_one(VALID)
+    with running_server(calculator_bundle(), extra_args=("--workers", "2")) as srv:
+        risks = {post(srv, {**VALID, "bmi": 26.5001}).json()["risk"] for _ in range(6)}
+        assert post(srv, VALID).json()["risk"] == pytest.approx(ref.risk, abs=1e-12)
+        time.sleep(0.5)
+        log = srv.log_text()
+    assert len(risks) == 1
+    assert log.count("POST /api/predict 200") == 7 and "26.5001" not in log

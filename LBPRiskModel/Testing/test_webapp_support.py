@@ -217,13 +217,15 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(bundle_dir: Path, timeout: float = 60.0) -> Iterator[Server]:
+def running_server(
+    bundle_dir: Path, timeout: float = 60.0, extra_args: tuple[str, ...] = ()
+) -> Iterator[Server]:
     """Start the ``serve`` command on a free loopback port; stop it afterwards."""
     port = free_port()
     log_path = Path(tempfile.mkdtemp(prefix="lbp-serve-")) / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [*SERVE_CMD, "--model", str(bundle_dir), "--port", str(port)],
+            [*SERVE_CMD, "--model", str(bundle_dir), "--port", str(port), *extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
     args = parser.parse_args(argv)
     bundle_dir = args.model or build_bundle(Path(tempfile.mkdtemp(prefix="bench-calc-")) / "bundle")
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{'in-process predict_one':<22} median={inproc_ms:.2f} ms (no HTTP)")
 
-    with running_server(bundle_dir) as server:
+    with running_server(bundle_dir, extra_args=("--workers", str(args.workers))) as server:
         asyncio.run(load(server.url + "/api/predict", "POST", PAYLOAD, args.clients, 100))  # warm-up
         health = summary(
             "GET /healthz",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,14 @@ def _page_language(
     accept = request.headers.get("accept-language", "")
     first = normalise_language(accept.split(",")[0].split(";")[0]) if accept else None
     return first or DEFAULT_LANGUAGE, False
+
+
+BUNDLE_ENV = "LBP_CALCULATOR_BUNDLE"
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn worker processes (``serve --workers N``): bundle dir from $LBP_CALCULATOR_BUNDLE."""
+    return create_app(os.environ[BUNDLE_ENV])
 
 
 def create_app(bundle_dir: str | Path) -> FastAPI:

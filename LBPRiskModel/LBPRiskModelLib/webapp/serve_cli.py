@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -18,8 +20,29 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--model", required=True, help="model bundle directory (verified at start-up)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (each loads and verifies the bundle; default 1)",
+    )
     parser.add_argument("--no-access-log", action="store_true", help="do not log even method/path/status")
     parser.set_defaults(func=run)
+
+
+def log_config(access_log: bool) -> dict:
+    """Uvicorn's logging setup plus the app's sanitised access logger (also used by worker processes)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg["loggers"]["LBPRiskModelLib.webapp"] = {
+        "handlers": ["default"],
+        "level": "INFO" if access_log else "WARNING",
+        "propagate": False,
+    }
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,29 +50,32 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from LBPRiskModelLib.bundle import BundleError
-    from LBPRiskModelLib.webapp.app import create_app
+    from LBPRiskModelLib.webapp.app import BUNDLE_ENV, create_app
 
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     try:
-        app = create_app(args.model)
+        app = create_app(args.model)  # verified here, before any port is bound
     except BundleError as exc:
         print(f"lbp-riskmodel serve: refusing to start: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger("LBPRiskModelLib.webapp.access").setLevel(
-        logging.WARNING if args.no_access_log else logging.INFO
-    )
     print(
         f"Serving the LBP risk calculator on http://{args.host}:{args.port}/ (Ctrl+C to stop)",
         file=sys.stderr,
     )
-    uvicorn.run(
-        app,
+    common = dict(
         host=args.host,
         port=args.port,
-        access_log=False,
+        access_log=False,  # uvicorn's own access log would be the request line; ours is sanitised
         server_header=False,
-        log_level="info",
         proxy_headers=False,
+        log_config=log_config(not args.no_access_log),
     )
+    if args.workers == 1:
+        uvicorn.run(app, **common)
+    else:
+        os.environ[BUNDLE_ENV] = str(Path(args.model).resolve())
+        uvicorn.run("LBPRiskModelLib.webapp.app:app_from_env", factory=True, workers=args.workers, **common)
     return 0
 
 
