@@ -92,3 +92,17 @@ def test_schoenfeld_test_detects_non_proportional_hazards(tmp_path) -> None:
     km = kaplan_meier(_sim_surv(100, rng, False), "t", "e", "x")
     plot_km(km, tmp_path / "km.png")
     assert (tmp_path / "zph.png").stat().st_size > 5000 and (tmp_path / "km.png").stat().st_size > 5000
+
+
+def test_cox_zph_matches_r_survival_3() -> None:
+    """R ≥ 3.0: cox.zph(coxph(Surv(time, status) ~ age + sex + ph.ecog, lung)) prints
+    age 0.188 / sex 2.305 / ph.ecog 2.054 / GLOBAL 4.464 (df 3, p 0.22)."""
+    lu = lung()
+    z = cox_zph(cox(lu, "time", "status", ["age", "sex", "ph.ecog"])).table.set_index("term")
+    for term, chisq in (("age", 0.188), ("sex", 2.305), ("ph.ecog", 2.054), ("GLOBAL", 4.464)):
+        assert round(z.loc[term, "statistic"], 3) == pytest.approx(chisq, abs=1e-9)
+    assert z.loc["GLOBAL", "df"] == 3 and round(z.loc["GLOBAL", "p"], 2) == 0.22
+    gt = cox_zph(cox(lu, "time", "status", ["age", "sex", "ph.ecog"]), method="gt").table.set_index("term")
+    assert gt.loc["sex", "statistic"] == pytest.approx(
+        z.loc["sex", "statistic"], rel=0.15
+    )  # older approximation

@@ -7,8 +7,9 @@
 - ``logrank``: k-group log-rank test, optionally stratified (per-stratum O−E and hypergeometric
   variance summed, as ``survdiff(... + strata(x))``); observed and expected events per group.
 - ``cox``: statsmodels ``PHReg`` (Efron ties by default, Breslow option, strata, robust sandwich
-  SE); HR with CI, Wald/LR/score tests; ``cox_zph`` is the Grambsch–Therneau scaled-Schoenfeld test
-  (R ``cox.zph`` of survival < 3.0, transform "km" by default) with a plot.
+  SE); HR with CI, Wald/LR/score tests. ``cox_zph`` is R ≥ 3.0's ``cox.zph``: a score test for
+  adding g(t)·x terms (transform "km" by default; per term and GLOBAL), with the older
+  Grambsch–Therneau approximation as ``method="gt"``, and a plot of the scaled Schoenfeld residuals.
 """
 
 from __future__ import annotations
@@ -290,15 +291,68 @@ def cox(
         "names": names,
         "time": t,
         "event": e,
+        "x": x,
+        "strata": st,
+        "ties": ties,
     }
     return AnalysisResult("Cox proportional hazards", table, {"tests": tests}, info, fit=fit)
 
 
-def cox_zph(fit: AnalysisResult, transform: str = "km") -> AnalysisResult:
-    """Grambsch–Therneau test of proportional hazards from scaled Schoenfeld residuals (per term + global)."""
+def _zph_score(
+    t: np.ndarray,
+    e: np.ndarray,
+    x: np.ndarray,
+    st: np.ndarray | None,
+    beta: np.ndarray,
+    gfun: Any,
+    efron: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score vector of the added g(t)·x terms and the full 2p information at the fitted β (R ≥ 3 cox.zph)."""
+    p = x.shape[1]
+    w_all = np.exp(x @ beta)
+    u = np.zeros(p)
+    imat = np.zeros((2 * p, 2 * p))
+    strata = np.zeros(len(t), dtype=int) if st is None else np.asarray(st)
+    for s_ in np.unique(strata):
+        ins = strata == s_
+        ts, es, xs, ws = t[ins], e[ins], x[ins], w_all[ins]
+        for u_t in np.unique(ts[es == 1]):
+            risk = ts >= u_t
+            dead = (ts == u_t) & (es == 1)
+            d = int(dead.sum())
+            g = float(gfun(u_t))
+            wr, xr = ws[risk], xs[risk]
+            s0, s1, s2 = wr.sum(), wr @ xr, (xr * wr[:, None]).T @ xr
+            wd, xd = ws[dead], xs[dead]
+            d0, d1, d2 = wd.sum(), wd @ xd, (xd * wd[:, None]).T @ xd
+            score = xd.sum(0)
+            vsum = np.zeros((p, p))
+            for j in range(d):
+                f = j / d if efron else 0.0
+                a0, a1, a2 = s0 - f * d0, s1 - f * d1, s2 - f * d2
+                mean = a1 / a0
+                score = score - mean
+                vsum += a2 / a0 - np.outer(mean, mean)
+            u += g * score
+            imat[:p, :p] += vsum
+            imat[:p, p:] += g * vsum
+            imat[p:, :p] += g * vsum
+            imat[p:, p:] += g * g * vsum
+    return u, imat
+
+
+def cox_zph(fit: AnalysisResult, transform: str = "km", method: str = "score") -> AnalysisResult:
+    """Test of proportional hazards per term and GLOBAL, with scaled Schoenfeld residuals for plotting.
+
+    ``method="score"`` is R ≥ 3.0 ``cox.zph``: a score test for adding g(t)·x to the fitted model
+    (g = transformed time, "km" = 1 − left-continuous KM; Efron or Breslow as in the fit);
+    ``method="gt"`` is the Grambsch–Therneau approximation of survival < 3.0.
+    """
     f = fit.fit
     if not isinstance(f, dict) or "model" not in f:
         raise ValueError("cox_zph needs the result of cox()")
+    if method not in ("score", "gt"):
+        raise ValueError(f"method must be 'score' or 'gt', got {method!r}")
     t, e = f["time"], f["event"]
     resid = np.asarray(f["result"].schoenfeld_residuals)
     ev = e == 1
@@ -306,26 +360,41 @@ def cox_zph(fit: AnalysisResult, transform: str = "km") -> AnalysisResult:
     te = t[ev]
     if transform == "km":
         km = _km_curve(t, e, "plain", 1.96)
-        s_left = np.array(
-            [km["surv"][km["time"] < u].iloc[-1] if (km["time"] < u).any() else 1.0 for u in te]
-        )
-        g = 1 - s_left
+        kt, ks = km["time"].to_numpy(), km["surv"].to_numpy()
+
+        def gfun(u: float) -> float:
+            before = ks[kt < u]
+            return 1.0 - (before[-1] if len(before) else 1.0)
     elif transform == "identity":
-        g = te
+        gfun = float
     elif transform == "rank":
-        g = stats.rankdata(te)
+        ranks = dict(zip(np.sort(te), stats.rankdata(np.sort(te)), strict=False))
+        gfun = ranks.__getitem__
     elif transform == "log":
-        g = np.log(te)
+        gfun = np.log
     else:
         raise ValueError(f"transform must be km, identity, rank or log; got {transform!r}")
+    g = np.array([gfun(u) for u in te], dtype=float)
     vcov = f["cov"]
     nev = len(te)
     xx = g - g.mean()
     r2 = r @ vcov * nev
-    test = xx @ r2
-    zj = test**2 / (np.diag(vcov) * nev * np.sum(xx**2))
-    tg = xx @ r
-    glob = float(tg @ vcov @ tg * nev / np.sum(xx**2))
+    p = len(f["beta"])
+    if method == "gt":
+        test = xx @ r2
+        zj = test**2 / (np.diag(vcov) * nev * np.sum(xx**2))
+        tg = xx @ r
+        glob = float(tg @ vcov @ tg * nev / np.sum(xx**2))
+    else:
+        u2, imat = _zph_score(t, e, f["x"], f["strata"], f["beta"], gfun, f["ties"] == "efron")
+        uu = np.concatenate([np.zeros(p), u2])
+        zj = np.array(
+            [
+                float(uu[ii] @ np.linalg.solve(imat[np.ix_(ii, ii)], uu[ii]))
+                for ii in ([*list(range(p)), p + j] for j in range(p))
+            ]
+        )
+        glob = float(uu @ np.linalg.solve(imat, uu))
     rows = [
         {"term": nm, "statistic": float(zj[i]), "df": 1, "p": float(stats.chi2.sf(zj[i], 1))}
         for i, nm in enumerate(f["names"])
@@ -340,7 +409,7 @@ def cox_zph(fit: AnalysisResult, transform: str = "km") -> AnalysisResult:
         "Proportional hazards check (scaled Schoenfeld residuals)",
         tidy(rows, ["term", "statistic", "df", "p"]),
         {"residuals": scaled},
-        {"transform": transform, "events": nev},
+        {"transform": transform, "method": method, "events": nev},
     )
 
 
