@@ -32,6 +32,7 @@ import SimpleITK as sitk
 import yaml
 from pykwalify.errors import SchemaError
 from radiomics import featureextractor, imageoperations
+from scipy import ndimage
 
 from ParaspinalRadiomicsLib.inputs import Levels, as_label_map, check_finite, match_mask_geometry
 
@@ -130,6 +131,7 @@ class MaskSpec(NamedTuple):
     mask: sitk.Image
     label: int
     n_voxels: int
+    bbox: tuple[slice, ...] | None = None  # numpy (z, y, x) bounding box of the ROI, for pre-cropping
 
 
 @dataclass
@@ -137,8 +139,9 @@ class PreparedImage:
     """The case image after the mask-independent steps of pyradiomics' loadImage (done once)."""
 
     image: sitk.Image
-    shared_grid: (
-        bool  # True when feature classes run on this very image for every mask (no resampling/preCrop)
+    shared_grid: bool  # feature classes run on this very image for every mask (no resampling/preCrop)
+    precrop: bool = (
+        False  # cropping image+mask around the ROI first cannot change any value (see prepare_image)
     )
     filter_cache: dict[str, list] = field(default_factory=dict)
 
@@ -150,7 +153,26 @@ def prepare_image(image: sitk.Image, rp: RadiomicsParams, name: str = "image") -
     if s.get("normalize", False):
         image = imageoperations.normalizeImage(image, **s)
     resample = s.get("interpolator") is not None and s.get("resampledPixelSpacing") is not None
-    return PreparedImage(image, shared_grid=not resample and not s.get("preCrop", False))
+    # Pre-cropping around each ROI (skipping full-volume passes per mask) is exact when nothing looks
+    # beyond the ROI: no filters (their output depends on the image extent) and no interpolation of the
+    # image (pyradiomics only re-grids the mask when the target spacing equals the image spacing).
+    only_original = set(rp.extractor.enabledImagetypes) <= {"Original"}
+    same_spacing = True
+    if resample:
+        target = np.asarray(s["resampledPixelSpacing"], dtype=float)
+        spacing = np.asarray(image.GetSpacing(), dtype=float)
+        same_spacing = len(target) == len(spacing) and bool(
+            np.allclose(spacing, np.where(target == 0, spacing, target))
+        )
+    shared = not resample and not s.get("preCrop", False)
+    return PreparedImage(image, shared_grid=shared, precrop=only_original and same_spacing)
+
+
+def _crop(img: sitk.Image, bbox: tuple[slice, ...], margin: int) -> sitk.Image:
+    size = img.GetSize()
+    lo = [max(bbox[2 - d].start - margin, 0) for d in range(3)]
+    hi = [min(bbox[2 - d].stop + margin, size[d]) for d in range(3)]
+    return sitk.RegionOfInterest(img, [h - lo_ for lo_, h in zip(lo, hi, strict=True)], lo)
 
 
 def _as_float(value: Any) -> float:
@@ -160,7 +182,13 @@ def _as_float(value: Any) -> float:
     return float(arr)
 
 
-def extract_mask(rp: RadiomicsParams, prep: PreparedImage, mask: sitk.Image, label: int) -> dict[str, float]:
+def extract_mask(
+    rp: RadiomicsParams,
+    prep: PreparedImage,
+    mask: sitk.Image,
+    label: int,
+    bbox: tuple[slice, ...] | None = None,
+) -> dict[str, float]:
     """Features of ``mask == label``: steps 1 (rest) to 6 of ``execute``, same functions, same order.
 
     Raises ValueError (pyradiomics' messages) when the ROI is invalid (too small, one voxel, 1D...).
@@ -169,6 +197,9 @@ def extract_mask(rp: RadiomicsParams, prep: PreparedImage, mask: sitk.Image, lab
     s = ex.settings.copy()
     s["label"] = int(label)
     image = prep.image
+    if prep.precrop and bbox is not None and mask.GetDimension() == 3:
+        margin = int(s.get("padDistance", 5)) + 1
+        image, mask = _crop(image, bbox, margin), _crop(mask, bbox, margin)
     if s.get("voxelBased"):
         raise ValueError("voxel-based extraction is not supported by the table extractor")
     # -- rest of loadImage (per mask): resampling or pre-cropping depend on the mask's bounding box
@@ -273,15 +304,19 @@ def build_mask_specs(
             lev_arr = np.zeros_like(arr)
             lev_arr[rng[0] : rng[1] + 1] = arr[rng[0] : rng[1] + 1]
             lev_img = _like(lev_arr, labels)
+        counts = np.bincount(lev_arr.ravel())
+        boxes = ndimage.find_objects(lev_arr)
         for structure, values in groups.items():
             if len(values) == 1:
                 v = values[0]
-                n = present.get(v, 0) if rng is None else int(np.count_nonzero(lev_arr == v))
+                n = int(counts[v]) if v < len(counts) else 0
                 mask_img, label = lev_img, v
+                bbox = boxes[v - 1] if 0 < v <= len(boxes) else None
             else:
                 sel = np.isin(lev_arr, values)
                 n = int(np.count_nonzero(sel))
                 mask_img, label = (_like(sel.astype(np.uint32), labels) if n else None), 1
+                bbox = ndimage.find_objects(sel.astype(np.uint8))[0] if n else None
             if n == 0:
                 where = "" if rng is None else f" in level {lev} (slices {rng[0]}-{rng[1]})"
                 why = "not present in the label map" if all(v not in present for v in values) else "empty"
@@ -294,7 +329,7 @@ def build_mask_specs(
                     }
                 )
                 continue
-            specs.append(MaskSpec(structure, lev, mask_img, label, n))
+            specs.append(MaskSpec(structure, lev, mask_img, label, n, bbox))
         for st in wanted_missing:
             reason = f"structure {st} is not among the label map's names"
             missing.append({"structure": st, "level": lev, "n_voxels": 0, "reason": reason})
@@ -328,7 +363,7 @@ def extract_specs(
             "reason": "",
         }
         try:
-            feats = extract_mask(rp, prep, spec.mask, spec.label)
+            feats = extract_mask(rp, prep, spec.mask, spec.label, spec.bbox)
             nan = [k for k, v in feats.items() if not np.isfinite(v)]
             if nan:
                 row["reason"] = f"{len(nan)} feature(s) NaN: {', '.join(nan[:5])}"

@@ -236,7 +236,9 @@ def perturbation_features(
             m = perturb_mask(arr, kind)
             img = sitk.GetImageFromArray(m.astype(np.uint32))
             img.CopyInformation(s.mask)
-            pspecs.append(MaskSpec(s.structure, s.level, img, 1, int(m.sum())))
+            n = int(m.sum())
+            bbox = ndimage.find_objects(m.astype(np.uint8))[0] if n else None
+            pspecs.append(MaskSpec(s.structure, s.level, img, 1, n, bbox))
         cb = (
             None
             if progress is None

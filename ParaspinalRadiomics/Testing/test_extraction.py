@@ -140,6 +140,31 @@ def test_filtered_images_cached_per_case_stay_identical():
         _assert_identical(df[df.structure == name].iloc[0], ref)
 
 
+def test_precropped_paths_identical_to_execute():
+    """Pre-cropping around each ROI (no filters; no or mask-only resampling) leaves every value unchanged."""
+    image, labels = _synthetic(seed=3)
+    image.SetSpacing((1.0, 1.0, 4.0))
+    labels.SetSpacing((1.0, 1.0, 4.0))
+    for params in (
+        "protocol-mri",
+        {"featureClass": SIX_CLASSES, "setting": {"resegmentRange": [-3, 3], "resegmentMode": "sigma"}},
+    ):
+        rp = load_params(params)
+        df = extract_case(image, labels, {1: "a", 2: "b"}, rp, levels={"L1": (2, 5)}, per_level=True)
+        ex = featureextractor.RadiomicsFeatureExtractor(rp.params)
+        arr = sitk.GetArrayFromImage(labels)
+        slab = np.zeros_like(arr)
+        slab[2:6] = arr[2:6]
+        slab_img = sitk.GetImageFromArray(slab)
+        slab_img.CopyInformation(labels)
+        _assert_identical(
+            df[(df.structure == "a") & (df.level == "all")].iloc[0], _execute_features(ex, image, labels, 1)
+        )
+        _assert_identical(
+            df[(df.structure == "b") & (df.level == "L1")].iloc[0], _execute_features(ex, image, slab_img, 2)
+        )
+
+
 def test_too_small_empty_and_missing_masks_give_nan_rows_with_reasons():
     image, labels = _synthetic()
     arr = sitk.GetArrayFromImage(labels)
