@@ -36,6 +36,9 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     p.add_argument(
         "--dropout", type=float, default=None, help="dropout probability per follow-up visit (0.012)"
     )
+    p.add_argument(
+        "--mri-workers", type=int, default=1, help="processes rendering phantom MRIs in parallel (default 1)"
+    )
     p.set_defaults(func=run)
 
 
