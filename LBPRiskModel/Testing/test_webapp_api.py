@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_webapp_support import SERVE_CMD, Server, calculator_bundle, running_server
+from test_webapp_support import SERVE_CMD, SERVE_STANDALONE_CMD, Server, calculator_bundle, running_server
 
 from LBPRiskModelLib.bundle import load_bundle
 
@@ -201,7 +201,8 @@ def test_no_patient_values_in_server_output(server: Server) -> None:
             assert value not in log
 
 
-def test_tampered_bundle_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [SERVE_CMD, SERVE_STANDALONE_CMD], ids=["cli", "standalone"])
+def test_tampered_bundle_refused(tmp_path: Path, command: list[str]) -> None:
     """A one-byte change to a bundle file: the server exits non-zero naming the file, never listens."""
     copy = tmp_path / "bundle"
     shutil.copytree(calculator_bundle(), copy)
@@ -210,7 +211,7 @@ def test_tampered_bundle_refused(tmp_path: Path) -> None:
     data[data.index(b"110")] = ord("9")  # hard_max of age 110 -> 910
     schema.write_bytes(bytes(data))
     proc = subprocess.run(
-        [*SERVE_CMD, "--model", str(copy), "--port", "9"], capture_output=True, text=True, timeout=60
+        [*command, "--model", str(copy), "--port", "9"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
     assert (
@@ -221,6 +222,7 @@ def test_tampered_bundle_refused(tmp_path: Path) -> None:
     assert "Uvicorn running" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow  # spawns two extra interpreters that each import the model stack (~45 s on a busy machine)
 def test_multi_worker_server() -> None:
     """``--workers 2``: each worker verifies and serves the bundle; same answers, same sanitised log."""
     ref = load_bundle(calculator_bundle()).predict_one(VALID)

@@ -28,9 +28,9 @@ import pandas as pd
 from LBPRiskModelLib.bundle import FieldSpec, load_bundle, save_bundle
 from LBPRiskModelLib.preprocess import build_preprocessor, transformed_to_fields
 
-# The serve sub-command's own entry point (identical to ``python -m LBPRiskModelLib serve``; used so
-# the tests do not depend on the other sub-commands' modules being importable).
-SERVE_CMD = [sys.executable, "-m", "LBPRiskModelLib.webapp.serve_cli"]
+# The deliverable command line, and the serve sub-command's stand-alone entry point (same options).
+SERVE_CMD = [sys.executable, "-m", "LBPRiskModelLib", "serve"]
+SERVE_STANDALONE_CMD = [sys.executable, "-m", "LBPRiskModelLib.webapp.serve_cli"]
 NUMERIC = ["age", "odi_baseline", "bmi", "mean_ff_pct"]
 CATEGORICAL = ["sex"]
 

@@ -94,6 +94,17 @@ class SecurityAndAccessLog:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # a traceback could quote submitted values: log the type only
+            LOG.error("internal error on %s %s: %s", scope.get("method", ""), path, type(exc).__name__)
+            if status["code"] == 0:
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"text/plain")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"Internal server error"})
         finally:
             ACCESS_LOG.info(
                 "%s %s %s %.1fms",
