@@ -161,15 +161,89 @@ def _jacobian_cov(lik: _Lik, theta: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-class Satterthwaite:
-    """Satterthwaite df for contrasts of the fixed effects of a fitted (RE)ML model."""
+def _reml_derivatives(
+    lik: _Lik, y: np.ndarray, x: np.ndarray, z: np.ndarray, groups: np.ndarray, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact Var(β̂), dVar(β̂)/dθ_k = C P_k C and the REML Hessian for V linear in θ.
 
-    def __init__(self, lik: _Lik, theta: np.ndarray) -> None:
+    With Π = V⁻¹ − V⁻¹X C X'V⁻¹, r̃ = Π y and V_k = ∂V/∂θ_k (∂²V = 0):
+    ∂²ℓ_R/∂θ_a∂θ_b = ½ tr(Π V_a Π V_b) − r̃' V_a Π V_b r̃.
+    """
+    gmat, s2 = lik.unpack(theta)
+    q = z.shape[1]
+    derivs = []
+    for a, b in zip(*lik.tri, strict=True):
+        e = np.zeros((q, q))
+        e[a, b] = e[b, a] = 1.0
+        derivs.append(e)
+    k, p = len(theta), x.shape[1]
+    blocks = []
+    xtvx = np.zeros((p, p))
+    xtvy = np.zeros(p)
+    for idx in _group_index(groups):
+        xi, zi = x[idx], z[idx]
+        vinv = np.linalg.inv(zi @ gmat @ zi.T + s2 * np.eye(len(idx)))
+        dv = [zi @ e @ zi.T for e in derivs] + [np.eye(len(idx))]
+        xtvx += xi.T @ vinv @ xi
+        xtvy += xi.T @ vinv @ y[idx]
+        blocks.append((idx, vinv, dv))
+    c = np.linalg.inv(xtvx)
+    beta = c @ xtvy
+    pk = np.zeros((k, p, p))
+    qkl = np.zeros((k, k, p, p))
+    trdd = np.zeros((k, k))
+    rr = np.zeros((k, k))  # Σ r̃' V_a V⁻¹ V_b r̃ (block part of r̃' V_a Π V_b r̃)
+    xvr = np.zeros((k, p))  # X' V⁻¹ V_a r̃
+    for idx, vinv, dv in blocks:
+        xi = x[idx]
+        vx = vinv @ xi
+        rt = vinv @ (y[idx] - xi @ beta)
+        m = [vinv @ d for d in dv]
+        dr = [d @ rt for d in dv]
+        for a in range(k):
+            pk[a] += vx.T @ dv[a] @ vx
+            xvr[a] += vx.T @ dr[a]
+            for b in range(k):
+                qkl[a, b] += vx.T @ dv[a] @ m[b] @ vx
+                trdd[a, b] += np.sum(m[a] * m[b].T)
+                rr[a, b] += dr[a] @ vinv @ dr[b]
+    hess = np.zeros((k, k))
+    for a in range(k):
+        for b in range(k):
+            tr = (
+                trdd[a, b]
+                - np.trace(c @ qkl[a, b])
+                - np.trace(c @ qkl[b, a])
+                + np.trace(c @ pk[a] @ c @ pk[b])
+            )
+            quad = rr[a, b] - xvr[a] @ c @ xvr[b]
+            hess[a, b] = 0.5 * tr - quad
+    jac = np.array([c @ pk[a] @ c for a in range(k)])
+    return c, jac, hess
+
+
+def _group_index(groups: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each group (in order of the sorted group codes)."""
+    codes, inv = np.unique(groups, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(inv, minlength=len(codes)))[:-1])
+
+
+class Satterthwaite:
+    """Satterthwaite df for contrasts of the fixed effects of a fitted (RE)ML model.
+
+    REML fits use exact derivatives (:func:`_reml_derivatives`); ML fits use central differences.
+    """
+
+    def __init__(self, lik: _Lik, theta: np.ndarray, data: tuple | None = None) -> None:
         self.lik, self.theta = lik, theta
-        self.cov = lik.cov_beta(theta)
-        hess = _hessian(lik.loglik, theta)
+        if lik.reml and data is not None:
+            self.cov, self.jac, hess = _reml_derivatives(lik, *data, theta)
+        else:
+            self.cov = lik.cov_beta(theta)
+            hess = _hessian(lik.loglik, theta)
+            self.jac = _jacobian_cov(lik, theta)
         self.acov = np.linalg.pinv(-hess)
-        self.jac = _jacobian_cov(lik, theta)
 
     def df(self, lvec: np.ndarray) -> float:
         """ν = 2 (L C L')² / (∇' A ∇) for one contrast row ``lvec``."""
@@ -352,7 +426,7 @@ def mixed_model(
     gmat = lik.unpack(theta)[0]
     xvx, xvy, _, _ = lik.parts(theta)
     beta = np.linalg.solve(xvx, xvy)
-    sat = Satterthwaite(lik, theta) if df_method == "satterthwaite" else None
+    sat = Satterthwaite(lik, theta, (y, x, z, groups)) if df_method == "satterthwaite" else None
     kr = KenwardRoger(lik, y, x, z, groups, theta) if df_method == "kenward-roger" else None
     cov = kr.phi_a if kr else lik.cov_beta(theta)
     zq = conf_level / 2 + 0.5
