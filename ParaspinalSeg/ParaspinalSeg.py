@@ -10,7 +10,9 @@ library and writes results back as nodes. The Logic never opens dialogs and runs
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Annotated
 
 import numpy as np
@@ -61,6 +63,32 @@ class ParaspinalSeg(ScriptedLoadableModule):
             "Developed for the METNLBP randomised controlled trial (exercise + NSAIDs vs NSAIDs in older "
             "adults with chronic low-back pain and paraspinal fatty infiltration). Validation data: "
             "MyoSegmenTUM spine (Burian et al. 2019) and MuscleMap."
+        )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def sampleDataSources() -> list[dict]:
+    """Sample Data sources (uris, fileNames, checksums, nodeNames, loadFileTypes) from Resources/SampleData.json."""
+    path = os.path.join(os.path.dirname(__file__), "Resources", "SampleData.json")
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)["sources"]
+
+
+def registerSampleData() -> None:
+    """Add the phantom example case to Slicer's Sample Data module (downloaded from the release assets)."""
+    import SampleData
+
+    resources = os.path.join(os.path.dirname(__file__), "Resources")
+    for source in sampleDataSources():
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category=source["category"],
+            sampleName=source["sampleName"],
+            thumbnailFileName=os.path.join(resources, source["thumbnail"]),
+            uris=source["uris"],
+            fileNames=source["fileNames"],
+            checksums=source["checksums"],
+            nodeNames=source["nodeNames"],
+            loadFileTypes=source["loadFileTypes"],
         )
 
 
