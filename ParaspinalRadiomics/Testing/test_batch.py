@@ -117,20 +117,32 @@ def test_failing_case_is_recorded_and_others_go_on(cohort: Path):
 
 
 def test_process_pool_and_dask_cluster_give_identical_tables(cohort: Path):
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     ref = cohort / "ref.csv"
     Batch(cohort / "cohort.csv", PARAMS, ref).run(jobs=1, show_progress=False)
     pool = cohort / "pool.csv"
     assert Batch(cohort / "cohort.csv", PARAMS, pool).run(jobs=2, show_progress=False).n_failed == 0
     _assert_same(read_features(pool), read_features(ref))
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        dask_out = cohort / "dask.csv"
-        res = Batch(cohort / "cohort.csv", PARAMS, dask_out).run(scheduler=client, show_progress=False)
-        assert (res.n_run, res.n_failed) == (4, 0)
+    params = cohort / "p.yaml"
+    params.write_text(json.dumps(PARAMS))
+    dask_out = cohort / "dask.csv"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        # the CLI path users take: --scheduler ADDRESS
+        rc = main(
+            [
+                "batch",
+                "--manifest",
+                str(cohort / "cohort.csv"),
+                "--params",
+                str(params),
+                "--out",
+                str(dask_out),
+                "--scheduler",
+                cluster.scheduler_address,
+            ]
+        )
+        assert rc == 0
     _assert_same(read_features(dask_out), read_features(ref))
 
 
