@@ -99,6 +99,8 @@ class PredictResponse(BaseModel):
     risk_group: str
     contributions: list[Contribution]
     top_features: list[str]
+    contribution_unit: str = Field("log-odds", description='"log-odds" or "probability" (random forests).')
+    base_value: float | None = Field(None, description="Model output before contributions (same unit).")
     warnings: dict[str, str] = Field(
         default_factory=dict, description="Per-field warnings (e.g. out of range)."
     )

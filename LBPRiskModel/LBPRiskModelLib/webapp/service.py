@@ -158,6 +158,12 @@ class Calculator:
             "risk_group": str(spec_get(prediction, "risk_group")),
             "contributions": [{"feature": f, "value": v, "contribution": c} for f, v, c in triples],
             "top_features": top,
+            "contribution_unit": str(
+                spec_get(prediction, "contribution_unit")
+                or self.metadata.get("contribution_unit")
+                or "log-odds"
+            ),
+            "base_value": _maybe_float(spec_get(prediction, "base_value")),
             "warnings": warnings,
             "model_name": str(spec_get(prediction, "model_name") or identity["model_name"]),
             "model_version": str(spec_get(prediction, "model_version") or identity["model_version"]),
