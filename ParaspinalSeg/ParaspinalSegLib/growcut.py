@@ -48,7 +48,9 @@ def edge_graph(
     c, *shape = features.shape
     shape = tuple(shape)
     n = int(np.prod(shape))
-    flat = features.reshape(c, -1)
+    flat = features.reshape(c, -1).astype(np.float32, copy=False)
+    nc = node_cost.ravel().astype(np.float32, copy=False) if node_cost is not None else None
+    blk = blocked.ravel() if blocked is not None else None
     rows, cols, vals = [], [], []
     sk, sj, si = spacing_kji
     for off in _INPLANE + _THROUGH:
@@ -56,24 +58,25 @@ def edge_graph(
             continue
         a, b = _shift_pairs(shape, off)
         length = float(np.sqrt((off[0] * sk) ** 2 + (off[1] * sj) ** 2 + (off[2] * si) ** 2))
-        w = np.abs(flat[:, a] - flat[:, b]).sum(axis=0)
-        if node_cost is not None:
-            nc = node_cost.ravel()
-            w = w + 0.5 * (nc[a] + nc[b])
+        if blk is not None:
+            keep = ~(blk[a] | blk[b])
+            a, b = a[keep], b[keep]
+        w = np.zeros(a.size, np.float32)
+        for ch in range(c):
+            if np.any(flat[ch]):
+                w += np.abs(flat[ch, a] - flat[ch, b])
+        if nc is not None:
+            w += 0.5 * (nc[a] + nc[b])
         if off[0]:
             w = w * through_plane_weight
-        w = w + length * eps_per_mm
-        if blocked is not None:
-            keep = ~(blocked.ravel()[a] | blocked.ravel()[b])
-            a, b, w = a[keep], b[keep], w[keep]
+        w += np.float32(length * eps_per_mm)
         rows.append(a)
         cols.append(b)
-        vals.append(w.astype(np.float64) + 1e-9)
+        vals.append(w.astype(np.float64) + 1e-9)  # > 0: scipy drops explicit zero edges
     r = np.concatenate(rows)
     q = np.concatenate(cols)
     v = np.concatenate(vals)
-    g = sparse.coo_matrix((v, (r, q)), shape=(n, n)).tocsr()
-    return g
+    return sparse.csr_matrix((v, (r, q)), shape=(n, n))
 
 
 def grow(graph: sparse.csr_matrix, seeds: np.ndarray, limit: float = np.inf) -> tuple[np.ndarray, np.ndarray]:

@@ -159,14 +159,18 @@ def _fat_map(
         source = img if img is not None else (water + fat if water is not None and fat is not None else None)
         if source is None:
             raise ValueError("fat_method 't1_linear' needs an image")
-        muscle = np.isin(lab, [v for v in label_names])
+        muscle = np.isin(lab, list(label_names))
         try:
             lean, fat_ref = fatmod.linear_references(source, muscle, spacing_ji=spacing_ji)
+            # one lean reference for all muscles: per-muscle modes were tried and agree worse with
+            # Dixon on TUM01 (a homogeneous muscle's own mode reads as 0 % fat)
+            ffmap = np.where(muscle, fatmod.linear_ff(source, lean, fat_ref), np.nan).astype(np.float32)
+            refs = {"lean_ref": lean, "fat_ref": fat_ref}
         except ValueError:
             if method == "auto_t1_linear":  # auto: an image without usable fat contrast gives no FF
                 return None, "none", {}
             raise
-        return fatmod.linear_ff(source, lean, fat_ref), "t1_linear", {"lean_ref": lean, "fat_ref": fat_ref}
+        return ffmap, "t1_linear", refs
     if method == "none":
         return None, "none", {}
     raise ValueError(f"unknown fat_method {method!r}; expected auto, dixon, t1_linear or none")

@@ -61,12 +61,20 @@ class SegmentParams:
     ridge_weight: float = 10.0
     ridge_sigma_px: float = 1.0
     fat_threshold: float = 0.7
-    dark_fraction: float = 0.25
+    dark_fraction: float = 0.4
     seed_radius_mm: float = 2.0
-    margin_mm: float = 60.0
+    margin_mm: float = 45.0
     midline_search_mm: float = 8.0
     size_normalised_split: bool = True
-    open_radius_px: int = 1
+    split_ridge_weight: float = 30.0
+    split_radius_power: float = 1.0
+    split_eps_per_mm: float = 0.05
+    split_diff_weight: float = 0.0
+    split_recentre_iterations: int = 0
+    radius_search_mm: float = 0.0
+    rim_px: int = 1
+    rim_max_ff: float = 0.6
+    open_radius_px: float = 1.0
 
 
 @dataclass
@@ -191,31 +199,73 @@ def _midline(
 
 
 def _postprocess(
-    lab: np.ndarray, seeds_by_label: dict[int, list[tuple[int, int, int]]], open_r: int
+    lab: np.ndarray, seeds_by_label: dict[int, list[tuple[int, int, int]]], open_r: float
 ) -> np.ndarray:
-    """Per slice and label: keep the seed's (else the largest) component, open, fill holes into background."""
+    """Per slice and label: cut thin necks (opening with a disc of ``open_r`` voxels), keep the seed's
+    (else the largest) component, restore its boundary detail within ``open_r``, fill holes into background."""
     out = lab.copy()
-    st = ndi.generate_binary_structure(2, 1)
+    disc = None
+    if open_r > 0:
+        r = int(np.ceil(open_r))
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+        disc = yy**2 + xx**2 <= open_r**2 + 1e-9
     for k in range(out.shape[0]):
         sl = out[k]
         for v in np.unique(sl[sl > 0]):
             m = sl == v
-            if open_r:
-                opened = ndi.binary_opening(m, st, iterations=open_r)
-                if opened.any():
-                    sl[m & ~opened] = 0
-                    m = opened
-            cc, n = ndi.label(m)
+            core = ndi.binary_opening(m, disc) if disc is not None else m
+            if not core.any():
+                core = m
+            cc, n = ndi.label(core)
             if n > 1:
                 keep = {cc[j, i] for kk, j, i in seeds_by_label.get(int(v), []) if kk == k and cc[j, i]}
                 if not keep:
-                    sizes = ndi.sum(m, cc, range(1, n + 1))
+                    sizes = ndi.sum(core, cc, range(1, n + 1))
                     keep = {int(np.argmax(sizes)) + 1}
-                km = np.isin(cc, list(keep))
-                sl[m & ~km] = 0
-                m = km
-            filled = ndi.binary_fill_holes(m) & (sl == 0)
+                core = np.isin(cc, list(keep))
+            if disc is not None:
+                core = m & ndi.binary_dilation(core, disc)
+                cc, n = ndi.label(core)
+                if n > 1:
+                    sizes = ndi.sum(core, cc, range(1, n + 1))
+                    core = cc == int(np.argmax(sizes)) + 1
+            sl[m & ~core] = 0
+            filled = ndi.binary_fill_holes(core) & (sl == 0)
             sl[filled] = v
+    return out
+
+
+def _local_radius(
+    mask2d: np.ndarray, ji_: tuple[int, int], spacing_ji: tuple[float, float], search_mm: float
+) -> float:
+    """Inscribed radius (mm) of ``mask2d`` near a click: the largest distance-to-edge within ``search_mm``,
+    so a click off the muscle's centre gives (almost) the same size estimate."""
+    j, i = ji_
+    if search_mm <= 0:
+        return float(ndi.distance_transform_edt(mask2d, sampling=spacing_ji)[j, i])
+    rj, ri = (max(1, int(search_mm / s)) for s in spacing_ji)
+    j0, i0 = max(0, j - rj - 60), max(0, i - ri - 60)
+    crop = mask2d[j0 : j + rj + 61, i0 : i + ri + 61]
+    dt = ndi.distance_transform_edt(crop, sampling=spacing_ji)
+    jj, ii = np.ogrid[: crop.shape[0], : crop.shape[1]]
+    near = ((jj - (j - j0)) * spacing_ji[0]) ** 2 + ((ii - (i - i0)) * spacing_ji[1]) ** 2 <= search_mm**2
+    return float(dt[near].max()) if near.any() else 0.0
+
+
+def _add_rim(lab: np.ndarray, ff: np.ndarray, rim_px: int, max_ff: float) -> np.ndarray:
+    """Grow each label by ``rim_px`` voxels in-plane into unlabelled partial-volume voxels (FF < ``max_ff``).
+
+    The growth stops one voxel short of the fat it competes with; manual outlines (and the CSA
+    convention) run along the muscle's outer edge, through those partial-volume voxels.
+    """
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    out = lab.copy()
+    for _ in range(rim_px):
+        grown = ndi.grey_dilation(out, footprint=st)
+        smallest = -ndi.grey_dilation(-np.where(out > 0, out, 255).astype(np.int16), footprint=st)
+        ok = (out == 0) & (ff < max_ff) & (grown > 0) & (smallest == grown)  # one neighbouring label only
+        out[ok] = grown[ok]
     return out
 
 
@@ -378,36 +428,77 @@ def segment(
 
     # --- split MF / ES by size-normalised geodesic distance ----------------------------------
     out = np.zeros(rshape, np.uint8)
-    muscle_like = ~background
-    for gi, g in enumerate(groups, start=1):
-        region = grown == gi
+    pairs = [g for g in groups if len(g) > 1]
+    for g in groups:
         if len(g) == 1:
-            out[region] = BY_NAME[g[0]].value
-            continue
-        sub_graph = edge_graph(feats, spacing, node_cost=ridge, eps_per_mm=p.eps_per_mm, blocked=~region)
-        scores = []
-        for n in g:
-            src = np.array(
-                [np.ravel_multi_index(c, rshape) for c in seeds_by_name[n] if region[c]], dtype=np.int64
-            )
-            if src.size == 0:
-                src = np.array([np.ravel_multi_index(c, rshape) for c in seeds_by_name[n]], dtype=np.int64)
-            d = dijkstra(sub_graph, directed=False, indices=src, min_only=True).reshape(rshape)
-            radius = 1.0
-            if p.size_normalised_split:
-                rs = []
-                for s, loc in zip(vseeds, local, strict=True):
-                    if s.name == n:
-                        dt = ndi.distance_transform_edt(muscle_like[loc[0]], sampling=(sj_, si_))
-                        rs.append(float(dt[loc[1], loc[2]]))
-                radius = max(float(np.mean(rs)), 1.0) if rs else 1.0
-            scores.append(d / radius)
-        choice = np.argmin(np.stack(scores), axis=0)
-        for idx, n in enumerate(g):
-            out[region & (choice == idx)] = BY_NAME[n].value
+            out[grown == group_of[g[0]]] = BY_NAME[g[0]].value
+    if pairs:
+        # one graph over every MF+ES region (regions of different sides are not connected)
+        in_pair = np.isin(grown, [group_of[g[0]] for g in pairs])
+        kk, jj, ii = np.nonzero(in_pair)
+        box = (slice(kk.min(), kk.max() + 1), slice(jj.min(), jj.max() + 1), slice(ii.min(), ii.max() + 1))
+        offset = np.array([kk.min(), jj.min(), ii.min()])
+        bshape = tuple(b.stop - b.start for b in box)
+        split_cost = p.split_diff_weight * feats[(slice(None), *box)]
+        sub_graph = edge_graph(
+            split_cost,
+            spacing,
+            node_cost=ridge[box] * (p.split_ridge_weight / max(p.ridge_weight, 1e-9)),
+            eps_per_mm=p.split_eps_per_mm,
+            blocked=~in_pair[box],
+        )
+        for g in pairs:
+            region = (grown == group_of[g[0]])[box]
+            # initial sources: the clicked seeds; radius: inscribed radius of the non-background tissue there
+            srcs: dict[str, list[tuple[int, int, int]]] = {}
+            radii: dict[str, float] = {}
+            for n in g:
+                cs = [tuple(int(x) for x in np.array(c) - offset) for c in seeds_by_name[n]]
+                srcs[n] = [
+                    c for c in cs if all(0 <= a < b for a, b in zip(c, bshape, strict=True)) and region[c]
+                ]
+                rs = [
+                    _local_radius(
+                        ~background[loc[0]], (int(loc[1]), int(loc[2])), (sj_, si_), p.radius_search_mm
+                    )
+                    for s, loc in zip(vseeds, local, strict=True)
+                    if s.name == n
+                ]
+                radii[n] = max(float(np.mean(rs)), 1.0) if rs else 1.0
+            seed_slices = sorted({c[0] for n in g for c in srcs[n]})
+            for it in range(1 + p.split_recentre_iterations):
+                scores = []
+                for n in g:
+                    src = np.array([np.ravel_multi_index(c, bshape) for c in srcs[n]], dtype=np.int64)
+                    if src.size == 0:
+                        scores.append(np.full(bshape, np.inf))
+                        continue
+                    d = dijkstra(sub_graph, directed=False, indices=src, min_only=True).reshape(bshape)
+                    scale = radii[n] ** p.split_radius_power if p.size_normalised_split else 1.0
+                    scores.append(d / scale)
+                choice = np.argmin(np.stack(scores), axis=0)
+                if it == p.split_recentre_iterations:
+                    break
+                # re-centre: each muscle's new source is the deepest point of its current share on each
+                # seed slice, its radius the inscribed radius there (less dependent on where the click was)
+                for idx, n in enumerate(g):
+                    new_src = []
+                    for k in seed_slices:
+                        m = region[k] & (choice[k] == idx)
+                        if not m.any():
+                            continue
+                        dt = ndi.distance_transform_edt(m, sampling=(sj_, si_))
+                        j, i = np.unravel_index(int(np.argmax(dt)), dt.shape)
+                        new_src.append((k, int(j), int(i)))
+                    if new_src:
+                        srcs[n] = new_src  # radii stay: re-estimating them from the split feeds back
+            sub = out[box]
+            for idx, n in enumerate(g):
+                sub[region & (choice == idx)] = BY_NAME[n].value
 
     seeds_by_value = {BY_NAME[n].value: v for n, v in seeds_by_name.items()}
     out = _postprocess(out, seeds_by_value, p.open_radius_px)
+    out = _add_rim(out, ff, p.rim_px, p.rim_max_ff)
 
     # --- assemble full volume ----------------------------------------------------------------
     if previous is not None:

@@ -64,7 +64,8 @@ def test_subset_of_structures_and_painted_seeds(case) -> None:
     painted[4][t[4] == 2] = 2  # one painted slice of multifidus_right
     r2 = segment({"water": water, "fat": fat}, painted)
     o2 = sitk.GetArrayFromImage(r2.labels)
-    assert dice(o2[4] == 2, t[4] == 2) > 0.93  # the painted slice is kept
+    assert (o2[4][t[4] == 2] == 2).all()  # every painted voxel is kept (the rim adds its 1-voxel outline)
+    assert dice(o2[4] == 2, t[4] == 2) > 0.9
     assert dice(o2 == 2, t == 2) > 0.85  # and grown through the other slices without competitors
 
 
@@ -116,7 +117,8 @@ def test_bad_input_messages(case, tmp_path) -> None:
     shifted = sitk.Image(water)
     shifted.SetOrigin((0.0, 0.0, 0.0))
     with pytest.raises(
-        ValueError, match=r"water image and fat image are not on the same voxel grid.*origin.*assume-same-grid"
+        ValueError,
+        match=r"water image and fat image are not on the same voxel grid.*origin.*assume-same-grid",
     ):
         segment({"water": shifted, "fat": fat}, pts)
     ok = segment({"water": shifted, "fat": fat}, pts, assume_same_grid=True)
