@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from TrialAnalysisLib import render_report
 from TrialAnalysisLib.cli import main
 from TrialAnalysisLib.report import data_hash, run_analyses
 from TrialAnalysisLib.schema import load_trial
@@ -24,8 +23,10 @@ def trial_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def report_dir(trial_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report as a user makes it: ``python -m TrialAnalysisLib analyze`` (in-process)."""
     out = tmp_path_factory.mktemp("report")
-    render_report(load_trial(trial_dir), out, imputations=5, seed=3)
+    argv = ["analyze", "--data", str(trial_dir), "--out", str(out), "--imputations", "5", "--seed", "3"]
+    assert main(argv) == 0
     return out
 
 
@@ -112,11 +113,10 @@ def test_tables_agree_with_the_data(trial_dir: Path) -> None:
     assert pd.notna(sub["p_interaction"]).all()
 
 
-def test_analyze_cli(trial_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "rep"
-    assert (
-        main(["analyze", "--data", str(trial_dir), "--out", str(out), "--imputations", "2", "--no-pdf"]) == 0
-    )
-    assert (out / "report.html").exists() and not (out / "report.pdf").exists()
-    assert main(["analyze", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+def test_analyze_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "rep")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert (
+        main(["analyze", "--data", str(tmp_path), "--out", str(tmp_path / "rep"), "--imputations", "0"]) == 2
+    )
+    assert "imputations" in capsys.readouterr().err

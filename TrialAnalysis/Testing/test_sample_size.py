@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from TrialAnalysisLib import sample_size
+from TrialAnalysisLib.cli import main
 from TrialAnalysisLib.sample_size import detectable_delta, n_per_arm, power, protocol_statement
 
 
@@ -38,20 +36,11 @@ def test_statement_says_it_plainly_with_numbers() -> None:
         assert needle in s
 
 
-def test_cli_and_errors(tmp_path) -> None:
+def test_cli_and_errors(tmp_path, capsys) -> None:
     png = tmp_path / "power.png"
-    out = subprocess.run(
-        [sys.executable, "-m", "TrialAnalysisLib", "sample-size", "--n-per-arm", "157", "--plot", str(png)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "detectable difference" in out and png.stat().st_size > 5000
-    bad = subprocess.run(
-        [sys.executable, "-m", "TrialAnalysisLib", "sample-size", "--dropout", "1.5"],
-        capture_output=True,
-        text=True,
-    )
-    assert bad.returncode == 2 and "dropout" in bad.stderr
+    assert main(["sample-size", "--n-per-arm", "157", "--plot", str(png)]) == 0
+    assert "detectable difference" in capsys.readouterr().out and png.stat().st_size > 5000
+    assert main(["sample-size", "--dropout", "1.5"]) == 2
+    assert "dropout" in capsys.readouterr().err
     with pytest.raises(ValueError, match="sd"):
         sample_size(delta=5, sd=0)
