@@ -102,7 +102,7 @@ def test_tables_agree_with_the_data(trial_dir: Path) -> None:
     sev = res["ae"]["by_severity"]
     assert sev["exercise events"].sum() + sev["control events"].sum() == len(data.adverse_events)
     # per-protocol set is the flagged participants with an observed outcome
-    pp = res["wide"][res["wide"]["per_protocol"].astype(bool)]
+    pp = res["wide"][res["wide"]["per_protocol"].eq(True)]
     assert res["primary_pp"].info["n_analysed"] == pp["odi_change_12m"].notna().sum()
     # mixed model for ODI covers every follow-up visit; Satterthwaite df are finite and below n obs
     con = res["mixed"]["odi"].tables["contrasts"]

@@ -76,7 +76,7 @@ def run_analyses(data: Any, imputations: int = 20, seed: int = 1) -> dict[str, A
         **kw,
     )
     res["primary_cc"] = ancova(wide, "odi_change_12m", "arm", COVARIATES, **kw)
-    pp = wide[wide["per_protocol"].astype(bool)]
+    pp = wide[wide["per_protocol"].eq(True)]  # missing flag = not per protocol
     res["primary_pp"] = ancova(pp, "odi_change_12m", "arm", COVARIATES, **kw)
     res["mixed"] = {}
     for score in ("odi", "vas", "joa"):
@@ -176,7 +176,7 @@ def plot_trajectories(res: dict[str, Any], path: Path) -> None:
 def _html_table(df: pd.DataFrame, digits: int = 3) -> str:
     d = df.copy()
     for c in d.columns:
-        if c == "p" or c.startswith("p_") or c.endswith("_p"):
+        if c == "p" or c.startswith(("p_", "p ")) or c.endswith("_p"):
             d[c] = [fmt_p(v) if isinstance(v, (float, np.floating)) else v for v in d[c]]
         elif pd.api.types.is_float_dtype(d[c]):
             d[c] = d[c].map(

@@ -206,7 +206,7 @@ def compliance_summary(
                     f"({100 * r['sessions_done'] / max(r['sessions_planned'], 1):.1f}%)",
                 }
             )
-    pp = wide.groupby(wide["arm"].astype(str))["per_protocol"].apply(lambda s: int(s.astype(bool).sum()))
+    pp = wide.groupby(wide["arm"].astype(str))["per_protocol"].apply(lambda s: int(s.eq(True).sum()))
     for arm, n in pp.items():
         rows.append({"measure": f"per-protocol set, {arm}", "value": str(n)})
     return pd.DataFrame(rows)
