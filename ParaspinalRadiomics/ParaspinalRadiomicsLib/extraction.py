@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 import radiomics
 import SimpleITK as sitk
-import yaml
+from pykwalify.compat import yml as pyk_yml
 from pykwalify.errors import SchemaError
 from radiomics import featureextractor, imageoperations
+from ruamel.yaml.error import YAMLError
 from scipy import ndimage
 
 from ParaspinalRadiomicsLib.inputs import Levels, as_label_map, check_finite, match_mask_geometry
@@ -109,9 +110,12 @@ def load_params(params: str | Path | dict | RadiomicsParams) -> RadiomicsParams:
                 f"parameter file not found: {text} (presets: {', '.join(available_presets())})"
             )
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"parameter file {path} is not valid YAML: {exc}") from exc
+            # Parse exactly as pyradiomics does (pykwalify: ruamel YAML 1.2 / json), so that e.g. ``1e-3`` is
+            # the float pyradiomics would read (PyYAML's YAML 1.1 would read the string "1e-3").
+            text_data = path.read_text()
+            data = (json.loads(text_data) if path.suffix == ".json" else pyk_yml.load(text_data)) or {}
+        except (json.JSONDecodeError, YAMLError) as exc:
+            raise ValueError(f"parameter file {path} is not valid YAML/JSON: {exc}") from exc
         source = str(path)
     if not isinstance(data, dict):
         raise ValueError(f"parameter file {source}: expected a mapping with setting/imageType/featureClass")

@@ -216,6 +216,18 @@ def test_bad_inputs_have_clear_messages(tmp_path: Path):
     bad.write_text("setting:\n  binWidht: 5\n")
     with pytest.raises(ValueError, match=r"bad.yaml.*Key 'binWidht' was not defined"):
         load_params(bad)
+    # a user YAML is read as pyradiomics reads it (YAML 1.2: 1e-3 is a float, not a string)
+    good = tmp_path / "good.yaml"
+    good.write_text("setting:\n  geometryTolerance: 1e-3\n  binWidth: 5\n")
+    try:
+        assert load_params(good).settings["geometryTolerance"] == 0.001
+        assert (
+            load_params(good).settings_hash
+            == load_params({"setting": {"geometryTolerance": 0.001, "binWidth": 5}}).settings_hash
+        )
+    finally:  # pyradiomics sets SimpleITK's global tolerances from geometryTolerance: restore ITK's defaults
+        sitk.ProcessObject.SetGlobalDefaultCoordinateTolerance(1e-6)
+        sitk.ProcessObject.SetGlobalDefaultDirectionTolerance(1e-6)
     with pytest.raises(FileNotFoundError, match="protocol-mr"):
         load_params("protocol-mr")
     # corrupt file named in the error
