@@ -60,6 +60,8 @@ class Shape:
     margin: float = 2.0  # bbox margin in mm
     parent: Shape | None = None  # halo: coverage from the parent's distance minus ``offset``
     offset: float = 0.0
+    _extent: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    _extent_key: tuple | None = None
 
     def extent(self) -> tuple[float, float, float, float]:
         """Bounding box (xmin, xmax, ymin, ymax) in mm with a 2 mm margin."""
@@ -69,8 +71,18 @@ class Shape:
             return min(x0, x1) - r, max(x0, x1) + r, min(y0, y1) - r, max(y0, y1) + r
         if self.parent is not None:
             return self.parent.extent()
-        r = float(self.radius_table.max()) + self.margin
-        return self.center[0] - r, self.center[0] + r, self.center[1] - r, self.center[1] + r
+        key = (self.center, self.margin)
+        if self._extent_key != key:
+            bx, by = boundary(self)
+            m = self.margin
+            self._extent = (
+                float(bx.min()) - m,
+                float(bx.max()) + m,
+                float(by.min()) - m,
+                float(by.max()) + m,
+            )
+            self._extent_key = key
+        return self._extent
 
     def distance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Approximate signed distance (mm, negative inside) at grid x (1, W) and y (H, 1)."""
@@ -201,6 +213,9 @@ def static_shapes(lay: Layout, rng: np.random.Generator) -> list[Shape]:
     """Shapes constant along z: skin, subcutaneous fat, abdominal contents, retroperitoneal fat."""
     bumps = tuple((k, float(rng.uniform(0.004, 0.012)), float(rng.uniform(0, 2 * np.pi))) for k in (3, 4, 5))
     body = star(SKIN, (0.0, lay.body_y), lay.body_a, lay.body_b, n=2.6, harmonics=bumps)
+    # midline groove of the back over the spinous processes (posterior = +y = theta pi/2)
+    groove = 5.0 * lay.scale * np.exp(-(((_THETA - np.pi / 2) / 0.09) ** 2))
+    body.radius_table, body.grad_table = _finish_table(body.radius_table.astype(np.float64) - groove)
     subcut = inset(body, SUBCUT, 2.0)
     abdomen = inset(body, ABDOMEN, 2.0 + lay.subcut_mm)
     s = lay.scale

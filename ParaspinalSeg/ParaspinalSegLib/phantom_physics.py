@@ -54,11 +54,14 @@ def adipose_fraction(ff: np.ndarray) -> np.ndarray:
 
 
 def muscle_signals(ff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dixon (water, fat) of muscle tissue with signal fat fraction ``ff`` (lean + adipose mix)."""
+    """Dixon (water, fat) of muscle tissue with signal fat fraction ``ff`` (lean + adipose mix).
+
+    Total signal rises with the adipose volume fraction; below the lean muscle's own lipid signal
+    (ff < LEAN_FF) the tissue is lean muscle with less intramyocellular lipid.
+    """
     v = adipose_fraction(ff)
-    w = LEAN_W * (1 - v) + ADIPOSE_W * v
-    f = LEAN_F * (1 - v) + ADIPOSE_F * v
-    return w.astype(np.float32), f.astype(np.float32)
+    total = (LEAN_W + LEAN_F) * (1 - v) + (ADIPOSE_W + ADIPOSE_F) * v
+    return (total * (1 - ff)).astype(np.float32), (total * ff).astype(np.float32)
 
 
 def pattern_fields(rng: np.random.Generator, shape: tuple[int, int, int], spacing: tuple[float, float, float],
@@ -88,19 +91,19 @@ def pattern_fields(rng: np.random.Generator, shape: tuple[int, int, int], spacin
     return out
 
 
-def texture_ff(pattern: np.ndarray, weight: np.ndarray, target: float, iterations: int = 4) -> np.ndarray:
+def texture_ff(pattern: np.ndarray, weight: np.ndarray, target: float, iterations: int = 8) -> np.ndarray:
     """Per-pixel signal FF following ``pattern`` whose ``weight``-ed mean equals ``target``."""
     wsum = float(weight.sum())
     if wsum <= 0:
         return np.full(pattern.shape, target, dtype=np.float32)
     q = pattern / (float((pattern * weight).sum()) / wsum)
     lean = min(LEAN_FF + 0.01, target)
-    ff = np.clip(lean + (target - lean) * q, LEAN_FF, MAX_TISSUE_FF)
+    ff = np.clip(lean + (target - lean) * q, 0.0, MAX_TISSUE_FF)
     for _ in range(iterations):
         err = target - float((ff * weight).sum()) / wsum
         if abs(err) < 1e-5:
             break
-        ff = np.clip(ff + err, LEAN_FF, MAX_TISSUE_FF)
+        ff = np.clip(ff + err, 0.0, MAX_TISSUE_FF)
     return ff.astype(np.float32)
 
 

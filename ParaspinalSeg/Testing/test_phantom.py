@@ -121,6 +121,21 @@ def test_fat_fraction_truth_and_ff_map(default_case):
     assert np.median(ff[labels == 12]) < 0.05  # CSF
 
 
+def test_fat_fraction_extremes_are_realised():
+    muscles = {
+        "psoas_right": {"fat_fraction": 0.7, "pattern": "patchy"},
+        "multifidus_left": {"fat_fraction": 0.0},
+        "erector_spinae_left": {"fat_fraction": {"L1": 0.05, "L5": 0.45}, "pattern": "streaky"},
+    }
+    truth = make_phantom(small(muscles=muscles), seed=11).truth["structures"]
+    for lv in ("L1", "L3", "L5"):
+        assert truth["psoas_right"][lv]["fat_fraction_pct"] == pytest.approx(70.0, abs=0.5)
+        assert truth["multifidus_left"][lv]["fat_fraction_pct"] == pytest.approx(0.0, abs=0.05)
+    assert truth["erector_spinae_left"]["L1"]["fat_fraction_pct"] == pytest.approx(5.0, abs=0.3)
+    assert truth["erector_spinae_left"]["L5"]["fat_fraction_pct"] == pytest.approx(45.0, abs=0.3)
+    assert truth["erector_spinae_left"]["L3"]["fat_fraction_pct"] == pytest.approx(11.0, abs=0.3)  # default
+
+
 def test_ff_map_vs_dixon_images_away_from_edges():
     p = make_phantom(PhantomParams.from_dict({"snr": 400, "bias_strength": 0.3}), seed=2)
     w, f = p.arrays["water"].astype(float), p.arrays["fat"].astype(float)
