@@ -113,6 +113,22 @@ def test_tables_agree_with_the_data(trial_dir: Path) -> None:
     assert pd.notna(sub["p_interaction"]).all()
 
 
+def test_analyze_cli_refuses_invalid_data(
+    trial_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in trial_dir.iterdir():
+        if f.is_file():
+            (bad / f.name).write_bytes(f.read_bytes())
+    visits = pd.read_csv(bad / "visits.csv", dtype=str, keep_default_na=False)
+    visits.loc[visits.index[3], "odi"] = "140"  # ODI is 0–100
+    visits.to_csv(bad / "visits.csv", index=False)
+    assert main(["analyze", "--data", str(bad), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "visits.csv" in err and "odi" in err
+
+
 def test_analyze_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "rep")]) == 2
     assert "not found" in capsys.readouterr().err
