@@ -106,3 +106,30 @@ def test_cox_zph_matches_r_survival_3() -> None:
     assert gt.loc["sex", "statistic"] == pytest.approx(
         z.loc["sex", "statistic"], rel=0.15
     )  # older approximation
+
+
+def test_results_serialise_and_summarise() -> None:
+    """Every public result has a readable summary and a JSON-able dict with its tidy table."""
+    import json
+
+    from test_mixed import sleepstudy
+    from test_reference_values import anorexia
+
+    from TrialAnalysisLib import ancova, mixed_model, sample_size
+
+    lu = lung()
+    results = [
+        kaplan_meier(lu, "time", "status", "sex"),
+        logrank(lu, "time", "status", "sex"),
+        cox(lu, "time", "status", ["age", "sex"]),
+        ancova(
+            anorexia(), "change", "Treat", ["Prewt"], responder_threshold=0, responder_direction="greater"
+        ),
+        mixed_model(sleepstudy(), "Reaction", "Days", None, "Subject"),
+        sample_size(),
+    ]
+    for r in results:
+        d = json.loads(json.dumps(r.to_dict()))
+        assert d["table"] and {"term", "estimate"} <= set(d["table"][0])
+        text = r.summary()
+        assert r.name in text and str(r.table["term"].iloc[0]) in text
