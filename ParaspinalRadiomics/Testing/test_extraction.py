@@ -281,3 +281,37 @@ def test_brain1_shape2d_baseline_single_slice_mask():
     assert row.n_voxels == int(table.loc["diagnostics_Mask-corrected_VoxelNum", "brain1_shape2D"])
     for f in (i for i in table.index if i.startswith("original_")):
         assert row[f] == pytest.approx(float(table.loc[f, "brain1_shape2D"]), rel=1e-10), f
+
+
+def test_presets_valid_and_every_setting_justified():
+    """Both presets pass pyradiomics' schema; protocol-mri has the six protocol classes; each setting has a comment."""
+    from ParaspinalRadiomicsLib.extraction import PRESETS_DIR, available_presets
+
+    assert available_presets() == ["ibsi-like", "protocol-mri"]
+    rp = load_params("protocol-mri")
+    assert set(rp.extractor.enabledFeatures) == set(SIX_CLASSES)
+    assert (
+        rp.settings["normalize"]
+        and rp.settings["resampledPixelSpacing"] == [1, 1, 0]
+        and rp.settings["force2D"]
+    )
+    for name in available_presets():
+        lines = (PRESETS_DIR / f"{name}.yaml").read_text().splitlines()
+        start = lines.index("setting:")
+        for i, line in enumerate(lines[start + 1 :], start=start + 1):
+            if line.startswith("  ") and not line.strip().startswith("#") and ":" in line:
+                assert lines[i - 1].strip().startswith("#") or "#" in line, (
+                    f"{name}: no justification for {line!r}"
+                )
+
+
+@pytest.mark.realdata
+def test_ibsi_like_preset_identical_to_execute_on_brain1():
+    base = shared_path("data/pyradiomics_brain1")
+    image = sitk.ReadImage(str(base / "brain1_image.nrrd"))
+    labels = sitk.ReadImage(str(base / "brain1_label.nrrd"))
+    rp = load_params("ibsi-like")
+    row = extract_case(image, labels, {1: "brain1"}, rp).iloc[0]
+    assert row.status == "ok"
+    ex = featureextractor.RadiomicsFeatureExtractor(rp.source)
+    _assert_identical(row, _execute_features(ex, image, labels, 1))
