@@ -4,7 +4,7 @@ Starts the real server (``serve`` command, uvicorn, one process) on a synthetic 
 ``--model BUNDLE_DIR``), then sends a fixed number of requests from N concurrent clients
 (httpx.AsyncClient, keep-alive) to ``POST /api/predict`` (validation + prediction + SHAP
 contributions + bootstrap interval, i.e. explanation always on) and, as the same-process
-baseline under identical load, to ``GET /healthz``. Prints p50/p99 latency and throughput, and
+baseline under identical load, to ``GET /healthz``; a one-client run gives the bare service time. Prints p50/p99 latency and throughput, and
 the ratios predict/healthz and predict/in-process ``predict_one``. Goal: predict p99 < 100 ms.
 
     .venv/bin/python Testing/benchmarks/bench_calculator.py [--clients 20 --requests 2000]
@@ -92,14 +92,22 @@ def main(argv: list[str] | None = None) -> int:
             "GET /healthz",
             *asyncio.run(load(server.url + "/healthz", "GET", None, args.clients, args.requests)),
         )
+        single = summary(
+            "POST /api/predict 1cl",
+            *asyncio.run(load(server.url + "/api/predict", "POST", PAYLOAD, 1, max(50, args.requests // 10))),
+        )
         pred = summary(
             "POST /api/predict",
             *asyncio.run(load(server.url + "/api/predict", "POST", PAYLOAD, args.clients, args.requests)),
         )
     print(
         f"ratios: predict/healthz p50 {pred['p50'] / health['p50']:.2f}x, p99 {pred['p99'] / health['p99']:.2f}x, "
-        f"throughput {pred['rps'] / health['rps']:.2f}x; predict p50 / in-process predict_one "
-        f"{pred['p50'] / inproc_ms:.1f}x"
+        f"throughput {pred['rps'] / health['rps']:.2f}x; one-client predict p50 / in-process predict_one "
+        f"{single['p50'] / inproc_ms:.2f}x (HTTP + validation + JSON overhead)"
+    )
+    print(
+        f"queueing: one client sees p50 {single['p50']:.1f} ms (service time); {args.clients} clients on "
+        f"{args.workers} worker(s) wait for each other: Little's law predicts ~{args.clients / single['rps'] * 1000:.0f} ms"
     )
     print(f"goal p99 < 100 ms: {'met' if pred['p99'] < 100 else 'NOT met'} ({pred['p99']:.1f} ms)")
     return 0

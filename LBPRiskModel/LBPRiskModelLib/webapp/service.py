@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sklearn
+
 from LBPRiskModelLib.webapp.fields import check_values, fmt_number, spec_dict, spec_get, to_json
 from LBPRiskModelLib.webapp.i18n import strings, translate
 
@@ -140,7 +142,10 @@ class Calculator:
             warnings.setdefault(str(name), str(message))
         if errors:
             return Evaluation(checked.values, errors, warnings)
-        prediction = self.bundle.predict_one(record)
+        # Values are already checked finite and in range: skip scikit-learn's repeated input
+        # validation (same numbers, ~1.2-1.5x faster per prediction, see bench_calculator.py).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            prediction = self.bundle.predict_one(record)
         return self._shape(prediction, checked.values, warnings)
 
     def _shape(self, prediction: Any, values: dict[str, Any], warnings: dict[str, str]) -> Evaluation:
