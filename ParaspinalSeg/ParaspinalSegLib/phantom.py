@@ -61,13 +61,15 @@ class Phantom:
 
 
 def _muscle_areas(params: PhantomParams, level: str, area_scale: float) -> dict[str, float]:
-    """Requested CSA (mm²) of every muscle at ``level``: base × sex/body × atrophy × asymmetry."""
+    """Requested CSA (mm²) of every muscle at ``level``: (csa_cm2 or base × sex/body) × atrophy × asymmetry."""
     idx = LEVELS.index(level)
     out = {}
     for name in MUSCLE_NAMES:
         group, side = name.rsplit("_", 1)
         asym = 1.0 + (params.asymmetry / 2 if side == "left" else -params.asymmetry / 2)
-        out[name] = BASE_CSA_CM2[group][idx] * 100.0 * area_scale * params.atrophy(name, level) * asym
+        given = params.csa_cm2(name, level)
+        base = given * 100.0 if given is not None else BASE_CSA_CM2[group][idx] * 100.0 * area_scale
+        out[name] = base * params.atrophy(name, level) * asym
     return out
 
 

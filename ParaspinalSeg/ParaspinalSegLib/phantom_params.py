@@ -42,6 +42,7 @@ class MuscleParams:
 
     fat_fraction: LevelValue | None = None  # None = the group's default per-level FF
     atrophy: LevelValue = 1.0
+    csa_cm2: LevelValue | None = None  # absolute CSA before atrophy/asymmetry (None = sex/body default)
     pattern: str | None = None  # None = the group's default pattern
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +101,7 @@ class PhantomParams:
             for key in settings:
                 if key not in MuscleParams.__dataclass_fields__:
                     raise KeyError(
-                        f"{source}: unknown key {key!r} under muscles.{name}; expected fat_fraction, atrophy, pattern"
+                        f"{source}: unknown key {key!r} under muscles.{name}; expected fat_fraction, atrophy, pattern, csa_cm2"
                     )
             muscles[name] = MuscleParams(**settings)
         params = cls(**data, muscles=muscles)
@@ -142,6 +143,7 @@ class PhantomParams:
                 name: {
                     "fat_fraction": {lv: round(self.fat_fraction(name, lv), 6) for lv in self.levels},
                     "atrophy": {lv: round(self.atrophy(name, lv), 6) for lv in self.levels},
+                    **self._csa_dict(name),
                     "pattern": self.pattern(name),
                 }
                 for name in MUSCLE_NAMES
@@ -180,6 +182,18 @@ class PhantomParams:
         if isinstance(ff, dict) and level not in ff:
             return DEFAULT_FF[group][level]
         return self._level_value(ff, level)
+
+    def csa_cm2(self, name: str, level: str) -> float | None:
+        """Absolute requested CSA (cm², before atrophy and asymmetry) or None for the default anatomy."""
+        value = self._muscle(name).csa_cm2
+        if value is None or (isinstance(value, dict) and level not in value):
+            return None
+        return self._level_value(value, level)
+
+    def _csa_dict(self, name: str) -> dict[str, Any]:
+        given = {lv: self.csa_cm2(name, lv) for lv in self.levels}
+        given = {lv: round(v, 6) for lv, v in given.items() if v is not None}
+        return {"csa_cm2": given} if given else {}
 
     def atrophy(self, name: str, level: str) -> float:
         """CSA scale factor of ``name`` at ``level`` (1 = normal)."""
@@ -237,7 +251,11 @@ class PhantomParams:
         for name, mp in self.muscles.items():
             if mp.pattern is not None and mp.pattern not in PATTERNS:
                 raise bad(f"muscles.{name}.pattern", mp.pattern, f"must be one of {', '.join(PATTERNS)}")
-            for key, lo, hi in (("fat_fraction", 0.0, MAX_FAT_FRACTION), ("atrophy", 0.2, 2.0)):
+            for key, lo, hi in (
+                ("fat_fraction", 0.0, MAX_FAT_FRACTION),
+                ("atrophy", 0.2, 2.0),
+                ("csa_cm2", 0.5, 80.0),
+            ):
                 value = getattr(mp, key)
                 if value is None:
                     continue

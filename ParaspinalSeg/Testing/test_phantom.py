@@ -179,6 +179,11 @@ def test_asymmetry_and_atrophy_change_areas():
     assert atro["multifidus_right"]["L2"]["csa_cm2"] == pytest.approx(
         base["multifidus_right"]["L2"]["csa_cm2"], rel=0.03
     )
+    absolute = make_phantom(small(muscles={"psoas_left": {"csa_cm2": {"L1": 6.0, "L5": 22.0}}}), seed=1)
+    assert absolute.truth["structures"]["psoas_left"]["L1"]["csa_cm2"] == pytest.approx(6.0, rel=0.02)
+    assert absolute.truth["structures"]["psoas_left"]["L5"]["csa_cm2"] == pytest.approx(22.0, rel=0.02)
+    assert absolute.truth["structures"]["psoas_left"]["L3"]["csa_cm2"] == pytest.approx(12.0, rel=0.02)
+    assert absolute.params.to_dict()["muscles"]["psoas_left"]["csa_cm2"] == {"L1": 6.0, "L5": 22.0}
     male = make_phantom(small(sex="male"), seed=1).truth["structures"]
     assert male["psoas_left"]["L4"]["csa_cm2"] > 1.2 * base["psoas_left"]["L4"]["csa_cm2"]
 
