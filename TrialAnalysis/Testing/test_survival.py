@@ -133,3 +133,25 @@ def test_results_serialise_and_summarise() -> None:
         assert d["table"] and {"term", "estimate"} <= set(d["table"][0])
         text = r.summary()
         assert r.name in text and str(r.table["term"].iloc[0]) in text
+
+
+def test_robust_variance_as_r_dfbeta_sandwich() -> None:
+    """Score residuals: equal to statsmodels without ties; cluster(id) sums dfbeta within clusters."""
+    lu = lung()
+    jit = lu.assign(time=lu["time"] + np.random.default_rng(0).uniform(0, 0.5, len(lu)))
+    ref = PHReg(
+        jit["time"].to_numpy(float),
+        jit[["age", "sex"]].to_numpy(float),
+        status=jit["status"].to_numpy(float),
+        ties="efron",
+    ).fit(groups=np.arange(len(jit)))
+    r = cox(jit, "time", "status", ["age", "sex"], robust=True)
+    assert np.allclose(r.table["se"], ref.bse, rtol=1e-8)
+    # Breslow is invariant to duplicating every row (Efron is not: duplicates add ties)
+    tied = cox(lu, "time", "status", ["age", "sex"], ties="breslow", robust=True)
+    both = pd.concat([lu, lu]).assign(id=np.tile(np.arange(len(lu)), 2))
+    dup = cox(both, "time", "status", ["age", "sex"], ties="breslow", cluster="id")
+    assert np.allclose(dup.table["estimate"], tied.table["estimate"], rtol=1e-7)
+    assert np.allclose(dup.table["se"], tied.table["se"], rtol=1e-6)
+    naive = cox(lu, "time", "status", ["age", "sex"])
+    assert not np.allclose(tied.table["se"], naive.table["se"], rtol=1e-3)

@@ -206,6 +206,35 @@ def logrank(
     )
 
 
+def score_residuals(
+    t: np.ndarray, e: np.ndarray, x: np.ndarray, st: np.ndarray | None, beta: np.ndarray, efron: bool = True
+) -> np.ndarray:
+    """Per-subject Cox score residuals as R's ``residuals(fit, "score")`` (Efron or Breslow ties)."""
+    n, p = x.shape
+    w_all = np.exp(x @ beta)
+    out = np.zeros((n, p))
+    strata = np.zeros(n, dtype=int) if st is None else np.asarray(st)
+    for s_ in np.unique(strata):
+        rows = np.nonzero(strata == s_)[0]
+        ts, es, xs, ws = t[rows], e[rows], x[rows], w_all[rows]
+        for u_t in np.unique(ts[es == 1]):
+            risk = ts >= u_t
+            dead = (ts == u_t) & (es == 1)
+            d = int(dead.sum())
+            s0, s1 = ws[risk].sum(), ws[risk] @ xs[risk]
+            d0, d1 = ws[dead].sum(), ws[dead] @ xs[dead]
+            fr = np.arange(d) / d if efron else np.zeros(d)
+            a0 = s0 - fr * d0
+            means = (s1[None, :] - fr[:, None] * d1[None, :]) / a0[:, None]  # d × p
+            # deaths share the event's score equally; everyone at risk pays w·(x − x̄_j)/a0_j per sub-step
+            out[rows[dead]] += xs[dead] - means.mean(0)
+            cfac = np.where(dead[risk][:, None], 1 - fr[None, :], 1.0)  # Efron: deaths fade over sub-steps
+            xr, wr = xs[risk], ws[risk]
+            haz = cfac / a0[None, :]  # n_risk × d
+            out[rows[risk]] -= wr[:, None] * (xr * haz.sum(1)[:, None] - haz @ means)
+    return out
+
+
 def cox(
     df: pd.DataFrame,
     duration: str,
@@ -216,14 +245,20 @@ def cox(
     robust: bool = False,
     conf_level: float = 0.95,
     references: dict[str, object] | None = None,
+    cluster: str | None = None,
 ) -> AnalysisResult:
-    """Cox proportional-hazards model: coef, HR with CI, Wald/LR/score tests (as R ``coxph``)."""
+    """Cox proportional-hazards model: coef, HR with CI, Wald/LR/score tests (as R ``coxph``).
+
+    ``robust=True`` gives R's sandwich variance D'D from dfbeta residuals (score residuals with the
+    fit's tie method × the model variance), summed within ``cluster`` when given (R ``cluster(id)``).
+    """
     if ties not in ("efron", "breslow"):
         raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
     strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
     covariates = list(covariates)
-    _check(df, [duration, event, *covariates, *strata_cols])
-    d = df[[duration, event, *covariates, *strata_cols]].dropna().reset_index(drop=True)
+    extra = [cluster] if cluster and cluster not in covariates + strata_cols else []
+    _check(df, [duration, event, *covariates, *strata_cols, *extra])
+    d = df[[duration, event, *covariates, *strata_cols, *extra]].dropna().reset_index(drop=True)
     x, design = build_design(d, covariates, references=references)
     x = x[:, 1:]
     names = design.columns[1:]
@@ -233,10 +268,15 @@ def cox(
     t = d[duration].to_numpy(dtype=float)
     e = d[event].to_numpy(dtype=float)
     model = PHReg(t, x, status=e, ties=ties, strata=st)
-    res = model.fit(groups=np.arange(len(d)) if robust else None)
+    res = model.fit()
     beta = np.asarray(res.params)
     cov_naive = np.linalg.inv(-model.hessian(beta))
-    cov = np.asarray(res.cov_params()) if robust else cov_naive
+    cov = cov_naive
+    if robust or cluster:
+        dfb = score_residuals(t, e, x, st, beta, ties == "efron") @ cov_naive
+        if cluster:
+            dfb = pd.DataFrame(dfb).groupby(d[cluster].to_numpy()).sum().to_numpy()
+        cov = dfb.T @ dfb
     se = np.sqrt(np.diag(cov))
     zq = stats.norm.ppf(0.5 + conf_level / 2)
     zs = beta / se
@@ -278,7 +318,7 @@ def cox(
         "n": len(d),
         "events": int(e.sum()),
         "ties": ties,
-        "robust": robust,
+        "robust": bool(robust or cluster),
         "loglik": llf,
         "loglik_null": llf0,
         "strata": ", ".join(strata_cols) or "none",
