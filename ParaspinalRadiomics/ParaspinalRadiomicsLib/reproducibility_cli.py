@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from ParaspinalRadiomicsLib.batch import read_manifest
 from ParaspinalRadiomicsLib.extract_cli import add_common_options, quiet_radiomics
 from ParaspinalRadiomicsLib.inputs import load_case
 from ParaspinalRadiomicsLib.reproducibility import (
@@ -70,10 +71,13 @@ def add_perturb_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         description="Extract every structure under 7 mask perturbations (original, "
         "erode, dilate, shift x/y +-1 voxel, in-plane) and report per-feature ICC.",
     )
-    p.add_argument("--image", required=True)
-    p.add_argument("--labels", required=True)
+    p.add_argument("--image", help="image of one case (or use --manifest)")
+    p.add_argument("--labels", help="label map / .seg.nrrd of that case")
     p.add_argument("--label-names")
     p.add_argument("--case-id")
+    p.add_argument(
+        "--manifest", help="cohort CSV (case_id, image, labels[, label_names]): ICC over all cases"
+    )
     p.add_argument("--out", required=True, help="icc.csv across perturbations")
     p.add_argument("--features-out", help="also write the per-perturbation features (long CSV)")
     add_common_options(p)
@@ -82,30 +86,45 @@ def add_perturb_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 
 def run_perturb(args: argparse.Namespace) -> int:
-    """Extract under perturbations, then ICC across them."""
+    """Extract under perturbations (one case or every manifest case), then ICC across them."""
     quiet_radiomics(args)
-    image, labels, names, levels = load_case(args.image, args.labels, args.label_names)
-    case_id = args.case_id or Path(args.image).name.split(".")[0]
+    if args.manifest:
+        cases = [(j.case_id, j.image, j.labels, j.label_names) for j in read_manifest(args.manifest)]
+    elif args.image and args.labels:
+        cases = [
+            (args.case_id or Path(args.image).name.split(".")[0], args.image, args.labels, args.label_names)
+        ]
+    else:
+        raise ValueError("perturb needs --image and --labels, or --manifest")
+    per_case = []
     with tqdm(total=0, desc="perturbations", unit="mask") as bar:
+        for case_id, image_path, labels_path, names_path in cases:
+            image, labels, names, levels = load_case(image_path, labels_path, names_path)
+            offset = bar.n
 
-        def progress(done: int, total: int, what: str) -> None:
-            bar.total = total
-            bar.set_postfix_str(what)
-            bar.update(done - bar.n)
+            def progress(
+                done: int, total: int, what: str, offset: int = offset, case_id: str = case_id
+            ) -> None:
+                bar.total = offset + total
+                bar.set_postfix_str(f"{case_id} {what}")
+                bar.update(offset + done - bar.n)
 
-        tables = perturbation_features(
-            image,
-            labels,
-            names,
-            args.params,
-            levels=levels,
-            per_level=args.per_level,
-            per_side=args.per_side,
-            case_id=case_id,
-            resample_mask=args.resample_mask,
-            structures=args.structures,
-            progress=progress,
-        )
+            per_case.append(
+                perturbation_features(
+                    image,
+                    labels,
+                    names,
+                    args.params,
+                    levels=levels,
+                    per_level=args.per_level,
+                    per_side=args.per_side,
+                    case_id=case_id,
+                    resample_mask=args.resample_mask,
+                    structures=args.structures,
+                    progress=progress,
+                )
+            )
+    tables = {k: pd.concat([t[k] for t in per_case], ignore_index=True) for k in per_case[0]}
     if args.features_out:
         long = pd.concat([t.assign(perturbation=k) for k, t in tables.items()], ignore_index=True)
         atomic_write_text(args.features_out, long.to_csv(index=False))

@@ -221,3 +221,19 @@ def test_cli_icc_and_perturb(tmp_path: Path):
     assert rc == 0
     assert len(read_features(tmp_path / "long.csv")) == 7 * 4
     assert "original_firstorder_Mean" in json.loads((tmp_path / "probust.json").read_text())["features"]
+    # cohort form: the same case twice under two ids -> twice the targets
+    pd.DataFrame(
+        {"case_id": ["x", "y"], "image": [str(image_path)] * 2, "labels": [str(labels_path)] * 2}
+    ).to_csv(tmp_path / "m.csv", index=False)
+    rc = main(
+        [
+            "perturb",
+            "--manifest",
+            str(tmp_path / "m.csv"),
+            "--params",
+            str(params),
+            "--out",
+            str(tmp_path / "micc.csv"),
+        ]
+    )
+    assert rc == 0 and (pd.read_csv(tmp_path / "micc.csv").n == 8).all()
