@@ -1,0 +1,186 @@
+"""Headless ParaspinalSeg: segment the paraspinal muscles from seed points and measure them, no GUI.
+
+Loads the image(s), seeds and level landmarks into the MRML scene with ``slicer.util``, runs
+``ParaspinalSegLogic`` (segmentation from one click per muscle per level, then measurement) and
+saves ``segmentation.seg.nrrd`` (``slicer.util.saveNode``) and ``measurements.csv`` (contract C4,
+full precision) into ``--out-dir``::
+
+    Slicer --no-main-window --python-script ParaspinalSeg/Resources/Scripts/paraspinalseg_headless.py -- \\
+        --water water.nii.gz --fat fat.nii.gz --seeds seeds.mrk.json --levels levels.mrk.json \\
+        --case-id P0001 --out-dir out/P0001
+
+    # single T1/T2-weighted image instead of a Dixon pair:
+    ... -- --image t1w.nii.gz --seeds seeds.mrk.json --levels levels.mrk.json --out-dir out/
+    # measure an existing (e.g. hand-corrected) segmentation instead of segmenting:
+    ... -- --water water.nii.gz --fat fat.nii.gz --segmentation corrected.seg.nrrd --out-dir out/
+
+Seeds: labels = structure names (``multifidus_left`` …), description = level (``L4``); levels:
+points labelled L1..L5 (both ``.mrk.json``, contract C2). Exit status 0 on success, 2 on bad
+input (the message names the file or structure). Also runs through the slicer-core test harness
+by calling :func:`main` with the argument list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import slicer
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options (everything after ``--`` on Slicer's command line)."""
+    p = argparse.ArgumentParser(prog="paraspinalseg_headless", description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="single T1/T2-weighted volume (fat bright)")
+    src.add_argument("--water", help="Dixon water image (with --fat)")
+    p.add_argument("--fat", help="Dixon fat image (with --water)")
+    p.add_argument("--seeds", help="seed points .mrk.json (one per muscle per level)")
+    p.add_argument("--levels", help="level landmarks L1..L5 .mrk.json")
+    p.add_argument("--segmentation", help="existing .seg.nrrd to measure instead of segmenting")
+    p.add_argument("--only-level", help="segment only this level (e.g. L4)")
+    p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
+    p.add_argument("--no-per-slice", action="store_true", help="omit the per-slice rows")
+    p.add_argument("--out-dir", required=True, help="output folder")
+    args = p.parse_args(argv)
+    if bool(args.water) != bool(args.fat):
+        p.error("--water and --fat go together (Dixon pair); for one image use --image")
+    if not args.seeds and not args.segmentation:
+        p.error("give --seeds (to segment) or --segmentation (to measure an existing one)")
+    return args
+
+
+def _load(kind: str, path: str | None, name: str):
+    """Load a file into the scene with slicer.util; FileNotFoundError names the option."""
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--{kind}: file not found: {path}")
+    loader = {
+        "markups": slicer.util.loadMarkups,
+        "segmentation": slicer.util.loadSegmentation,
+    }.get(kind, slicer.util.loadVolume)
+    node = loader(str(path))
+    if node is None:
+        raise ValueError(f"--{kind}: Slicer could not load {path}")
+    node.SetName(name)
+    return node
+
+
+def _segment_with_lib(logic, seedsNode, inputVolume, fatVolume, waterVolume, levelsNode, onlyLevel):
+    """Same as ParaspinalSegLogic.segment: MRML → ParaspinalSegLib.segment → segmentation node."""
+    import numpy as np
+
+    from ParaspinalSegLib.markups import MarkupPoint
+    from ParaspinalSegLib.segment import segment
+
+    def points(node):
+        out = []
+        for i in range(node.GetNumberOfControlPoints()):
+            ras = [0.0, 0.0, 0.0]
+            node.GetNthControlPointPositionWorld(i, ras)
+            out.append(
+                MarkupPoint(
+                    node.GetNthControlPointLabel(i),
+                    np.array([-ras[0], -ras[1], ras[2]]),
+                    node.GetNthControlPointDescription(i),
+                )
+            )
+        return out
+
+    if fatVolume is not None:
+        inputs = {"water": logic.volumeToImage(waterVolume), "fat": logic.volumeToImage(fatVolume)}
+        reference = fatVolume
+    else:
+        inputs, reference = logic.volumeToImage(inputVolume), inputVolume
+    levels = points(levelsNode) if levelsNode is not None else None
+    result = segment(inputs, points(seedsNode), levels=levels, only_level=onlyLevel)
+    return logic.labelsToSegmentation(result.labels, result.label_names, None, reference, name="Segmentation")
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Load, segment (or load the segmentation), measure, save; returns the written paths."""
+    import ParaspinalSeg
+
+    logic = ParaspinalSeg.ParaspinalSegLogic()
+    out = Path(args.out_dir)
+    image = _load("image", args.image, "image")
+    water = _load("water", args.water, "water")
+    fat = _load("fat", args.fat, "fat")
+    seeds = _load("markups", args.seeds, "seeds")
+    levels = _load("markups", args.levels, "levels")
+    if args.segmentation:
+        seg = _load("segmentation", args.segmentation, "Segmentation")
+    else:
+        kwargs = dict(
+            seedsNode=seeds,
+            inputVolume=image,
+            fatVolume=fat,
+            waterVolume=water,
+            levelsNode=levels,
+            onlyLevel=args.only_level,
+        )
+        try:
+            seg = logic.segment(segmentationNode=None, **kwargs)
+        except NotImplementedError:  # Logic.segment not wired yet: same steps through the Lib
+            seg = _segment_with_lib(logic, **kwargs)
+    table = logic.measure(
+        image or water,
+        seg,
+        levelsNode=levels,
+        fatVolume=fat,
+        waterVolume=water,
+        caseId=args.case_id,
+        perSlice=not args.no_per_slice,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"measurements": out / "measurements.csv"}
+    if not args.segmentation:
+        written["segmentation"] = out / "segmentation.seg.nrrd"
+        if not slicer.util.saveNode(seg, str(written["segmentation"])):
+            raise OSError(f"could not write {written['segmentation']}")
+    save_table_csv(table, written["measurements"], integer_columns=("slice", "n_voxels"))
+    return written
+
+
+def save_table_csv(tableNode, path: Path, integer_columns=()) -> Path:
+    """Write a table node as CSV at full precision, empty cells for missing values (contract C4).
+
+    ``slicer.util.saveNode`` would write 6 significant digits, ``nan`` for empty slices and a
+    ``.schema.csv`` beside it; consumers of the table expect the Lib's exact CSV instead.
+    """
+    import pandas as pd
+
+    df = slicer.util.dataframeFromTable(tableNode)
+    for column in integer_columns:
+        if column in df.columns:
+            df[column] = pd.to_numeric(df[column], errors="coerce").round().astype("Int64")
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse ``argv`` (default: the arguments after ``--``), run, return the exit status."""
+    if argv is None:
+        argv = sys.argv[1:]
+        argv = argv[argv.index("--") + 1 :] if "--" in argv else argv
+    args = parse_args(argv)
+    try:
+        written = run(args)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
+        print(f"paraspinalseg_headless: error: {exc}", file=sys.stderr)
+        return 2
+    for path in written.values():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    status = main()
+    if hasattr(slicer, "app") and hasattr(slicer.app, "exit"):
+        slicer.util.exit(status)  # real Slicer: quit the application with the status
+    else:
+        sys.exit(status)
