@@ -98,7 +98,7 @@ def bootstrap_auc_ci(
 
 
 def youden_threshold(y: np.ndarray, prob: np.ndarray) -> float:
-    """Probability threshold maximising sensitivity + specificity − 1 (ties → the lowest)."""
+    """Probability threshold maximising sensitivity + specificity − 1 (ties → the highest threshold)."""
     from sklearn.metrics import roc_curve
 
     fpr, tpr, thr = roc_curve(y, prob)

@@ -56,10 +56,10 @@ def load_config(
     path: str | Path | None = None, quick: bool = False, overrides: dict | None = None
 ) -> dict[str, Any]:
     """Default protocol config, optionally the quick preset, a user YAML and overrides (unknown keys → error)."""
-    cfg = yaml.safe_load(resources.files("LBPRiskModelLib").joinpath("configs/default.yaml").read_text())
+    cfg = yaml.safe_load(resources.files("LBPRiskModelLib").joinpath("default_config.yaml").read_text())
     if quick:
         _deep_update(
-            cfg, yaml.safe_load(resources.files("LBPRiskModelLib").joinpath("configs/quick.yaml").read_text())
+            cfg, yaml.safe_load(resources.files("LBPRiskModelLib").joinpath("quick_config.yaml").read_text())
         )
     if path is not None:
         p = Path(path)
@@ -100,7 +100,8 @@ def make_estimator(family: str, params: dict[str, Any], seed: int, class_weight:
 
         p = dict(params)
         p["hidden_layer_sizes"] = tuple(p.get("hidden_layer_sizes", (16,)))
-        return MLPClassifier(random_state=seed, max_iter=1000, **p)
+        p.setdefault("solver", "lbfgs")  # small tabular data: lbfgs converges fast and well
+        return MLPClassifier(random_state=seed, max_iter=500, **p)
     raise ValueError(f"unknown model family {family!r}")
 
 
@@ -236,7 +237,21 @@ def _optimism_rep(
 def run_training(
     df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress: bool = True
 ) -> dict[str, Any]:
-    """Everything up to the bundle: returns fitted objects, predictions and metrics (see :func:`train`)."""
+    """Everything up to the bundle: returns fitted objects, predictions and metrics (see :func:`train`).
+
+    BLAS/OpenMP are limited to one thread: parallelism is over folds/replicates, and multi-threaded
+    BLAS on these tiny matrices makes L-BFGS (MLP) several times slower on a loaded 2-core machine.
+    """
+    import lightgbm  # noqa: F401  (load every BLAS/OpenMP runtime before limiting them)
+    import sklearn.neural_network  # noqa: F401
+    import xgboost  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _run_training(df, outcome, cfg, progress)
+
+
+def _run_training(df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress: bool) -> dict[str, Any]:
     seed = int(cfg["seed"])
     n_jobs = int(cfg["n_jobs"])
     prep = prepare(df, outcome, cfg)

@@ -40,11 +40,12 @@ def _description(spec: Any) -> str:
 def build_request_model(schema: list[Any]) -> type[BaseModel]:
     """``PredictRequest`` with one field per schema entry; unknown fields are forbidden."""
     definitions: dict[str, Any] = {}
-    for spec in schema:
+    for index, spec in enumerate(schema):
         name = str(spec_get(spec, "name"))
         required = is_required(spec)
         extra: dict[str, Any] = {"x-label-zh": spec_get(spec, "label_zh") or ""}
         kwargs: dict[str, Any] = {
+            "alias": name,  # the Python attribute is f<i>: feature names need not be identifiers
             "title": str(spec_get(spec, "label_en") or name),
             "description": _description(spec),
         }
@@ -71,11 +72,11 @@ def build_request_model(schema: list[Any]) -> type[BaseModel]:
                 extra["x-unit"] = spec_get(spec, "unit")
         kwargs["json_schema_extra"] = extra
         if required:
-            definitions[name] = (annotation, Field(..., **kwargs))
+            definitions[f"f{index}"] = (annotation, Field(..., **kwargs))
         else:
-            definitions[name] = (annotation | None, Field(None, **kwargs))
+            definitions[f"f{index}"] = (annotation | None, Field(None, **kwargs))
     return create_model(  # type: ignore[call-overload]
-        "PredictRequest", __config__=ConfigDict(extra="forbid", populate_by_name=True), **definitions
+        "PredictRequest", __config__=ConfigDict(extra="forbid", populate_by_name=False), **definitions
     )
 
 

@@ -292,7 +292,7 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
     async def api_predict(request: Request, payload: Any) -> Any:
         """Predict the risk for one patient: same validation as the form; ``?lang=zh`` for Chinese messages."""
         lang, _ = _page_language(request, use_cookie=False)
-        raw = payload.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
+        raw = payload.model_dump(by_alias=True, exclude_unset=True)  # type: ignore[attr-defined]
         try:
             evaluation = calc.evaluate(raw, lang)
         except Exception as exc:  # no traceback with values in the log
