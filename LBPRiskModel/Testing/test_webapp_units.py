@@ -100,3 +100,19 @@ def test_markdown_is_safe() -> None:
     assert "<h2>Card</h2>" in html and "<strong>bold</strong>" in html
     assert "<img" not in html and "<script>" not in html and "javascript:" not in html and "<i>" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<td>&lt;i&gt;1&lt;/i&gt;</td>" in html
+
+
+def test_request_model_accepts_any_feature_name() -> None:
+    """Radiomics names with dashes or leading underscores work as JSON keys; attribute names don't leak."""
+    from LBPRiskModelLib.webapp.api_models import build_request_model
+
+    names = ["wavelet-LLH_glcm_Contrast__multifidus_left__L4", "_p", "model_x", "f1"]
+    model = build_request_model(
+        [FieldSpec(n, n, n, "number", min=0, max=1, out_of_range="error") for n in names]
+    )
+    props = model.model_json_schema(by_alias=True)["properties"]
+    assert sorted(props) == sorted(names) and props["_p"]["anyOf"][0]["maximum"] == 1
+    body = {n: 0.5 for n in names}
+    assert model.model_validate(body).model_dump(by_alias=True, exclude_unset=True) == body
+    with pytest.raises(ValueError, match="Extra inputs"):
+        model.model_validate({**body, "f0": 0.5})
