@@ -13,7 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_webapp_support import SERVE_CMD, SERVE_STANDALONE_CMD, Server, calculator_bundle, running_server
+from test_webapp_support import (
+    SERVE_CMD,
+    SERVE_STANDALONE_CMD,
+    Server,
+    calculator_bundle,
+    running_server,
+    trained_bundle,
+)
 
 from LBPRiskModelLib.bundle import load_bundle
 
@@ -233,3 +240,22 @@ def test_multi_worker_server() -> None:
         log = srv.log_text()
     assert len(risks) == 1
     assert log.count("POST /api/predict 200") == 7 and "26.5001" not in log
+
+
+def test_bundle_from_training_pipeline_is_served() -> None:
+    """A bundle written by the model pipeline (export.train): form, API and model card work on it."""
+    bundle = load_bundle(trained_bundle())
+    record = {"age": 72, "sex": "F", "odi_baseline": 35, "bmi": 24, "mean_ff_pct": 30}
+    ref = bundle.predict_one(record)
+    with running_server(trained_bundle()) as srv:
+        body = post(srv, record).json()
+        form = httpx.get(srv.url + "/?lang=zh").text
+        card = httpx.get(srv.url + "/model-card").text
+        empty = post(srv, {})
+    assert body["risk"] == pytest.approx(ref.risk, abs=1e-12) and body["risk_group"] == ref.risk_group
+    assert body["bundle_hash"] == bundle.bundle_hash and body["model_name"] == bundle.family
+    for spec in bundle.schema:
+        assert spec.label_zh in form
+    assert "<table" in card and "<script" not in card
+    required = {s.name for s in bundle.schema if s.required or s.missing == "error"}
+    assert (empty.status_code == 422) == bool(required)  # all-missing: refused only if something is required
