@@ -205,7 +205,9 @@ def test_lbpriskmodel_script_predicts_like_bundle(case: dict, slicer_scene, tmp_
         }
     )
     cfg = load_config(None, quick=True)
-    cfg["families"] = ["logistic_regression"]
+    cfg["families"] = ["logistic_regression"]  # one family, few replicates: a small, fast bundle
+    cfg["selection"]["n_bootstrap"], cfg["optimism_bootstrap"] = 5, 2
+    cfg["auc_bootstrap"], cfg["ci_models"] = 50, 3
     bundle_dir = tmp_path / "bundle"
     train(df, "responder", cfg, bundle_dir, progress=False, figures_on=False)
     bundle = load_bundle(bundle_dir)
