@@ -84,6 +84,15 @@ TRUSTED_TYPES = [
     "builtins.NoneType",
 ]
 
+#: class of the final estimator of each model family (checked after loading).
+FAMILY_CLASSES = {
+    "logistic_regression": "sklearn.linear_model._logistic.LogisticRegression",
+    "random_forest": "sklearn.ensemble._forest.RandomForestClassifier",
+    "xgboost": "xgboost.sklearn.XGBClassifier",
+    "lightgbm": "lightgbm.sklearn.LGBMClassifier",
+    "mlp": "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+}
+
 #: libraries whose major.minor must match between training and loading (model formats).
 COMPAT_LIBS = ("scikit-learn", "xgboost", "lightgbm", "skops", "numpy")
 
@@ -356,6 +365,18 @@ class Bundle:
                 )
         self.pipeline = sio.load(path / "model.skops", trusted=TRUSTED_TYPES)
         self.ci_models = sio.load(path / "ci_models.skops", trusted=TRUSTED_TYPES)
+        from sklearn.pipeline import Pipeline
+
+        expected = FAMILY_CLASSES.get(self.metadata.get("model_name", ""))
+        final = self.pipeline.steps[-1][1] if isinstance(self.pipeline, Pipeline) else None
+        if final is None or f"{type(final).__module__}.{type(final).__name__}" != expected:
+            raise BundleError(
+                f"{path / 'model.skops'}: unexpected object (expected a Pipeline ending in {expected})"
+            )
+        if not isinstance(self.ci_models, list) or any(type(m) is not type(final) for m in self.ci_models):
+            raise BundleError(
+                f"{path / 'ci_models.skops'}: unexpected object (expected a list of {expected})"
+            )
         self.family: str = self.metadata["model_name"]
         self.input_columns: dict[str, str] = self.explain_info["input_columns"]
         self._bg_sample = np.asarray(self.explain_info["background_sample"], dtype=float)

@@ -156,7 +156,7 @@ def _md_to_html(md: str) -> str:
 CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#eee}td:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd;margin:4px}
-.grid{display:flex;flex-wrap:wrap}.grid img{max-width:48%}"""
+.grid{display:flex;flex-wrap:wrap}.grid figure{max-width:48%;margin:4px}"""
 
 
 def _page(title: str, body: str) -> str:
@@ -258,8 +258,18 @@ def render_report(bundle_dir: str | Path, out: str | Path) -> Path:
             f"<p>Clinical-only logistic regression ({len(c['columns'])} predictors): test AUC {c['test_auc']:.3f} ({c['test_auc_ci_delong'][0]:.3f}–{c['test_auc_ci_delong'][1]:.3f}).</p>"
         )
     figs = metrics.get("figures", {})
-    grid = [figs[k] for k in ("roc", "calibration", "decision_curve", "stability") if k in figs]
-    parts.append("<h2>Figures</h2><div class='grid'>" + "".join(_img(rep / n) for n in grid) + "</div>")
+    captions = {
+        "roc": "ROC curves (test set)",
+        "calibration": "Calibration plot (test set, quintiles of predicted risk)",
+        "decision_curve": "Decision curve: net benefit vs treat-all / treat-none",
+        "stability": "LASSO stability-selection frequencies",
+    }
+    grid = "".join(
+        f"<figure>{_img(rep / figs[k])}<figcaption>{v}</figcaption></figure>"
+        for k, v in captions.items()
+        if k in figs
+    )
+    parts.append("<h2>Figures</h2><div class='grid'>" + grid + "</div>")
     if "beeswarm" in figs:
         parts.append(
             "<h2>Explanations (SHAP, LIME)</h2><div class='grid'>"

@@ -56,7 +56,7 @@ def test_delong_se_matches_bootstrap_and_coverage() -> None:
     rng = np.random.default_rng(5)
     y = (rng.random(300) < 0.5).astype(int)
     s = rng.normal(size=300) + 1.0 * y
-    a, se, lo, hi = stats.delong_auc_ci(y, s)
+    a, _se, lo, hi = stats.delong_auc_ci(y, s)
     blo, bhi = stats.bootstrap_auc_ci(y, s, n_boot=2000, seed=1)
     assert (bhi - blo) == pytest.approx(hi - lo, rel=0.15)
     assert blo < a < bhi
@@ -69,7 +69,7 @@ def test_paired_delong_test() -> None:
     noise = rng.normal(size=400)
     d, z, p = stats.delong_test(y, good, noise)
     assert d > 0.25 and p < 1e-6
-    d, z, p = stats.delong_test(y, good, good + 1e-9 * rng.normal(size=400))
+    d, _z, p = stats.delong_test(y, good, good + 1e-9 * rng.normal(size=400))
     assert abs(d) < 1e-6 and p > 0.5
 
 
