@@ -368,7 +368,8 @@ def mixed_model(
     """Mixed model ``outcome ~ time [* treatment] + covariates + (1 [+ slope] | subject)``.
 
     ``time`` is a factor (visit) when it is a string/category column or ``time_as="factor"``, else
-    numeric (linear trend). Returns fixed effects with Satterthwaite df, EMMs per time × arm, arm
+    numeric (linear trend); visit order (and the reference visit) is the category order, or the
+    order of first appearance in ``df`` for plain strings. Returns fixed effects with Satterthwaite df, EMMs per time × arm, arm
     contrasts at each time, Type III-style F tests and the variance components.
     """
     if df_method not in DF_METHODS:
