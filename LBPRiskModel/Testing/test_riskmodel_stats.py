@@ -67,7 +67,7 @@ def test_paired_delong_test() -> None:
     y = (rng.random(400) < 0.5).astype(int)
     good = rng.normal(size=400) + 1.5 * y
     noise = rng.normal(size=400)
-    d, z, p = stats.delong_test(y, good, noise)
+    d, _z, p = stats.delong_test(y, good, noise)
     assert d > 0.25 and p < 1e-6
     d, _z, p = stats.delong_test(y, good, good + 1e-9 * rng.normal(size=400))
     assert abs(d) < 1e-6 and p > 0.5
