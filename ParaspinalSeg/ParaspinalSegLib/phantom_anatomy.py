@@ -44,6 +44,8 @@ MALE_AREA_SCALE = 1.3
 MALE_LENGTH_SCALE = 1.08
 FASCIA_GAP_MM = 1.8  # fat/fascia plane between neighbouring muscles
 HALO_MM = 1.2  # fat/fascia sheath painted around each muscle before the bones
+FASCIA_MM = 0.5  # fascia between multifidus and erector spinae (thinner: they share a border)
+OVERLAP_STEP_MM = 0.5  # raster step of the ES/MF overlap estimate
 
 
 @dataclass
@@ -176,6 +178,18 @@ def separate(moving: Shape, fixed: list[Shape], direction: tuple[float, float], 
         moving.center = (moving.center[0] + step * ux, moving.center[1] + step * uy)
 
 
+def overlap_area(mass: Shape, inner: Shape, grow: float) -> float:
+    """Area (mm²) of ``mass`` covered by ``inner`` grown by ``grow`` mm, on a fine raster."""
+    a, b = inner.extent(), mass.extent()
+    xmin, xmax, ymin, ymax = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    if xmax <= xmin or ymax <= ymin:
+        return 0.0
+    xs = np.arange(xmin, xmax, OVERLAP_STEP_MM, dtype=np.float32)[None, :]
+    ys = np.arange(ymin, ymax, OVERLAP_STEP_MM, dtype=np.float32)[:, None]
+    both = (inner.distance(xs, ys) < grow) & (mass.distance(xs, ys) < 0)
+    return float(both.sum()) * OVERLAP_STEP_MM**2
+
+
 def capsule(label: int, p0: tuple[float, float], p1: tuple[float, float], radius: float) -> Shape:
     """Segment p0–p1 thickened by ``radius`` (laminae, processes, pedicles)."""
     return Shape(label, ((p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2), segment=(*p0, *p1), capsule_radius=radius)
@@ -261,6 +275,7 @@ def level_geometry(lay: Layout, frac_level: float, muscle_area: dict[str, float]
         ax = np.sqrt(area / (np.pi * asp))
         return float(ax), float(ax * asp)
 
+    muscles: list[Shape] = []
     for side, sname in ((1.0, "left"), (-1.0, "right")):  # +x = patient left
         a_mf = muscle_area[f"multifidus_{sname}"]
         a_es = muscle_area[f"erector_spinae_{sname}"]
@@ -272,7 +287,7 @@ def level_geometry(lay: Layout, frac_level: float, muscle_area: dict[str, float]
         qlx, qly = ax_ay("quadratus_lumborum", a_ql)
         x_mf = 3.5 * s + 1.5 + mfx
         y_mf = arch_post + 0.85 * mfy
-        x_es = x_mf + mfx + FASCIA_GAP_MM + 0.97 * esx
+        x_es = x_mf + mfx + 0.97 * esx
         y_es = y_mf - 0.1 * esy
         x_ps = vba + 2.5 * s + 0.95 * psx
         y_ps = y_vb - 0.45 * psy
@@ -281,23 +296,35 @@ def level_geometry(lay: Layout, frac_level: float, muscle_area: dict[str, float]
         mirror = 0.0 if side > 0 else np.pi
         mf = star(MUSCLE_VALUE[f"multifidus_{sname}"], (side * x_mf, y_mf), mfx, mfy, area_mm2=a_mf,
                   n=2.2, harmonics=((3, 0.05, mirror + 0.5),))  # fmt: skip
-        es = star(MUSCLE_VALUE[f"erector_spinae_{sname}"], (side * x_es, y_es), esx, esy, area_mm2=a_es,
-                  n=2.1, rotation=side * 0.12, harmonics=((3, 0.04, mirror + 1.0), (5, 0.02, 0.3)))  # fmt: skip
+        # Erector spinae = a paraspinal mass reaching medially over the multifidus, minus the
+        # multifidus and its thin fascia: the two share a long interface, as in real images.
+        m_left, m_right = x_mf, x_es + esx
+        es = star(MUSCLE_VALUE[f"erector_spinae_{sname}"], (side * (m_left + m_right) / 2, y_es),
+                  (m_right - m_left) / 2, max(esy, 0.8 * mfy), area_mm2=a_es + 0.5 * a_mf, n=2.3,
+                  rotation=side * 0.1, harmonics=((3, 0.03, mirror + 1.0), (5, 0.015, 0.3)))  # fmt: skip
+        fascia = FASCIA_MM * s
+        for _ in range(2):  # mass area = ES request + the part of it the multifidus + fascia take
+            target = a_es + overlap_area(es, mf, fascia)
+            factor = np.float32(np.sqrt(target / star_area_mm2(es)))
+            es.radius_table = es.radius_table * factor
+            es._extent_key = None
         ps = star(MUSCLE_VALUE[f"psoas_{sname}"], (side * x_ps, y_ps), psx, psy, area_mm2=a_ps,
                   rotation=side * 0.5, harmonics=((2, 0.05, 0.0),))  # fmt: skip
         ql = star(MUSCLE_VALUE[f"quadratus_lumborum_{sname}"], (side * x_ql, y_ql), qlx, qly, area_mm2=a_ql,
                   rotation=-side * 0.35)  # fmt: skip
         gap = FASCIA_GAP_MM * s
-        separate(es, [mf], (side, 0.0), gap)
         separate(ql, [es], (0.0, -1.0), gap)
         separate(ps, [ql], (-0.3 * side, -1.0), gap)
-        shapes += [mf, es, ps, ql]
+        mf.margin = 2.0 + fascia
+        muscles += [es, Shape(IMFAT, mf.center, parent=mf, offset=fascia), mf, ps, ql]
     halo = HALO_MM * lay.scale
     halos = []
-    for m in shapes[-8:]:
+    for m in muscles:
+        if m.label in (1, 2) or m.parent is not None:
+            continue  # the multifidus has its fascia painted over the ES mass instead
         m.margin = 2.0 + halo
         halos.append(Shape(IMFAT, m.center, parent=m, offset=halo))
-    return halos + shapes
+    return halos + shapes + muscles
 
 
 def coverage(shape: Shape, x: np.ndarray, y: np.ndarray, h: float,

@@ -1,7 +1,8 @@
 """Realism check of the phantom against the real Dixon case MyoSegmenTUM TUM01.
 
 The same statistics are computed the same way on both (never from phantom-only truth): tissue
-signal ratios (muscle, subcutaneous fat found by threshold, CSF found anterior to the multifidi),
+signal ratios (muscle, subcutaneous fat found by threshold, CSF found anterior to the multifidi, the
+multifidus/erector-spinae interface),
 a noise/SNR estimate from neighbour differences inside eroded muscles, and the FF = F/(F+W)
 histogram inside the paraspinal muscle labels. ``python -m ParaspinalSegLib.phantom_realism``
 prints the table and writes the side-by-side figure for docs/phantom.md.
@@ -37,6 +38,7 @@ RATIO_FACTOR = {
     "csf_w_over_muscle_w": 1.3,
     "snr_water": 1.5,
     "ff_muscle_sd_pct": 1.8,
+    "mf_es_interface_w_over_muscle_w": 1.2,
 }
 FF_ABS_PCT = {"ff_muscle_mean_pct": 5.0, "ff_muscle_median_pct": 5.0}
 
@@ -55,6 +57,7 @@ def load_tum01(folder: str | Path) -> dict[str, Any]:
         "labels": arr["labels"],
         "multifidus": (2, 3),
         "muscles": (1, 2, 3, 4),
+        "mf_es_pairs": ((2, 1), (3, 4)),
         "spacing": ref.GetSpacing(),
     }
 
@@ -68,6 +71,7 @@ def tum01_like_phantom(seed: int = 1) -> dict[str, Any]:
         "labels": ph.arrays["labels"],
         "multifidus": (1, 2),
         "muscles": (1, 2, 3, 4),
+        "mf_es_pairs": ((1, 3), (2, 4)),
         "spacing": ph.images["water"].GetSpacing(),
     }
 
@@ -100,6 +104,12 @@ def image_statistics(case: dict[str, Any]) -> dict[str, float]:
     diff = (w[:, :, 1:] - w[:, :, :-1])[pair]
     sigma_w = 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2)
     mw, mf_, fw, ffat = (float(np.median(a)) for a in (w[muscle], f[muscle], w[fat_mask], f[fat_mask]))
+    # MF/ES interface: voxels within 2 voxels of both labels (the fascia between them)
+    near = np.zeros((1, 5, 5), dtype=bool)
+    near[0, 1:4, :] = near[0, :, 1:4] = True
+    interface = np.zeros(lab.shape, dtype=bool)
+    for a, b in case["mf_es_pairs"]:
+        interface |= ndi.binary_dilation(lab == a, near) & ndi.binary_dilation(lab == b, near)
     ffm = ff[muscle] * 100
     px = case["spacing"][0] * case["spacing"][1] / 100
     return {
@@ -119,6 +129,8 @@ def image_statistics(case: dict[str, Any]) -> dict[str, float]:
         "ff_muscle_p5_pct": float(np.percentile(ffm, 5)),
         "ff_muscle_p95_pct": float(np.percentile(ffm, 95)),
         "ff_muscle_sd_pct": float(ffm.std()),
+        "mf_es_interface_w_over_muscle_w": float(np.median(w[interface])) / mw,
+        "mf_es_interface_ff_pct": float(np.median(ff[interface]) * 100),
         "mf_csa_cm2_min": float(min((mf[k].sum() * px / 2) for k in range(lab.shape[0]) if mf[k].any())),
         "mf_csa_cm2_max": float(max(mf[k].sum() * px / 2 for k in range(lab.shape[0]))),
     }
