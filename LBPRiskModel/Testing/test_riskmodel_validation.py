@@ -173,6 +173,6 @@ def test_assembly_from_contract_tables(tmp_path) -> None:
 def test_config_rejects_unknown_keys(tmp_path) -> None:
     p = tmp_path / "cfg.yaml"
     p.write_text("selection: {n_bootstrapp: 100}\n")
-    with pytest.raises(ValueError, match="selection.n_bootstrapp"):
+    with pytest.raises(ValueError, match=r"selection\.n_bootstrapp"):
         load_config(p)
     assert load_config()["protocol"] is True and load_config(quick=True)["protocol"] is False
