@@ -6,12 +6,11 @@ import time
 
 import numpy as np
 import pytest
+from test_riskmodel_bundle import cohort
 
 from LBPRiskModelLib.bundle import load_bundle
 from LBPRiskModelLib.export import train
 from LBPRiskModelLib.train import load_config
-
-from test_riskmodel_bundle import cohort
 
 TINY = {
     "n_jobs": 1,
