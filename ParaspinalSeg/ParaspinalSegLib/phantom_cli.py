@@ -77,10 +77,12 @@ def params_from_args(args: argparse.Namespace) -> PhantomParams:
     data: dict[str, Any] = {}
     if args.params is not None:
         data = PhantomParams.from_yaml(args.params).to_dict()
+    overridden = []
     for attr, key in _OVERRIDES.items():
         value = getattr(args, attr, None)
         if value is not None:
             data[key] = list(value) if isinstance(value, list) else value
+            overridden.append(key)
     if args.levels:
         data["levels"] = parse_levels(args.levels)
         muscles = data.get("muscles") or {}
@@ -88,7 +90,10 @@ def params_from_args(args: argparse.Namespace) -> PhantomParams:
             for key in ("fat_fraction", "atrophy"):
                 if isinstance(settings.get(key), dict):
                     settings[key] = {lv: v for lv, v in settings[key].items() if lv in data["levels"]}
-    return PhantomParams.from_dict(data, source=str(args.params) if args.params else "command line")
+    source = str(args.params) if args.params else "command line"
+    if args.params and (overridden or args.levels):
+        source += " with command-line overrides"
+    return PhantomParams.from_dict(data, source=source)
 
 
 def run(args: argparse.Namespace) -> int:

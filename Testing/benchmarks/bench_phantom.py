@@ -55,7 +55,7 @@ def main() -> None:
     c, bc = np.median(cpu), np.median(base_cpu)
     print(f"  CPU time of the process: median {c:.3f} s (wall time also counts waiting for the")
     print("  CPU while other jobs run; on an idle machine wall ~ CPU time)")
-    print("  stages (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
+    print("  stages (median CPU s): " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
     print(f"baseline numpy noise (6 Rician volumes): median {b:.3f} s wall, {bc:.3f} s CPU")
     print(f"  -> render / baseline = {r / b:.2f} (wall), {c / bc:.2f} (CPU)")
     print(f"write 9 NIfTI + json/markups: median {w:.3f} s -> render / write = {r / w:.2f}")
