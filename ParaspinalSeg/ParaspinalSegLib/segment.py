@@ -60,6 +60,8 @@ class SegmentParams:
     eps_per_mm: float = 0.05
     ridge_weight: float = 10.0
     ridge_sigma_px: float = 1.0
+    ridge_floor: float = 0.2
+    diff_weight: float = 1.0
     fat_threshold: float = 0.7
     dark_fraction: float = 0.4
     seed_radius_mm: float = 2.0
@@ -72,9 +74,10 @@ class SegmentParams:
     split_diff_weight: float = 0.0
     split_recentre_iterations: int = 0
     radius_search_mm: float = 0.0
-    rim_px: int = 1
+    rim_px: int = 2
     rim_max_ff: float = 0.6
     open_radius_px: float = 1.0
+    close_radius_px: int = 0
 
 
 @dataclass
@@ -174,7 +177,7 @@ def _features(inp: _Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Seg
         fatty = pff > p.fat_threshold
         ff = pff
         refs = {"lean_ref": lean, "bright_ref": bright}
-    return feats.astype(np.float32), ff, p.ridge_weight * ridge, dark | fatty, refs
+    return feats.astype(np.float32), ff, ridge, dark | fatty, refs
 
 
 def _midline(
@@ -199,7 +202,7 @@ def _midline(
 
 
 def _postprocess(
-    lab: np.ndarray, seeds_by_label: dict[int, list[tuple[int, int, int]]], open_r: float
+    lab: np.ndarray, seeds_by_label: dict[int, list[tuple[int, int, int]]], open_r: float, close_r: int = 0
 ) -> np.ndarray:
     """Per slice and label: cut thin necks (opening with a disc of ``open_r`` voxels), keep the seed's
     (else the largest) component, restore its boundary detail within ``open_r``, fill holes into background."""
@@ -209,6 +212,10 @@ def _postprocess(
         r = int(np.ceil(open_r))
         yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
         disc = yy**2 + xx**2 <= open_r**2 + 1e-9
+    close_disc = None
+    if close_r > 0:
+        yy, xx = np.mgrid[-close_r : close_r + 1, -close_r : close_r + 1]
+        close_disc = yy**2 + xx**2 <= close_r**2
     for k in range(out.shape[0]):
         sl = out[k]
         for v in np.unique(sl[sl > 0]):
@@ -230,8 +237,13 @@ def _postprocess(
                     sizes = ndi.sum(core, cc, range(1, n + 1))
                     core = cc == int(np.argmax(sizes)) + 1
             sl[m & ~core] = 0
+            if close_disc is not None:
+                closed = ndi.binary_closing(np.pad(core, close_r + 1), close_disc)[
+                    close_r + 1 : -close_r - 1, close_r + 1 : -close_r - 1
+                ]
+                core = core | (closed & (sl == 0))
             filled = ndi.binary_fill_holes(core) & (sl == 0)
-            sl[filled] = v
+            sl[filled | core] = v
     return out
 
 
@@ -421,7 +433,10 @@ def segment(
             blocked[np.arange(rshape[0]), :, midline_cols] = True
             seed_arr[blocked] = 0
     t_graph = time.perf_counter()
-    graph = edge_graph(feats, spacing, node_cost=ridge, eps_per_mm=p.eps_per_mm, blocked=blocked)
+    stage1_cost = p.ridge_weight * np.maximum(ridge - p.ridge_floor, 0) if p.ridge_weight else None
+    graph = edge_graph(
+        feats * p.diff_weight, spacing, node_cost=stage1_cost, eps_per_mm=p.eps_per_mm, blocked=blocked
+    )
     grown, _dist = grow(graph, seed_arr)
     t_grow = time.perf_counter()
     grown[grown == bg_label] = 0
@@ -443,7 +458,7 @@ def segment(
         sub_graph = edge_graph(
             split_cost,
             spacing,
-            node_cost=ridge[box] * (p.split_ridge_weight / max(p.ridge_weight, 1e-9)),
+            node_cost=ridge[box] * p.split_ridge_weight,
             eps_per_mm=p.split_eps_per_mm,
             blocked=~in_pair[box],
         )
@@ -497,7 +512,7 @@ def segment(
                 sub[region & (choice == idx)] = BY_NAME[n].value
 
     seeds_by_value = {BY_NAME[n].value: v for n, v in seeds_by_name.items()}
-    out = _postprocess(out, seeds_by_value, p.open_radius_px)
+    out = _postprocess(out, seeds_by_value, p.open_radius_px, p.close_radius_px)
     out = _add_rim(out, ff, p.rim_px, p.rim_max_ff)
 
     # --- assemble full volume ----------------------------------------------------------------
