@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import runpy
 import shutil
 import subprocess
 import sys
@@ -266,3 +267,14 @@ def test_trialanalysis_script_report(slicer_scene, tmp_path: Path) -> None:
     issues = pd.read_csv(out2 / "validation.csv")
     assert (issues["level"] == "error").any() and not (out2 / "report.html").exists()
     assert mod.main(["--data", str(tmp_path / "missing"), "--out", str(out2)]) == 2
+    # As Slicer runs it: the script as __main__, arguments after "--" in sys.argv, exit status.
+    script = REPO / "TrialAnalysis/Resources/Scripts/trialanalysis_headless.py"
+    argv = [str(script), "--", "--data", str(data), "--out", str(tmp_path / "v"), "--validate-only"]
+    saved, sys.argv = sys.argv, argv
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
+    assert exit_info.value.code == 0
+    assert (tmp_path / "v" / "validation.csv").is_file() and not (tmp_path / "v" / "report.html").exists()
