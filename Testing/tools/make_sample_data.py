@@ -8,6 +8,7 @@ whenever the phantom's output changes, then upload the files of ``--assets DIR``
 ``fileNames``) to a new release tag and bump ``RELEASE_TAG``::
 
     .venv/bin/python Testing/tools/make_sample_data.py [--assets /tmp/sample-data-assets]
+    .venv/bin/python Testing/tools/make_sample_data.py --check   # exit 1 when stale
 
 ``Testing/test_sample_data.py`` fails when the checksums no longer match the phantom.
 """
@@ -111,10 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phantom-dir", help="use an already generated phantom folder")
     parser.add_argument("--assets", help="copy the release assets (renamed as fileNames) here")
+    parser.add_argument("--check", action="store_true", help="only report whether SampleData.json is stale")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         phantom_dir = Path(args.phantom_dir) if args.phantom_dir else generate_phantom(Path(tmp) / "ph")
         description = describe(phantom_dir)
+        if args.check:
+            current = json.loads((RESOURCES / "SampleData.json").read_text())
+            stale = current != description
+            print("SampleData.json is " + ("STALE: rerun without --check" if stale else "up to date"))
+            return int(stale)
         (RESOURCES / "SampleData.json").write_text(json.dumps(description, indent=2) + "\n")
         thumbnail(phantom_dir, RESOURCES / "Icons" / f"{SAMPLE}.png")
         if args.assets:
