@@ -136,7 +136,7 @@ class StabilitySelector(TransformerMixin, BaseEstimator):
             idx = rng.integers(0, n, n)
             if len(np.unique(y[idx])) == 2:
                 samples.append(idx)
-        coefs = Parallel(n_jobs=self.n_jobs)(delayed(_l1_fit)(X[idx], y[idx], self.C_) for idx in samples)
+        coefs = Parallel(n_jobs=self.n_jobs)(delayed(_l1_fit_boot)(X, y, idx, self.C_) for idx in samples)
         self.frequency_ = np.mean([c != 0 for c in coefs], axis=0)
         support = self.frequency_ >= self.threshold
         if support.sum() < self.min_features:
@@ -149,10 +149,16 @@ class StabilitySelector(TransformerMixin, BaseEstimator):
         return np.asarray(X, dtype=float)[:, self.support_]
 
 
-def _l1_fit(X: np.ndarray, y: np.ndarray, C: float) -> np.ndarray:
+def _l1_fit(X: np.ndarray, y: np.ndarray, C: float, weight: np.ndarray | None = None) -> np.ndarray:
     """Coefficients of one L1-penalised logistic regression (liblinear)."""
     m = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", max_iter=200, tol=1e-3)
-    return m.fit(X, y).coef_.ravel()
+    return m.fit(X, y, sample_weight=weight).coef_.ravel()
+
+
+def _l1_fit_boot(X: np.ndarray, y: np.ndarray, idx: np.ndarray, C: float) -> np.ndarray:
+    """L1 fit on a bootstrap sample, as unique rows weighted by their counts (same fit, ~1/3 fewer rows)."""
+    rows, counts = np.unique(idx, return_counts=True)
+    return _l1_fit(X[rows], y[rows], C, counts.astype(float))
 
 
 def build_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
