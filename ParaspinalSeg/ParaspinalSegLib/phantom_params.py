@@ -75,6 +75,19 @@ class PhantomParams:
     subcutaneous_fat_mm: float | None = None  # None = sex default (female 16, male 12)
     seed_jitter_mm: float = 0.0  # SD of the random in-plane offset of the seed points
 
+    def __post_init__(self) -> None:
+        """Accept plain mappings for muscles (``PhantomParams(muscles={"psoas_left": {"atrophy": 0.8}})``)."""
+        for name, mp in list(self.muscles.items()):
+            if name not in MUSCLE_NAMES:
+                raise KeyError(
+                    f"unknown muscle {name!r} under 'muscles'; expected one of {', '.join(MUSCLE_NAMES)}"
+                )
+            if isinstance(mp, dict):
+                unknown = set(mp) - set(MuscleParams.__dataclass_fields__)
+                if unknown:
+                    raise KeyError(f"unknown key {sorted(unknown)[0]!r} under muscles.{name}")
+                self.muscles[name] = MuscleParams(**mp)
+
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, source: str = "parameters") -> PhantomParams:
