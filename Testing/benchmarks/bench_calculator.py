@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"queueing: one client sees p50 {single['p50']:.1f} ms (service time); {args.clients} clients on "
-        f"{args.workers} worker(s) wait for each other: Little's law predicts ~{args.clients / single['rps'] * 1000:.0f} ms"
+        f"{args.workers} worker(s) wait for each other: Little's law predicts ~{args.clients / (single['rps'] * args.workers) * 1000:.0f} ms (if the cores are free)"
     )
     print(f"goal p99 < 100 ms: {'met' if pred['p99'] < 100 else 'NOT met'} ({pred['p99']:.1f} ms)")
     return 0
