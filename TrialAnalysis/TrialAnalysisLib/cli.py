@@ -12,6 +12,7 @@ COMMANDS = {
     "sample-size": "TrialAnalysisLib.sample_size_cli:add_cli",
     "validate": "TrialAnalysisLib.validate_cli:add_cli",
     "analyze": "TrialAnalysisLib.analyze_cli:add_cli",
+    "demo": "TrialAnalysisLib.demo:add_cli",
 }
 
 
