@@ -164,7 +164,7 @@ def _features(inp: _Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Seg
     else:
         i0 = inp.image[roi].astype(np.float32)
         im = ndi.gaussian_filter(i0, sm)
-        lean = float(np.median(inp.image[tuple(seed_kji.T)]))
+        lean = float(np.median(ndi.uniform_filter(inp.image, (1, 5, 5))[tuple(seed_kji.T)]))
         if lean <= 0:
             raise ValueError(
                 "seeds: the image signal at the seeds is zero; are the seeds inside the muscles?"
@@ -173,7 +173,9 @@ def _features(inp: _Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Seg
         pff = np.clip((im - lean) / max(bright - lean, 1e-6), 0, 1)
         feats = np.stack([im / lean, pff])
         ridge = _ridge(i0 / lean, p.ridge_sigma_px)
-        dark = im < p.dark_fraction * lean
+        # muscle near the noise level (some T1 protocols): no signal-void competitor, fat alone bounds it
+        floor = fatmod.noise_floor(inp.image)
+        dark = im < p.dark_fraction * lean if lean > 2 * floor else np.zeros(im.shape, bool)
         fatty = pff > p.fat_threshold
         ff = pff
         refs = {"lean_ref": lean, "bright_ref": bright}
@@ -317,12 +319,18 @@ def segment(
     vseeds = [s for s in vseeds if s.name in names]
     signal = inp.water + inp.fat if inp.dixon else inp.image
     floor = fatmod.noise_floor(signal)
+    body_cache: dict[int, np.ndarray] = {}
     for s in vseeds:
-        if signal[s.kji] <= floor:
+        k, j, i = s.kji
+        if (
+            k not in body_cache
+        ):  # the body on that slice: above the noise floor, holes (dark muscle, bone) filled
+            body_cache[k] = ndi.binary_fill_holes(ndi.binary_opening(signal[k] > floor, iterations=1))
+        if not body_cache[k][j, i]:
             lv = f" (level {s.level})" if s.level else ""
             raise ValueError(
-                f"seeds: seed {s.name}{lv} at voxel k,j,i={s.kji} lies in air/background (signal "
-                f"{signal[s.kji]:.1f} ≤ noise floor {floor:.1f}); click inside the muscle"
+                f"seeds: seed {s.name}{lv} at voxel k,j,i={s.kji} lies in air outside the body (signal "
+                f"{signal[k, j, i]:.1f}, noise floor {floor:.1f}); click inside the muscle"
             )
 
     # --- levels ------------------------------------------------------------------------------
