@@ -74,6 +74,19 @@ def test_outputs_and_geometry(written, default_case):
     assert np.nonzero(labels[15] == 1)[1].mean() > np.nonzero(labels[15] == 2)[1].mean()  # left = +x
 
 
+def test_slice_gap_and_anisotropic_spacing():
+    p = make_phantom(
+        small(slice_gap_mm=1.0, slice_thickness_mm=3.0, spacing_mm=[1.5, 2.0], levels=["L4", "L5"]), seed=0
+    )
+    img = p.images["labels"]
+    assert img.GetSpacing() == pytest.approx((1.5, 2.0, 4.0))
+    assert img.GetSize() == (192, 192, 6)
+    assert img.GetOrigin()[2] == pytest.approx(-10.0)
+    truth = p.truth["structures"]
+    for m in MUSCLE_NAMES:
+        assert truth[m]["L4"]["csa_cm2"] == pytest.approx(truth[m]["L4"]["csa_requested_cm2"], rel=0.03), m
+
+
 def test_deterministic_bytes(tmp_path):
     p = small()
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
@@ -286,6 +299,8 @@ def test_cli_writes_and_reruns_from_params(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True)
     params = yaml.safe_load((out / "params.yaml").read_text())
     assert params["levels"] == ["L4", "L5"] and params["snr"] == 25.0 and params["matrix"] == [160, 160]
+    img = sitk.ReadImage(str(out / "t2w.nii.gz"))
+    assert img.GetSize() == (160, 160, 12) and img.GetSpacing() == pytest.approx((2.0, 2.0, 4.0))
     again = tmp_path / "again"
     cmd2 = [sys.executable, "-m", "ParaspinalSegLib", "phantom", "--out", str(again), "--seed", "4",
             "--params", str(out / "params.yaml")]  # fmt: skip
