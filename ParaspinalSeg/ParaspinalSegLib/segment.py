@@ -66,6 +66,7 @@ class SegmentParams:
     dark_fraction: float = 0.4
     seed_radius_mm: float = 2.0
     margin_mm: float = 45.0
+    anterior_limit_mm: float = 25.0
     midline_search_mm: float = 8.0
     size_normalised_split: bool = True
     split_ridge_weight: float = 30.0
@@ -403,6 +404,15 @@ def segment(
 
     seed_arr = np.zeros(rshape, np.int32)
     seed_arr[background] = bg_label
+    para_rows = [
+        loc[1] for sd, loc in zip(vseeds, local, strict=True) if sd.name.startswith(("multifidus", "erector"))
+    ]
+    if p.anterior_limit_mm > 0 and para_rows and not any(n.startswith(("psoas", "quadratus")) for n in names):
+        # without psoas/QL seeds nothing else competes for the muscle anterior to the transverse
+        # processes: tissue this far anterior of the paraspinal clicks is background
+        j_lim = int(min(para_rows) - p.anterior_limit_mm / sj_)
+        if j_lim > 0:
+            seed_arr[:, :j_lim, :] = bg_label
     disc = [(0, 0)] if painted else _disc(p.seed_radius_mm / min(sj_, si_))
     seeds_by_name: dict[str, list[tuple[int, int, int]]] = {}
     for s, (k, j, i) in zip(vseeds, local, strict=True):
