@@ -77,6 +77,8 @@ def pivot_features(features: pd.DataFrame, robust: list[str] | None = None) -> p
 
 def pivot_measurements(meas: pd.DataFrame) -> pd.DataFrame:
     """C4 measurement table (structure × level rows, per-slice rows dropped) → one row per case."""
+    if "case_id" not in meas.columns and "participant_id" in meas.columns:  # C6 phenotype.csv
+        meas = meas.rename(columns={"participant_id": "case_id"})
     for col in ("case_id", "structure", "level"):
         if col not in meas.columns:
             raise KeyError(f"measurement table: missing column {col!r}")

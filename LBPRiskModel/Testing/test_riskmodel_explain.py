@@ -86,8 +86,11 @@ def _exact_interventional_shapley(f, x: np.ndarray, bg: np.ndarray) -> np.ndarra
 
 
 def test_mlp_permutation_shapley_converges_to_exact(data) -> None:
+    from threadpoolctl import threadpool_limits
+
     X, y = data
-    mlp = MLPClassifier((8,), solver="lbfgs", max_iter=500, random_state=0).fit(X, y)
+    with threadpool_limits(1):  # multi-threaded BLAS on tiny matrices is slow on a loaded machine
+        mlp = MLPClassifier((8,), solver="lbfgs", max_iter=500, random_state=0).fit(X, y)
     bg = X[:20]
 
     def f(A: np.ndarray) -> np.ndarray:
