@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 
 def noise_floor(signal: np.ndarray) -> float:
     """Signal level below which a voxel is background: 3 × the median of the darkest 20 % of voxels,
-    and at least 5 % of the 99th percentile (robust when the volume has no air)."""
+    kept within 5–10 % of the 99th percentile (robust whether or not the volume shows air)."""
     flat = signal[np.isfinite(signal)].ravel()
     if flat.size == 0:
         return 0.0
@@ -26,7 +26,10 @@ def noise_floor(signal: np.ndarray) -> float:
         flat = flat[:: flat.size // 1_000_000]
     p20, p99 = np.percentile(flat, [20, 99])
     dark = flat[flat <= p20]
-    return float(max(3.0 * np.median(dark) if dark.size else 0.0, 0.05 * p99))
+    estimate = 3.0 * float(np.median(dark)) if dark.size else 0.0
+    # at least 5 % of the bright end (no air in view: the darkest voxels are tissue, not noise) and at
+    # most 10 % (a tightly cropped volume must not have its muscle declared noise)
+    return float(min(max(estimate, 0.05 * p99), 0.10 * p99))
 
 
 def dixon_ff(water: np.ndarray, fat: np.ndarray, floor: float | None = None) -> np.ndarray:
