@@ -146,6 +146,9 @@ def calibration_slope_intercept(y: np.ndarray, prob: np.ndarray) -> tuple[float,
     y = np.asarray(y).astype(float)
     p = np.clip(np.asarray(prob, dtype=float), 1e-6, 1 - 1e-6)
     lp = np.log(p / (1 - p))
+    if np.ptp(lp) < 1e-12:  # constant predictions (e.g. nothing selected): the slope is undefined
+        inter = float(np.log(y.mean() / (1 - y.mean())) - lp[0]) if 0 < y.mean() < 1 else float("nan")
+        return float("nan"), inter
     try:
         slope = float(sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit().params[1])
         inter = float(sm.GLM(y, np.ones_like(lp), family=sm.families.Binomial(), offset=lp).fit().params[0])
