@@ -473,9 +473,9 @@ class Bundle:
             raise ValueError("; ".join(f"{k}: {v}" for k, v in res.errors.items()))
         X = self._frame([res.values])
         Z = self._model_space(X)
-        risk = float(self.pipeline.steps[-1][1].predict_proba(Z)[0, 1])
+        risk = float(explain.fast_proba(self.pipeline.steps[-1][1], Z)[0])
         boot = (
-            np.array([m.predict_proba(Z)[0, 1] for m in self.ci_models])
+            np.array([explain.fast_proba(m, Z)[0] for m in self.ci_models])
             if self.ci_models
             else np.array([risk])
         )
@@ -515,13 +515,13 @@ class Bundle:
         X = self._frame(parsed)
         Z = self._model_space(X)
         model = self.pipeline.steps[-1][1]
-        risk = model.predict_proba(Z)[:, 1]
+        risk = explain.fast_proba(model, Z)
         out = pd.DataFrame(index=df.index)
         if id_col and id_col in df.columns:
             out[id_col] = df[id_col].to_numpy()
         out["risk"] = risk
         if self.ci_models:
-            boot = np.column_stack([m.predict_proba(Z)[:, 1] for m in self.ci_models])
+            boot = np.column_stack([explain.fast_proba(m, Z) for m in self.ci_models])
             out["ci_low"] = np.minimum(np.percentile(boot, 2.5, axis=1), risk)
             out["ci_high"] = np.maximum(np.percentile(boot, 97.5, axis=1), risk)
         out["risk_group"] = [self.risk_group(r) for r in risk]

@@ -203,3 +203,21 @@ def to_input_fields(phi: np.ndarray, columns_to_fields: list[str], fields: list[
     for j, name in enumerate(columns_to_fields):
         out[:, idx[name]] += phi[:, j]
     return out
+
+
+def fast_proba(model: Any, Z: np.ndarray) -> np.ndarray:
+    """P(class 1) like ``predict_proba``; random forests are evaluated tree by tree without joblib.
+
+    sklearn's forest ``predict_proba`` dispatches through joblib even with ``n_jobs=1`` (tens of ms per
+    call under load); this loop accumulates the same per-tree probabilities in the same order.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    if not isinstance(model, RandomForestClassifier):
+        return model.predict_proba(Z)[:, 1]
+    Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+    acc = np.zeros((Z32.shape[0], model.n_classes_))
+    for est in model.estimators_:
+        acc += est.tree_.predict(Z32)[:, : model.n_classes_]
+    acc /= len(model.estimators_)
+    return acc[:, 1]
