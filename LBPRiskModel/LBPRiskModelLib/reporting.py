@@ -127,6 +127,7 @@ Explanations at prediction time: {explain_info["method"]}.
 - Internal validation only (one random split + bootstrap optimism correction); external validation pending.
 - Small sample: events per variable {dr["events_per_variable"]:.2f}; wide confidence intervals are expected.
 - Inputs outside the training range are flagged as extrapolation; missing inputs are imputed with training medians/modes.
+- Harrell's bootstrap optimism correction can under-state the optimism of flexible models (trees, MLP) whose apparent AUC is near 1; read it together with the held-out test AUC.
 """
     body = _md_to_html(md)
     return md, _page(f"Model card — {fam}", body)
