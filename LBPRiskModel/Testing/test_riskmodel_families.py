@@ -46,3 +46,34 @@ def test_family_bundle_round_trip_and_contributions(family: str, tmp_path) -> No
     assert elapsed < 5.0  # generous sanity bound only; latency is benchmarked by the calculator
     if family == "mlp":  # harmonisation on: the centre is a required input
         assert "centre" in [f.name for f in b.schema if f.required]
+
+
+def test_train_cli_with_config(tmp_path, capsys) -> None:
+    from LBPRiskModelLib.cli import main
+
+    data = tmp_path / "table.csv"
+    cohort(n=160, p=15, seed=6).to_csv(data, index=False)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "n_jobs: 1\ncv_folds: 2\noptimism_bootstrap: 0\nci_models: 2\nselection: {n_bootstrap: 10}\n"
+        "families: [logistic_regression]\n"
+    )
+    out = tmp_path / "bundle"
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--outcome",
+        "responder",
+        "--config",
+        str(cfg),
+        "--no-figures",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert "test AUC" in capsys.readouterr().out
+    assert load_bundle(out).family == "logistic_regression"
+    bad = ["train", "--data", str(data), "--outcome", "nope", "--config", str(cfg), "--out", str(out)]
+    assert main(bad) == 2
+    assert "'nope'" in capsys.readouterr().err
