@@ -219,16 +219,25 @@ def _postprocess(
     if close_r > 0:
         yy, xx = np.mgrid[-close_r : close_r + 1, -close_r : close_r + 1]
         close_disc = yy**2 + xx**2 <= close_r**2
+    pad = max(int(np.ceil(open_r)), close_r) + 2
     for k in range(out.shape[0]):
-        sl = out[k]
-        for v in np.unique(sl[sl > 0]):
+        full = out[k]
+        for v, bb in enumerate(ndi.find_objects(full), start=1):
+            if bb is None:
+                continue
+            j0, i0 = max(bb[0].start - pad, 0), max(bb[1].start - pad, 0)
+            sl = full[j0 : bb[0].stop + pad, i0 : bb[1].stop + pad]  # a view: edits land in ``out``
             m = sl == v
             core = ndi.binary_opening(m, disc) if disc is not None else m
             if not core.any():
                 core = m
             cc, n = ndi.label(core)
             if n > 1:
-                keep = {cc[j, i] for kk, j, i in seeds_by_label.get(int(v), []) if kk == k and cc[j, i]}
+                keep = set()
+                for kk, j, i in seeds_by_label.get(v, []):
+                    jj, ii = j - j0, i - i0
+                    if kk == k and 0 <= jj < sl.shape[0] and 0 <= ii < sl.shape[1] and cc[jj, ii]:
+                        keep.add(cc[jj, ii])
                 if not keep:
                     sizes = ndi.sum(core, cc, range(1, n + 1))
                     keep = {int(np.argmax(sizes)) + 1}
