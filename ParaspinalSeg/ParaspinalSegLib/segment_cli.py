@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         )
     write_csv(out / "measurements.csv", table)
     info_path = out / "segment_info.json"
-    info_path.write_text(json.dumps(result.info, indent=2, default=str), encoding="utf-8")
+    tmp = info_path.with_name(f".{info_path.name}.tmp")
+    tmp.write_text(json.dumps(result.info, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, info_path)
     steps.update()
     steps.close()
     print(
