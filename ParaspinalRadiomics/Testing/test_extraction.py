@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 from radiomics import featureextractor
 
-from ParaspinalRadiomicsLib.extraction import META_COLUMNS, extract_case, load_params
+from ParaspinalRadiomicsLib.extraction import META_COLUMNS, extract_case, load_params, single_threaded_sitk
 from ParaspinalRadiomicsLib.inputs import HEADER_ROUNDING_TOL, read_labels, same_geometry
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
@@ -32,7 +32,9 @@ SIX_CLASSES = {c: [] for c in ("shape", "firstorder", "glcm", "glrlm", "glszm", 
 
 
 def _execute_features(extractor, image, mask, label) -> dict[str, float]:
-    out = extractor.execute(image, mask, label=label)
+    """pyradiomics' execute, single-threaded so that its normalisation is deterministic (as in the Lib)."""
+    with single_threaded_sitk():
+        out = extractor.execute(image, mask, label=label)
     return {k: float(v) for k, v in out.items() if not k.startswith("diagnostics_")}
 
 

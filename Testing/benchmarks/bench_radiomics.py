@@ -114,15 +114,18 @@ def run_batch(cases: list[Path], params: str, jobs: int, tmp: Path) -> tuple[pd.
     return read_features(out), seconds
 
 
-def compare(ref: pd.DataFrame, got: pd.DataFrame) -> int:
-    """Number of differing values (exact comparison, NaN == NaN)."""
+def compare(ref: pd.DataFrame, got: pd.DataFrame) -> tuple[int, float]:
+    """(number of values not bit-identical, largest relative difference); NaN == NaN."""
     keys = ["case_id", "structure", "level"]
     merged = ref.merge(got, on=keys, suffixes=("_ref", "_got"))
     assert len(merged) == len(ref) == len(got), (len(merged), len(ref), len(got))
     feats = [c for c in ref.columns if c not in keys]
     a = merged[[f"{f}_ref" for f in feats]].to_numpy(float)
     b = merged[[f"{f}_got" for f in feats]].to_numpy(float)
-    return int(np.count_nonzero(~((a == b) | (np.isnan(a) & np.isnan(b)))))
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(same, 0.0, np.abs(a - b) / np.maximum(np.abs(a), np.abs(b)))
+    return int(np.count_nonzero(~same)), float(np.nanmax(rel)) if rel.size else 0.0
 
 
 def main() -> int:
@@ -154,25 +157,29 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         got, t_b = run_batch(cases, params, 1, Path(tmp))
-        diff = compare(ref, got)
+        diff, rel = compare(ref, got)
         print(
             f"batch, 1 process:  {t_b:.1f} s, {len(cases) / t_b * 60:.2f} cases/min; "
-            f"speed-up {t_ref / t_b:.2f}x; differing values: {diff} of {ref.shape[0] * (ref.shape[1] - 3)}"
+            f"speed-up {t_ref / t_b:.2f}x; values not bit-identical: {diff} of "
+            f"{ref.shape[0] * (ref.shape[1] - 3)} (max relative difference {rel:.1e})"
         )
         if args.jobs > 1:
             got_j, t_j = run_batch(cases, params, args.jobs, Path(tmp))
+            diff_j, rel_j = compare(ref, got_j)
             print(
                 f"batch, {args.jobs} processes: {t_j:.1f} s, {len(cases) / t_j * 60:.2f} cases/min; "
-                f"speed-up {t_ref / t_j:.2f}x vs the 1-process loop; differing values: {compare(ref, got_j)}"
+                f"speed-up {t_ref / t_j:.2f}x vs the 1-process loop; not bit-identical {diff_j} (max rel {rel_j:.1e})"
             )
     if args.no_provenance_baseline:
         _, t_np = baseline(cases, params, additional_info=False)
         print(f"loop with additionalInfo off: {t_np:.1f} s; batch speed-up over it {t_np / t_b:.2f}x")
-    ok = diff == 0 and t_ref / t_b >= 2.0
+    # pyradiomics' own normalisation (multi-threaded sitk.Normalize) is not bit-deterministic from run to run,
+    # while the Lib normalises single-threaded: values that are not bit-identical must be within 1e-12.
+    ok = rel <= 1e-12 and t_ref / t_b >= 2.0
     print(
         "RESULT:",
         "PASS" if ok else "FAIL",
-        f"(identical values: {diff == 0}, speed-up >= 2: {t_ref / t_b >= 2})",
+        f"(bit-identical: {diff == 0}; max relative difference {rel:.1e} <= 1e-12; speed-up >= 2: {t_ref / t_b >= 2})",
     )
     return 0 if ok else 1
 
