@@ -34,7 +34,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from ParaspinalSegLib import geometry, landmarks, measure, structures
+from ParaspinalSegLib import geometry, levels, measure, structures
 
 #
 # Module
@@ -112,6 +112,7 @@ class ParaspinalSegParameterNode:
     onlyLevel: str = ""
     erosionVoxels: Annotated[int, WithinRange(0, 3)] = 1
     caseId: str = ""
+    assumeSameGrid: bool = False
 
 
 #
@@ -205,6 +206,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 levelsNode=p.levels,
                 segmentationNode=p.segmentation,
                 onlyLevel=p.onlyLevel or None,
+                assumeSameGrid=p.assumeSameGrid,
             )
             self.onMeasure()
 
@@ -219,6 +221,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 fatVolume=p.fatVolume,
                 waterVolume=p.waterVolume,
                 caseId=p.caseId,
+                assumeSameGrid=p.assumeSameGrid,
             )
             self.logic.showBarChart(p.table)
 
@@ -346,7 +349,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             levelsNode.GetNthControlPointPositionWorld(i, ras)
             lps = np.array([-ras[0], -ras[1], ras[2]])
             points.append(MarkupPoint(levelsNode.GetNthControlPointLabel(i), lps))
-        return landmarks.levels_from_landmarks(points, image)
+        return levels.levels_from_landmarks(points, image, source=levelsNode.GetName())
 
     @staticmethod
     def dataFrameToTable(df, tableNode=None, name="Measurements"):
@@ -386,16 +389,28 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         waterVolume=None,
         caseId: str = "",
         perSlice: bool = True,
+        assumeSameGrid: bool = False,
     ):
-        """Measure every segment (CSA, volume, intensity; FF when a Dixon pair is given) into a table node."""
-        referenceVolume = volumeNode or waterVolume
+        """Measure every segment (CSA, volume, intensity; FF when a Dixon pair is given) into a table node.
+
+        ``assumeSameGrid`` accepts Dixon images whose geometry metadata differ from the reference
+        volume's while their voxel grids have the same size (e.g. the MyoSegmenTUM water image).
+        """
+        referenceVolume = volumeNode or fatVolume or waterVolume
+        if referenceVolume is None:
+            raise ValueError("select the image the segmentation belongs to (or a Dixon fat/water pair)")
         image = self.volumeToImage(referenceVolume)
         labels, names = self.segmentationToLabels(segmentationNode, referenceVolume)
         levels = self.levelsFromMarkups(levelsNode, image)
         kwargs = {}
         if fatVolume is not None and waterVolume is not None:
-            # Dixon fat fraction (the Lib's measure_labels accepts fat/water images when available)
-            kwargs.update(fat=self.volumeToImage(fatVolume), water=self.volumeToImage(waterVolume))
+            dixon = {"fat": self.volumeToImage(fatVolume), "water": self.volumeToImage(waterVolume)}
+            for role, img in dixon.items():
+                if assumeSameGrid and img.GetSize() == image.GetSize():
+                    img.CopyInformation(image)
+                else:
+                    measure.check_same_grid(image, img, referenceVolume.GetName(), f"{role} image")
+            kwargs.update(dixon)
         df = measure.measure_labels(
             labels, names, image=image, levels=levels, case_id=caseId, per_slice=perSlice, **kwargs
         )
@@ -403,6 +418,24 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         tableNode.SetAttribute("ParaspinalLBP.table", "measurements")
         logging.info("ParaspinalSeg: measured %d structures into %s", len(names), tableNode.GetName())
         return tableNode
+
+    @staticmethod
+    def markupsToPoints(markupsNode):
+        """Control points of a markups node as LPS MarkupPoints (label, position, description)."""
+        from ParaspinalSegLib.markups import MarkupPoint
+
+        points = []
+        for i in range(markupsNode.GetNumberOfControlPoints()):
+            ras = [0.0, 0.0, 0.0]
+            markupsNode.GetNthControlPointPositionWorld(i, ras)
+            points.append(
+                MarkupPoint(
+                    markupsNode.GetNthControlPointLabel(i),
+                    np.array([-ras[0], -ras[1], ras[2]]),
+                    markupsNode.GetNthControlPointDescription(i),
+                )
+            )
+        return points
 
     def segment(
         self,
@@ -413,9 +446,64 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         levelsNode=None,
         segmentationNode=None,
         onlyLevel=None,
+        structures=None,
+        assumeSameGrid: bool = False,
     ):
-        """Grow all requested muscles from the seeds; see ParaspinalSegLib.segment."""
-        raise NotImplementedError("segmentation from seeds is provided by ParaspinalSegLib.segment (issue 4)")
+        """Grow all seeded muscles together (ParaspinalSegLib.segment) into a segmentation node.
+
+        With ``onlyLevel`` (e.g. "L4") and an existing ``segmentationNode``, only that level's slices
+        are recomputed and the user's corrections elsewhere are kept.
+        """
+        from ParaspinalSegLib import segment as seglib
+
+        if seedsNode is None or seedsNode.GetNumberOfControlPoints() == 0:
+            raise ValueError(
+                "no seeds: place one point per muscle per level, labelled with the structure name"
+            )
+        if fatVolume is not None and waterVolume is not None:
+            reference = fatVolume  # the Lib returns Dixon results on the fat image's grid
+            source = {"water": self.volumeToImage(waterVolume), "fat": self.volumeToImage(fatVolume)}
+        elif inputVolume is not None:
+            reference = inputVolume
+            source = self.volumeToImage(inputVolume)
+        else:
+            raise ValueError("select a T1/T2-weighted image, or a Dixon water + fat pair")
+        previous = None
+        if (
+            onlyLevel
+            and segmentationNode is not None
+            and segmentationNode.GetSegmentation().GetNumberOfSegments()
+        ):
+            labels, names = self.segmentationToLabels(segmentationNode, reference)
+            previous = self._canonicalValues(labels, names)
+        result = seglib.segment(
+            source,
+            self.markupsToPoints(seedsNode),
+            structures=structures,
+            levels=self.markupsToPoints(levelsNode) if levelsNode is not None else None,
+            only_level=onlyLevel,
+            previous=previous,
+            assume_same_grid=assumeSameGrid,
+        )
+        segmentationNode = self.labelsToSegmentation(
+            result.labels, result.label_names, segmentationNode, reference
+        )
+        segmentationNode.SetAttribute("ParaspinalLBP.levels", json.dumps(result.levels))
+        return segmentationNode
+
+    @staticmethod
+    def _canonicalValues(labels, names):
+        """Relabel an exported label map to the canonical values of structures.py (unknown names dropped)."""
+        import SimpleITK as sitk
+
+        array = sitk.GetArrayFromImage(labels)
+        out = np.zeros(array.shape, dtype=np.uint8)
+        for value, name in names.items():
+            if name in structures.BY_NAME:
+                out[array == value] = structures.BY_NAME[name].value
+        image = sitk.GetImageFromArray(out)
+        image.CopyInformation(labels)
+        return image
 
     def showBarChart(self, tableNode, column: str = "csa_cm2", level: str = "all"):
         """Bar chart of one measurement per structure (whole-volume rows by default) in a plot chart node."""

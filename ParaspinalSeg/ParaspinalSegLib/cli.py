@@ -15,4 +15,6 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``paraspinal-seg`` console script."""
-    return run_cli("paraspinal-seg", "Paraspinal muscle phantom, segmentation and measurement.", COMMANDS, argv)
+    return run_cli(
+        "paraspinal-seg", "Paraspinal muscle phantom, segmentation and measurement.", COMMANDS, argv
+    )

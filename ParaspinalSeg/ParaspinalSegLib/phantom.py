@@ -338,7 +338,9 @@ def _points(params: PhantomParams, rng: np.random.Generator, labels: np.ndarray,
         k = (k0 + k1 + 1) // 2
         ci = (labels.shape[2] - 1) / 2
         cj = (10.0 * scale - ref.GetOrigin()[1]) / sy  # vertebral body centre y = 10 mm × scale
-        landmarks.append((lv, ref.TransformContinuousIndexToPhysicalPoint((ci, cj, float(k))), ""))
+        # the landmark sits at the level's exact middle (between slices for an even count), so no slice
+        # is equidistant from two landmarks and any nearest-landmark rule reproduces level_slices
+        landmarks.append((lv, ref.TransformContinuousIndexToPhysicalPoint((ci, cj, (k0 + k1) / 2)), ""))
         for m in MUSCLE_NAMES:
             mask = labels[k] == MUSCLE_VALUE[m]
             if not mask.any():
