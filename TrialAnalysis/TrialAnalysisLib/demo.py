@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-SMALL = {"n": 314, "with_mri": 60, "imputations": 5}
+SMALL = {"n": 314, "with_mri": 40, "imputations": 5}
 FULL = {"n": 314, "with_mri": 314, "imputations": 20}
 
 
@@ -274,7 +274,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--full", action="store_true", help="314 participants all with MRI, 20 imputations, protocol model"
     )
     p.add_argument("--n", type=int, help="participants (default 314)")
-    p.add_argument("--with-mri", type=int, help="imaging cohort size (default 60; --full 314)")
+    p.add_argument("--with-mri", type=int, help="imaging cohort size (default 40; --full 314)")
     p.add_argument(
         "--imputations", type=int, help="multiple imputations for the report (default 5; --full 20)"
     )
