@@ -14,19 +14,11 @@ import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
 from ParaspinalRadiomicsLib import extraction
+from ParaspinalSegLib.structures import MUSCLEMAP_LABEL_NAMES
 
 pytestmark = [pytest.mark.slicer, pytest.mark.realdata]
 
-MUSCLEMAP = {
-    1: "multifidus_right",
-    2: "multifidus_left",
-    3: "erector_spinae_right",
-    4: "erector_spinae_left",
-    5: "psoas_right",
-    6: "psoas_left",
-    7: "quadratus_lumborum_right",
-    8: "quadratus_lumborum_left",
-}
+MUSCLEMAP = MUSCLEMAP_LABEL_NAMES  # ../shared/data/README.md
 
 
 def test_logic_extract_musclemap(slicer_scene, slicer_module) -> None:
