@@ -160,6 +160,13 @@ class Prediction:
     warnings: dict[str, str] = field(default_factory=dict)
 
 
+def _range(lo: float | None, hi: float | None, fmt: str) -> str:
+    """'lo–hi', '≥ lo' or '≤ hi' for a possibly one-sided range."""
+    if lo is not None and hi is not None:
+        return f"{lo:{fmt}}–{hi:{fmt}}"
+    return f"≥ {lo:{fmt}}" if lo is not None else f"≤ {hi:{fmt}}"
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -423,9 +430,9 @@ class Bundle:
             if not math.isfinite(v):
                 errors[f.name] = "must be a finite number"
             elif (f.hard_min is not None and v < f.hard_min) or (f.hard_max is not None and v > f.hard_max):
-                errors[f.name] = f"outside the valid range {f.hard_min:g}–{f.hard_max:g} {f.unit}".rstrip()
+                errors[f.name] = f"outside the valid range {_range(f.hard_min, f.hard_max, 'g')} {f.unit}".rstrip()
             elif (f.min is not None and v < f.min) or (f.max is not None and v > f.max):
-                msg = f"outside the training range {f.min:.4g}–{f.max:.4g} {f.unit}".rstrip()
+                msg = f"outside the training range {_range(f.min, f.max, '.4g')} {f.unit}".rstrip()
                 if f.out_of_range == "error":
                     errors[f.name] = msg
                 else:

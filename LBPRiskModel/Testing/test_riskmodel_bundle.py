@@ -183,3 +183,13 @@ def test_cli_predict_and_report(trained, tmp_path, capsys) -> None:
     assert "http://" not in html and "https://" not in html  # self-contained
     assert main(["predict", "--model", str(tmp_path / "nope"), "--data", str(data), "--out", str(preds)]) == 2
     assert "refusing bundle" in capsys.readouterr().err
+
+
+def test_one_sided_valid_range_message(trained) -> None:
+    """A field with only a lower hard bound (e.g. an area ≥ 0) reports '≥ 0', never crashes."""
+    out, _res, df = trained
+    b = load_bundle(out)
+    num = next(f for f in b.schema if f.type == "number")
+    num.hard_min, num.hard_max = 0.0, None
+    res = b.validate(dict(df.iloc[1].to_dict(), **{num.name: -1.0}))
+    assert res.errors[num.name].startswith("outside the valid range ≥ 0")
