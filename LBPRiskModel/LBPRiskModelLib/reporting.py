@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from LBPRiskModelLib.bundle import DISCLAIMER_EN, DISCLAIMER_ZH
+
 FAMILY_NAMES = {
     "logistic_regression": "Logistic regression",
     "random_forest": "Random forest",
@@ -100,9 +102,9 @@ def model_card(
 
 **Outcome:** {meta["outcome_definition"]}
 
-**Disclaimer:** {meta.get("disclaimer_en", "")}
+**Disclaimer:** {meta.get("disclaimer_en") or DISCLAIMER_EN}
 
-**免责声明：** {meta.get("disclaimer_zh", "")}
+**免责声明：** {meta.get("disclaimer_zh") or DISCLAIMER_ZH}
 
 ## Development data
 {dr["n_rows"]} cases with known outcome ({dr["n_events"]} events, prevalence {dr["prevalence"]:.1%});

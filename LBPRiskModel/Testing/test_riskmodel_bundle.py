@@ -193,3 +193,11 @@ def test_one_sided_valid_range_message(trained) -> None:
     num.hard_min, num.hard_max = 0.0, None
     res = b.validate(dict(df.iloc[1].to_dict(), **{num.name: -1.0}))
     assert res.errors[num.name].startswith("outside the valid range ≥ 0")
+
+
+def test_model_card_states_the_disclaimer(trained) -> None:
+    from LBPRiskModelLib.bundle import DISCLAIMER_EN, DISCLAIMER_ZH
+
+    out, _res, _df = trained
+    card = (out / "model_card.md").read_text(encoding="utf-8")
+    assert DISCLAIMER_EN in card and DISCLAIMER_ZH in card
