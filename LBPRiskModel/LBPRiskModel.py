@@ -44,7 +44,8 @@ class LBPRiskModel(ScriptedLoadableModule):
             "predictors come from the ParaspinalRadiomics feature table and the ParaspinalSeg measurement "
             "table; clinical values are typed into the form. Shows the risk with its uncertainty interval, "
             "the risk group and the contribution of each predictor (SHAP values). For research use within "
-            "the trial; see the bundle's model card for intended use."
+            "the trial; see the bundle's model card for intended use. "
+            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP#which-module-do-i-need">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
             "Model built with scikit-learn, XGBoost and LightGBM, explained with SHAP and LIME, reported to "

@@ -57,7 +57,7 @@ class ParaspinalSeg(ScriptedLoadableModule):
             "cross-sectional area, functional CSA, volume, fat fraction, Goutallier grade and left/right "
             "asymmetry per muscle, side and level. Results go to a table node (the measurement table "
             "ParaspinalRadiomics and LBPRiskModel consume) and a bar chart. "
-            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP#paraspinalseg">Documentation</a>.'
+            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP#which-module-do-i-need">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
             "Developed for the METNLBP randomised controlled trial (exercise + NSAIDs vs NSAIDs in older "
