@@ -35,7 +35,7 @@ class TrialAnalysis(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Trial Analysis")
         self.parent.categories = [_("Paraspinal LBP")]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["ParaspinalSeg"]  # table-node helpers
         self.parent.contributors = ["ParaspinalLBP developers (METNLBP trial statistics core)"]
         self.parent.helpText = _(
             "The METNLBP trial's statistical analysis plan: data validation against the trial schema, "
