@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import slicer
 from slicer import vtkMRMLTableNode
 from slicer.i18n import tr as _
@@ -25,8 +25,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from LBPRiskModelLib import bundle as bundle_api
-from LBPRiskModelLib import dataset
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class LBPRiskModel(ScriptedLoadableModule):
@@ -73,6 +73,11 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        import ParaspinalSeg
+
+        ParaspinalSeg.ensureRequirements(
+            ["pandas", "scipy", "sklearn", "lightgbm", "xgboost", "skops", "yaml"]
+        )
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/LBPRiskModel.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -145,6 +150,8 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def loadBundle(path):
         """Load and verify a model bundle (raises LBPRiskModelLib.bundle.BundleError naming the bad file)."""
+        from LBPRiskModelLib import bundle as bundle_api
+
         return bundle_api.load_bundle(Path(path))
 
     @staticmethod
@@ -155,6 +162,10 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
         self, bundle, featuresTable=None, measurementsTable=None, clinical: dict | None = None
     ) -> dict:
         """One input record for the bundle: imaging predictors pivoted as in training + clinical values."""
+        import pandas as pd
+
+        from LBPRiskModelLib import dataset
+
         wide = []
         features = self._tableDataFrame(featuresTable)
         if features is not None and len(features):
@@ -176,6 +187,8 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
 
     def predict(self, bundle, record: dict, contributionsTable=None):
         """Validate and predict one case; returns (Prediction, table node of per-feature contributions)."""
+        import pandas as pd
+
         check = bundle.validate(record)
         if check.errors:
             raise ValueError("; ".join(f"{k}: {v}" for k, v in check.errors.items()))
@@ -207,6 +220,7 @@ class LBPRiskModelTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import numpy as np
+        import pandas as pd
 
         from LBPRiskModelLib.export import train
         from LBPRiskModelLib.train import load_config

@@ -33,8 +33,6 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from ParaspinalRadiomicsLib import extraction
-
 PRESETS = ["protocol-mri", "ibsi-like", "custom"]
 PROTOCOL_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm")
 
@@ -90,6 +88,9 @@ class ParaspinalRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        import ParaspinalSeg
+
+        ParaspinalSeg.ensureRequirements(["pandas", "scipy", "yaml", "radiomics"])
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ParaspinalRadiomics.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -182,6 +183,8 @@ class ParaspinalRadiomicsLogic(ScriptedLoadableModuleLogic):
         progress=None,
     ):
         """Extract features of every segment into a table node (one row per structure × level)."""
+        from ParaspinalRadiomicsLib import extraction
+
         seg = self._segLogic()
         image = seg.volumeToImage(volumeNode)
         labels, names = seg.segmentationToLabels(segmentationNode, volumeNode)
@@ -230,6 +233,8 @@ class ParaspinalRadiomicsTest(ScriptedLoadableModuleTest):
         """Logic output equals pyradiomics' own extractor on the same image and mask; tiny mask → NaN + reason."""
         import SimpleITK as sitk
         from radiomics import featureextractor
+
+        from ParaspinalRadiomicsLib import extraction
 
         rng = np.random.default_rng(7)
         image = rng.normal(100.0, 15.0, size=(8, 48, 48)).astype(np.float32)

@@ -34,7 +34,51 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from ParaspinalSegLib import geometry, levels, measure, structures
+from ParaspinalSegLib import geometry, levels, structures
+
+#: Packages the four modules need beyond what Slicer bundles (numpy, SimpleITK, vtk), as pinned in
+#: pyproject.toml (Testing/test_house.py keeps the two in step): import name -> pip requirement.
+PYTHON_REQUIREMENTS = {
+    "pandas": "pandas==2.3.3",
+    "scipy": "scipy==1.16.3",
+    "yaml": "PyYAML==6.0.4",
+    "radiomics": "pyradiomics-bhklab==3.1.4",
+    "sklearn": "scikit-learn==1.9.1",
+    "lightgbm": "lightgbm==4.7.0",
+    "xgboost": "xgboost-cpu==3.4.1",
+    "skops": "skops==0.16.0",
+    "statsmodels": "statsmodels==0.15.0",
+    "lifelines": "lifelines==0.30.3",
+    "matplotlib": "matplotlib==3.10.7",
+    "jinja2": "jinja2==3.1.6",
+    "tqdm": "tqdm==4.70.1",
+}
+
+
+def missingRequirements(importNames=None) -> list[str]:
+    """Pip requirements of ``importNames`` (default: all) that are not importable in this Python."""
+    import importlib.util
+
+    names = importNames or list(PYTHON_REQUIREMENTS)
+    return [PYTHON_REQUIREMENTS[n] for n in names if importlib.util.find_spec(n) is None]
+
+
+def ensureRequirements(importNames=None) -> bool:
+    """GUI only: ask the user before installing missing packages (never silently); True when all present."""
+    missing = missingRequirements(importNames)
+    if not missing:
+        return True
+    if not slicer.util.confirmOkCancelDisplay(
+        _("This module needs Python packages that are not installed yet:\n")
+        + "\n".join(missing)
+        + _("\n\nInstall them now? (Slicer may need a restart afterwards.)"),
+        windowTitle="ParaspinalLBP",
+    ):
+        return False
+    with slicer.util.tryWithErrorDisplay(_("Installing Python packages failed."), waitCursor=True):
+        slicer.util.pip_install(" ".join(missing))
+    return not missingRequirements(importNames)
+
 
 #
 # Module
@@ -132,6 +176,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        ensureRequirements(["pandas", "scipy"])  # asks first; actions report what is still missing
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ParaspinalSeg.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -294,7 +339,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             reference = self.volumeToImage(referenceVolume)
             # Exported on the reference grid: carry its exact geometry (the export re-derives it with
             # rounding noise that would make downstream resampling differ from the volume's own grid).
-            measure.check_same_grid(reference, labels, referenceVolume.GetName(), segmentationNode.GetName())
+            geometry.check_same_grid(reference, labels, referenceVolume.GetName(), segmentationNode.GetName())
             labels.CopyInformation(reference)
         finally:
             slicer.mrmlScene.RemoveNode(labelNode)
@@ -409,8 +454,10 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
                 if assumeSameGrid and img.GetSize() == image.GetSize():
                     img.CopyInformation(image)
                 else:
-                    measure.check_same_grid(image, img, referenceVolume.GetName(), f"{role} image")
+                    geometry.check_same_grid(image, img, referenceVolume.GetName(), f"{role} image")
             kwargs.update(dixon)
+        from ParaspinalSegLib import measure
+
         df = measure.measure_labels(
             labels, names, image=image, levels=levels, case_id=caseId, per_slice=perSlice, **kwargs
         )

@@ -162,3 +162,47 @@ def test_ruff_clean() -> None:
         [sys.executable, "-m", "ruff", "check", "--quiet", str(REPO)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_slicer_requirements_match_pyproject_pins() -> None:
+    """The packages Slicer users are offered to install are exactly the pinned ones of pyproject.toml."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = {d.split("==")[0].lower(): d.split("#")[0].strip() for d in project["dependencies"]}
+    tree = ast.parse((REPO / "ParaspinalSeg" / "ParaspinalSeg.py").read_text(encoding="utf-8"))
+    node = next(
+        n
+        for n in tree.body
+        if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "PYTHON_REQUIREMENTS" for t in n.targets)
+    )
+    requirements = ast.literal_eval(node.value)
+    for import_name, requirement in requirements.items():
+        name = requirement.split("==")[0].lower()
+        assert pins.get(name) == requirement, f"{import_name}: {requirement} vs pyproject {pins.get(name)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_file_imports_only_what_slicer_bundles(module: str) -> None:
+    """Top-level imports of <M>.py stay within Slicer's bundled packages, so the module always loads and
+    can offer to install the rest (ParaspinalSeg.ensureRequirements)."""
+    allowed = {
+        "__future__",
+        "json",
+        "logging",
+        "os",
+        "typing",
+        "pathlib",
+        "numpy",
+        "slicer",
+        "vtk",
+        "qt",
+        "ctk",
+        "ParaspinalSegLib",
+    }
+    tree = ast.parse((REPO / module / f"{module}.py").read_text(encoding="utf-8"))
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            top.add(node.module.split(".")[0])
+    assert top <= allowed, f"{module}.py imports {sorted(top - allowed)} at module level"

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import slicer
 from slicer import vtkMRMLTableNode
 from slicer.i18n import tr as _
@@ -26,6 +25,9 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class TrialAnalysis(ScriptedLoadableModule):
@@ -72,6 +74,11 @@ class TrialAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        import ParaspinalSeg
+
+        ParaspinalSeg.ensureRequirements(
+            ["pandas", "scipy", "statsmodels", "lifelines", "matplotlib", "jinja2"]
+        )
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/TrialAnalysis.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -141,6 +148,8 @@ class TrialAnalysisLogic(ScriptedLoadableModuleLogic):
 
     def analyze(self, dataDir, outputDir, imputations: int = 20, seed: int = 1, primaryTableNode=None):
         """Validate, run the SAP, write the report; returns (report.html path, primary-result table node)."""
+        import pandas as pd
+
         from TrialAnalysisLib.report import render_report
 
         report, _ = self.validate(dataDir)

@@ -46,3 +46,22 @@ def ijk_to_ras(image: sitk.Image) -> np.ndarray:
     m[:3, :3] = _LPS_FROM_RAS @ direction @ np.diag(image.GetSpacing())
     m[:3, 3] = _LPS_FROM_RAS @ np.asarray(image.GetOrigin(), dtype=float)
     return m
+
+
+def check_same_grid(a: sitk.Image, b: sitk.Image, name_a: str, name_b: str, tol: float = 1e-3) -> None:
+    """Raise ValueError naming both inputs when size, spacing, origin or direction differ."""
+    problems = []
+    if a.GetSize() != b.GetSize():
+        problems.append(f"size {a.GetSize()} vs {b.GetSize()}")
+    if not np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol):
+        problems.append(
+            f"spacing {np.round(a.GetSpacing(), 4).tolist()} vs {np.round(b.GetSpacing(), 4).tolist()}"
+        )
+    if not np.allclose(a.GetOrigin(), b.GetOrigin(), atol=max(tol, 1e-3 * min(a.GetSpacing()))):
+        problems.append(
+            f"origin {np.round(a.GetOrigin(), 3).tolist()} vs {np.round(b.GetOrigin(), 3).tolist()}"
+        )
+    if not np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4):
+        problems.append("direction differs")
+    if problems:
+        raise ValueError(f"{name_a} and {name_b} are not on the same voxel grid: " + "; ".join(problems))

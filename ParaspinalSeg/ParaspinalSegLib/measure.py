@@ -25,6 +25,8 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalSegLib.geometry import check_same_grid
+
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "case_id",
     "structure",
@@ -77,25 +79,6 @@ def check_axial(image: sitk.Image, what: str = "image", max_tilt_deg: float = 40
             f"{tilt:.0f} degrees from S); reorient/resample the volume to axial first "
             "(Slicer: Volumes > Orient Scalar Volume, or sitk.DICOMOrient for flipped/permuted axes)"
         )
-
-
-def check_same_grid(a: sitk.Image, b: sitk.Image, name_a: str, name_b: str, tol: float = 1e-3) -> None:
-    """Raise ValueError naming both inputs when size, spacing, origin or direction differ."""
-    problems = []
-    if a.GetSize() != b.GetSize():
-        problems.append(f"size {a.GetSize()} vs {b.GetSize()}")
-    if not np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol):
-        problems.append(
-            f"spacing {np.round(a.GetSpacing(), 4).tolist()} vs {np.round(b.GetSpacing(), 4).tolist()}"
-        )
-    if not np.allclose(a.GetOrigin(), b.GetOrigin(), atol=max(tol, 1e-3 * min(a.GetSpacing()))):
-        problems.append(
-            f"origin {np.round(a.GetOrigin(), 3).tolist()} vs {np.round(b.GetOrigin(), 3).tolist()}"
-        )
-    if not np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4):
-        problems.append("direction differs")
-    if problems:
-        raise ValueError(f"{name_a} and {name_b} are not on the same voxel grid: " + "; ".join(problems))
 
 
 def _side(name: str) -> str:
