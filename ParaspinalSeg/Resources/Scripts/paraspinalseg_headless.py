@@ -68,37 +68,6 @@ def _load(kind: str, path: str | None, name: str):
     return node
 
 
-def _segment_with_lib(logic, seedsNode, inputVolume, fatVolume, waterVolume, levelsNode, onlyLevel):
-    """Same as ParaspinalSegLogic.segment: MRML → ParaspinalSegLib.segment → segmentation node."""
-    import numpy as np
-
-    from ParaspinalSegLib.markups import MarkupPoint
-    from ParaspinalSegLib.segment import segment
-
-    def points(node):
-        out = []
-        for i in range(node.GetNumberOfControlPoints()):
-            ras = [0.0, 0.0, 0.0]
-            node.GetNthControlPointPositionWorld(i, ras)
-            out.append(
-                MarkupPoint(
-                    node.GetNthControlPointLabel(i),
-                    np.array([-ras[0], -ras[1], ras[2]]),
-                    node.GetNthControlPointDescription(i),
-                )
-            )
-        return out
-
-    if fatVolume is not None:
-        inputs = {"water": logic.volumeToImage(waterVolume), "fat": logic.volumeToImage(fatVolume)}
-        reference = fatVolume
-    else:
-        inputs, reference = logic.volumeToImage(inputVolume), inputVolume
-    levels = points(levelsNode) if levelsNode is not None else None
-    result = segment(inputs, points(seedsNode), levels=levels, only_level=onlyLevel)
-    return logic.labelsToSegmentation(result.labels, result.label_names, None, reference, name="Segmentation")
-
-
 def run(args: argparse.Namespace) -> dict:
     """Load, segment (or load the segmentation), measure, save; returns the written paths."""
     import ParaspinalSeg
@@ -113,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.segmentation:
         seg = _load("segmentation", args.segmentation, "Segmentation")
     else:
-        kwargs = dict(
+        seg = logic.segment(
             seedsNode=seeds,
             inputVolume=image,
             fatVolume=fat,
@@ -121,10 +90,6 @@ def run(args: argparse.Namespace) -> dict:
             levelsNode=levels,
             onlyLevel=args.only_level,
         )
-        try:
-            seg = logic.segment(segmentationNode=None, **kwargs)
-        except NotImplementedError:  # Logic.segment not wired yet: same steps through the Lib
-            seg = _segment_with_lib(logic, **kwargs)
     table = logic.measure(
         image or water,
         seg,
