@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Annotated
 
 import numpy as np
@@ -34,51 +33,13 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+# Re-exported: the other modules call ParaspinalSeg.ensureRequirements; Slicer calls registerSampleData.
+from ParaspinalLBPSlicer.requirements import PYTHON_REQUIREMENTS as PYTHON_REQUIREMENTS
+from ParaspinalLBPSlicer.requirements import ensureRequirements as ensureRequirements
+from ParaspinalLBPSlicer.requirements import missingRequirements as missingRequirements
+from ParaspinalLBPSlicer.sampledata import registerSampleData
+from ParaspinalLBPSlicer.sampledata import sampleDataSources as sampleDataSources
 from ParaspinalSegLib import geometry, levels, structures
-
-#: Packages the four modules need beyond what Slicer bundles (numpy, SimpleITK, vtk), as pinned in
-#: pyproject.toml (Testing/test_house.py keeps the two in step): import name -> pip requirement.
-PYTHON_REQUIREMENTS = {
-    "pandas": "pandas==2.3.3",
-    "scipy": "scipy==1.16.3",
-    "yaml": "PyYAML==6.0.4",
-    "radiomics": "pyradiomics-bhklab==3.1.4",
-    "sklearn": "scikit-learn==1.9.1",
-    "lightgbm": "lightgbm==4.7.0",
-    "xgboost": "xgboost-cpu==3.4.1",
-    "skops": "skops==0.16.0",
-    "statsmodels": "statsmodels==0.15.0",
-    "lifelines": "lifelines==0.30.3",
-    "matplotlib": "matplotlib==3.10.7",
-    "jinja2": "jinja2==3.1.6",
-    "tqdm": "tqdm==4.70.1",
-}
-
-
-def missingRequirements(importNames=None) -> list[str]:
-    """Pip requirements of ``importNames`` (default: all) that are not importable in this Python."""
-    import importlib.util
-
-    names = importNames or list(PYTHON_REQUIREMENTS)
-    return [PYTHON_REQUIREMENTS[n] for n in names if importlib.util.find_spec(n) is None]
-
-
-def ensureRequirements(importNames=None) -> bool:
-    """GUI only: ask the user before installing missing packages (never silently); True when all present."""
-    missing = missingRequirements(importNames)
-    if not missing:
-        return True
-    if not slicer.util.confirmOkCancelDisplay(
-        _("This module needs Python packages that are not installed yet:\n")
-        + "\n".join(missing)
-        + _("\n\nInstall them now? (Slicer may need a restart afterwards.)"),
-        windowTitle="ParaspinalLBP",
-    ):
-        return False
-    with slicer.util.tryWithErrorDisplay(_("Installing Python packages failed."), waitCursor=True):
-        slicer.util.pip_install(" ".join(missing))
-    return not missingRequirements(importNames)
-
 
 #
 # Module
@@ -109,31 +70,6 @@ class ParaspinalSeg(ScriptedLoadableModule):
             "MyoSegmenTUM spine (Burian et al. 2019) and MuscleMap."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
-
-
-def sampleDataSources() -> list[dict]:
-    """Sample Data sources (uris, fileNames, checksums, nodeNames, loadFileTypes) from Resources/SampleData.json."""
-    path = os.path.join(os.path.dirname(__file__), "Resources", "SampleData.json")
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)["sources"]
-
-
-def registerSampleData() -> None:
-    """Add the phantom example case to Slicer's Sample Data module (downloaded from the release assets)."""
-    import SampleData
-
-    resources = os.path.join(os.path.dirname(__file__), "Resources")
-    for source in sampleDataSources():
-        SampleData.SampleDataLogic.registerCustomSampleDataSource(
-            category=source["category"],
-            sampleName=source["sampleName"],
-            thumbnailFileName=os.path.join(resources, source["thumbnail"]),
-            uris=source["uris"],
-            fileNames=source["fileNames"],
-            checksums=source["checksums"],
-            nodeNames=source["nodeNames"],
-            loadFileTypes=source["loadFileTypes"],
-        )
 
 
 #

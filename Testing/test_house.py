@@ -168,7 +168,8 @@ def test_slicer_requirements_match_pyproject_pins() -> None:
     """The packages Slicer users are offered to install are exactly the pinned ones of pyproject.toml."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     pins = {d.split("==")[0].lower(): d.split("#")[0].strip() for d in project["dependencies"]}
-    tree = ast.parse((REPO / "ParaspinalSeg" / "ParaspinalSeg.py").read_text(encoding="utf-8"))
+    source = REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer" / "requirements.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
     node = next(
         n
         for n in tree.body
@@ -197,6 +198,7 @@ def test_module_file_imports_only_what_slicer_bundles(module: str) -> None:
         "qt",
         "ctk",
         "ParaspinalSegLib",
+        "ParaspinalLBPSlicer",
     }
     tree = ast.parse((REPO / module / f"{module}.py").read_text(encoding="utf-8"))
     top = set()
@@ -206,3 +208,18 @@ def test_module_file_imports_only_what_slicer_bundles(module: str) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
     assert top <= allowed, f"{module}.py imports {sorted(top - allowed)} at module level"
+
+
+def test_slicer_helper_package_imports_only_what_slicer_bundles() -> None:
+    """ParaspinalLBPSlicer is imported by every module file at start-up: it must load without the pins."""
+    allowed = {"__future__", "collections", "importlib", "json", "os", "pathlib", "sys", "slicer"}
+    for path in sorted((REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = set()
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                top |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                top.add(node.module.split(".")[0])
+        assert top <= allowed, f"{path.name} imports {sorted(top - allowed)} at module level"
+

@@ -49,7 +49,9 @@ def module_files(name: str) -> tuple[list[str], list[str]]:
     root = REPO / name
     scripts = [f"{name}.py"]
     resources = []
-    for path in sorted((root / f"{name}Lib").rglob("*")):
+    # The Lib plus any other package of the module (e.g. ParaspinalSeg/ParaspinalLBPSlicer).
+    packages = sorted(p.parent for p in root.glob("*/__init__.py") if p.parent.name != "Testing")
+    for path in sorted(f for package in packages for f in package.rglob("*")):
         rel = path.relative_to(root)
         if path.is_dir() or SKIP_PARTS & set(rel.parts) or path.suffix == ".pyc":
             continue

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import slicer
+
+from ParaspinalLBPSlicer import headless
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -120,22 +121,8 @@ def run(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse ``argv`` (default: the arguments after ``--``), run, return the exit status."""
-    if argv is None:
-        argv = sys.argv[1:]
-        argv = argv[argv.index("--") + 1 :] if "--" in argv else argv
-    args = parse_args(argv)
-    try:
-        path = run(args)
-    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
-        print(f"lbpriskmodel_headless: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    return headless.runScript("lbpriskmodel_headless", parse_args, run, argv)
 
 
 if __name__ == "__main__":
-    status = main()
-    if hasattr(slicer, "app") and hasattr(slicer.app, "exit"):
-        slicer.util.exit(status)  # real Slicer: quit the application with the status
-    else:
-        sys.exit(status)
+    headless.exitSlicer(main())

@@ -21,10 +21,11 @@ through the slicer-core test harness by calling :func:`main` with the argument l
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import slicer
+
+from ParaspinalLBPSlicer import headless
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -42,42 +43,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _load(option: str, path: str | None, loader, name: str):
-    """Load a file with slicer.util; FileNotFoundError names the option."""
-    if path is None:
-        return None
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--{option}: file not found: {path}")
-    node = loader(str(path))
-    if node is None:
-        raise ValueError(f"--{option}: Slicer could not load {path}")
-    node.SetName(name)
-    return node
-
-
-def save_table_csv(tableNode, path: Path, integer_columns=()) -> Path:
-    """Write a table node as CSV at full precision with empty cells for missing text (atomic)."""
-    import pandas as pd
-
-    df = slicer.util.dataframeFromTable(tableNode)
-    for column in integer_columns:
-        if column in df.columns:
-            df[column] = pd.to_numeric(df[column], errors="coerce").round().astype("Int64")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
-
-
 def run(args: argparse.Namespace) -> Path:
     """Load, extract, save; returns the written CSV path."""
     import ParaspinalRadiomics
 
     caseId = args.case_id or Path(args.image).name.split(".")[0]
-    volume = _load("image", args.image, slicer.util.loadVolume, caseId)
-    seg = _load("segmentation", args.segmentation, slicer.util.loadSegmentation, "Segmentation")
-    levels = _load("levels", args.levels, slicer.util.loadMarkups, "levels")
+    volume = headless.loadNode("image", args.image, slicer.util.loadVolume, caseId)
+    seg = headless.loadNode("segmentation", args.segmentation, slicer.util.loadSegmentation, "Segmentation")
+    levels = headless.loadNode("levels", args.levels, slicer.util.loadMarkups, "levels")
     table = ParaspinalRadiomics.ParaspinalRadiomicsLogic().extract(
         volume,
         seg,
@@ -88,27 +61,13 @@ def run(args: argparse.Namespace) -> Path:
         perSide=not args.no_per_side,
         caseId=caseId,
     )
-    return save_table_csv(table, Path(args.out), integer_columns=("n_voxels",))
+    return headless.saveTableCsv(table, Path(args.out), integerColumns=("n_voxels",))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse ``argv`` (default: the arguments after ``--``), run, return the exit status."""
-    if argv is None:
-        argv = sys.argv[1:]
-        argv = argv[argv.index("--") + 1 :] if "--" in argv else argv
-    args = parse_args(argv)
-    try:
-        path = run(args)
-    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
-        print(f"paraspinalradiomics_headless: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    return headless.runScript("paraspinalradiomics_headless", parse_args, run, argv)
 
 
 if __name__ == "__main__":
-    status = main()
-    if hasattr(slicer, "app") and hasattr(slicer.app, "exit"):
-        slicer.util.exit(status)  # real Slicer: quit the application with the status
-    else:
-        sys.exit(status)
+    headless.exitSlicer(main())

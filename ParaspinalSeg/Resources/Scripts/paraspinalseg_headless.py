@@ -23,10 +23,11 @@ by calling :func:`main` with the argument list.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import slicer
+
+from ParaspinalLBPSlicer import headless
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -51,36 +52,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _load(kind: str, path: str | None, name: str):
-    """Load a file into the scene with slicer.util; FileNotFoundError names the option."""
-    if path is None:
-        return None
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--{kind}: file not found: {path}")
-    loader = {
-        "markups": slicer.util.loadMarkups,
-        "segmentation": slicer.util.loadSegmentation,
-    }.get(kind, slicer.util.loadVolume)
-    node = loader(str(path))
-    if node is None:
-        raise ValueError(f"--{kind}: Slicer could not load {path}")
-    node.SetName(name)
-    return node
-
-
 def run(args: argparse.Namespace) -> dict:
     """Load, segment (or load the segmentation), measure, save; returns the written paths."""
     import ParaspinalSeg
 
     logic = ParaspinalSeg.ParaspinalSegLogic()
     out = Path(args.out_dir)
-    image = _load("image", args.image, "image")
-    water = _load("water", args.water, "water")
-    fat = _load("fat", args.fat, "fat")
-    seeds = _load("markups", args.seeds, "seeds")
-    levels = _load("markups", args.levels, "levels")
+    image = headless.loadNode("image", args.image, slicer.util.loadVolume, "image")
+    water = headless.loadNode("water", args.water, slicer.util.loadVolume, "water")
+    fat = headless.loadNode("fat", args.fat, slicer.util.loadVolume, "fat")
+    seeds = headless.loadNode("seeds", args.seeds, slicer.util.loadMarkups, "seeds")
+    levels = headless.loadNode("levels", args.levels, slicer.util.loadMarkups, "levels")
     if args.segmentation:
-        seg = _load("segmentation", args.segmentation, "Segmentation")
+        seg = headless.loadNode(
+            "segmentation", args.segmentation, slicer.util.loadSegmentation, "Segmentation"
+        )
     else:
         seg = logic.segment(
             seedsNode=seeds,
@@ -105,47 +91,14 @@ def run(args: argparse.Namespace) -> dict:
         written["segmentation"] = out / "segmentation.seg.nrrd"
         if not slicer.util.saveNode(seg, str(written["segmentation"])):
             raise OSError(f"could not write {written['segmentation']}")
-    save_table_csv(table, written["measurements"], integer_columns=("slice", "n_voxels"))
+    headless.saveTableCsv(table, written["measurements"], integerColumns=("slice", "n_voxels"))
     return written
-
-
-def save_table_csv(tableNode, path: Path, integer_columns=()) -> Path:
-    """Write a table node as CSV at full precision, empty cells for missing values (contract C4).
-
-    ``slicer.util.saveNode`` would write 6 significant digits, ``nan`` for empty slices and a
-    ``.schema.csv`` beside it; consumers of the table expect the Lib's exact CSV instead.
-    """
-    import pandas as pd
-
-    df = slicer.util.dataframeFromTable(tableNode)
-    for column in integer_columns:
-        if column in df.columns:
-            df[column] = pd.to_numeric(df[column], errors="coerce").round().astype("Int64")
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse ``argv`` (default: the arguments after ``--``), run, return the exit status."""
-    if argv is None:
-        argv = sys.argv[1:]
-        argv = argv[argv.index("--") + 1 :] if "--" in argv else argv
-    args = parse_args(argv)
-    try:
-        written = run(args)
-    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
-        print(f"paraspinalseg_headless: error: {exc}", file=sys.stderr)
-        return 2
-    for path in written.values():
-        print(f"wrote {path}")
-    return 0
+    return headless.runScript("paraspinalseg_headless", parse_args, run, argv)
 
 
 if __name__ == "__main__":
-    status = main()
-    if hasattr(slicer, "app") and hasattr(slicer.app, "exit"):
-        slicer.util.exit(status)  # real Slicer: quit the application with the status
-    else:
-        sys.exit(status)
+    headless.exitSlicer(main())

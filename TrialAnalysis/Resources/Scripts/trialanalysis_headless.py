@@ -16,10 +16,9 @@ input. Also runs through the slicer-core test harness by calling :func:`main`.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-import slicer
+from ParaspinalLBPSlicer import headless
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -33,15 +32,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _save(tableNode, path: Path) -> Path:
-    """Table node → CSV at full precision (atomic)."""
-    df = slicer.util.dataframeFromTable(tableNode)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
-
-
 def run(args: argparse.Namespace) -> tuple[int, list[Path]]:
     """Validate (and analyse); returns (exit status, written paths)."""
     import TrialAnalysis
@@ -52,36 +42,21 @@ def run(args: argparse.Namespace) -> tuple[int, list[Path]]:
     out.mkdir(parents=True, exist_ok=True)
     logic = TrialAnalysis.TrialAnalysisLogic()
     report, issues = logic.validate(data)
-    written = [_save(issues, out / "validation.csv")]
+    written = [headless.saveTableCsv(issues, out / "validation.csv")]
     print(report.summary())
     if not report.ok:
         return 1, written
     if args.validate_only:
         return 0, written
     html, primary = logic.analyze(data, out, imputations=args.imputations, seed=args.seed)
-    written += [Path(html), out / "results.json", _save(primary, out / "primary.csv")]
+    written += [Path(html), out / "results.json", headless.saveTableCsv(primary, out / "primary.csv")]
     return 0, written
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse ``argv`` (default: the arguments after ``--``), run, return the exit status."""
-    if argv is None:
-        argv = sys.argv[1:]
-        argv = argv[argv.index("--") + 1 :] if "--" in argv else argv
-    args = parse_args(argv)
-    try:
-        status, written = run(args)
-    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
-        print(f"trialanalysis_headless: error: {exc}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"wrote {path}")
-    return status
+    return headless.runScript("trialanalysis_headless", parse_args, run, argv)
 
 
 if __name__ == "__main__":
-    status = main()
-    if hasattr(slicer, "app") and hasattr(slicer.app, "exit"):
-        slicer.util.exit(status)  # real Slicer: quit the application with the status
-    else:
-        sys.exit(status)
+    headless.exitSlicer(main())
