@@ -118,7 +118,6 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ParaspinalSegLogic()
-        self.ui.structureComboBox.addItems(list(structures.MUSCLE_NAMES))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.placeSeedButton.connect("clicked(bool)", self.onPlaceSeed)
@@ -172,7 +171,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if not p.seeds:
             p.seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seeds")
-        p.seeds.SetControlPointLabelFormat(self.ui.structureComboBox.currentText)
+        p.seeds.SetControlPointLabelFormat(p.structure)
         slicer.modules.markups.logic().SetActiveList(p.seeds)
         slicer.modules.markups.logic().StartPlaceMode(False)
 
@@ -202,6 +201,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 fatVolume=p.fatVolume,
                 waterVolume=p.waterVolume,
                 caseId=p.caseId,
+                erosionVoxels=p.erosionVoxels,
                 assumeSameGrid=p.assumeSameGrid,
             )
             self.logic.showBarChart(p.table)
@@ -371,8 +371,12 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         caseId: str = "",
         perSlice: bool = True,
         assumeSameGrid: bool = False,
+        erosionVoxels: int = 0,
     ):
         """Measure every segment (CSA, volume, intensity; FF when a Dixon pair is given) into a table node.
+
+        ``erosionVoxels`` erodes each mask in-plane by that many voxels before the fat fraction only
+        (partial volume with the surrounding fat); CSA and volume use the full mask.
 
         ``assumeSameGrid`` accepts Dixon images whose geometry metadata differ from the reference
         volume's while their voxel grids have the same size (e.g. the MyoSegmenTUM water image).
@@ -395,7 +399,14 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         from ParaspinalSegLib import measure
 
         df = measure.measure_labels(
-            labels, names, image=image, levels=levels, case_id=caseId, per_slice=perSlice, **kwargs
+            labels,
+            names,
+            image=image,
+            levels=levels,
+            case_id=caseId,
+            per_slice=perSlice,
+            erode_px=erosionVoxels,
+            **kwargs,
         )
         tableNode = self.dataFrameToTable(df, tableNode)
         tableNode.SetAttribute("ParaspinalLBP.table", "measurements")
@@ -529,6 +540,8 @@ class ParaspinalSegTest(ScriptedLoadableModuleTest):
     def runTest(self) -> None:
         self.setUp()
         self.test_measure_boxes()
+        self.setUp()
+        self.test_measure_dixon_erosion()
 
     def test_measure_boxes(self) -> None:
         """Two box-shaped muscles of known size: CSA, volume and mean intensity must be exact."""
@@ -564,3 +577,33 @@ class ParaspinalSegTest(ScriptedLoadableModuleTest):
         chart = logic.showBarChart(table)
         self.assertEqual(chart.GetNumberOfPlotSeriesNodes(), 1)
         self.delayDisplay("ParaspinalSeg measurement test passed")
+
+    def test_measure_dixon_erosion(self) -> None:
+        """Dixon FF of a box with a fatty rim: erosionVoxels=1 leaves exactly the interior's 10 %."""
+        water = np.full((3, 30, 30), 900.0, dtype=np.float32)
+        fat = np.full(water.shape, 100.0, dtype=np.float32)  # interior FF 10 %
+        box = np.zeros(water.shape, dtype=bool)
+        box[:, 5:15, 5:15] = True
+        rim = box.copy()
+        rim[:, 6:14, 6:14] = False
+        water[rim], fat[rim] = 500.0, 500.0  # rim FF 50 %
+        ijkToRas = np.diag([-1.0, -1.0, 3.0, 1.0])
+        waterNode = slicer.util.addVolumeFromArray(water, ijkToRas, "water")
+        fatNode = slicer.util.addVolumeFromArray(fat, ijkToRas, "fat")
+        logic = ParaspinalSegLogic()
+        import SimpleITK as sitk
+
+        labels = sitk.GetImageFromArray(box.astype(np.uint8))
+        labels.CopyInformation(logic.volumeToImage(waterNode))
+        seg = logic.labelsToSegmentation(labels, {1: "multifidus_right"}, None, waterNode)
+        rows = {}
+        for erosion in (0, 1):
+            table = logic.measure(
+                waterNode, seg, fatVolume=fatNode, waterVolume=waterNode, erosionVoxels=erosion
+            )
+            df = slicer.util.dataframeFromTable(table)
+            rows[erosion] = df[(df["level"] == "all") & df["slice"].astype(str).isin(["", "nan"])].iloc[0]
+        self.assertAlmostEqual(rows[1]["fat_fraction_pct"], 10.0, places=4)
+        self.assertAlmostEqual(rows[0]["fat_fraction_pct"], (64 * 10.0 + 36 * 50.0) / 100, places=4)
+        self.assertAlmostEqual(rows[0]["csa_cm2"], rows[1]["csa_cm2"], places=9)  # erosion: FF only
+        self.assertAlmostEqual(rows[1]["csa_cm2"], 1.0, places=6)  # 100 voxels of 1 mm²

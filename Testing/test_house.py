@@ -62,6 +62,40 @@ def test_parameter_names_bound_in_ui_exist_in_parameter_node(module: str) -> Non
     assert bound <= fields, f"{module}.ui binds unknown parameters {sorted(bound - fields)}"
 
 
+def _connector_accepts(widget_class: str, annotation: str) -> bool:
+    """Mirror of the type rules of Slicer's parameterNodeWrapper GUI connectors (guiConnectors.py)."""
+    base = annotation.removeprefix("Annotated[").split(",")[0].rstrip("]").strip()
+    if widget_class == "QComboBox":  # needs a Choice annotation (or an Enum) to know its items
+        return "Choice(" in annotation
+    if widget_class.startswith("qMRML"):
+        return base.startswith("vtkMRML")
+    return {"QCheckBox": "bool", "QLineEdit": "str", "QSpinBox": "int", "QSlider": "int"}.get(
+        widget_class
+    ) == base or (widget_class in ("QDoubleSpinBox", "ctkSliderWidget") and base == "float")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_bound_widgets_have_a_gui_connector(module: str) -> None:
+    """Each widget bound with SlicerParameterName has a type connectGui can connect (else real Slicer
+    raises 'Unable to create GUI connector' when the module opens)."""
+    tree = ET.parse(REPO / module / "Resources" / "UI" / f"{module}.ui")
+    source = (REPO / module / f"{module}.py").read_text(encoding="utf-8")
+    annotations = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == f"{module}ParameterNode":
+            for stmt in node.body:
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    annotations[stmt.target.id] = ast.get_source_segment(source, stmt.annotation)
+    bad = []
+    for widget in tree.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                name = prop.find("string").text
+                if name in annotations and not _connector_accepts(widget.get("class"), annotations[name]):
+                    bad.append(f"{widget.get('name')} ({widget.get('class')}) -> {name}: {annotations[name]}")
+    assert not bad, f"{module}.ui binds widgets no GUI connector accepts: {bad}"
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_cmake_lists_every_file(module: str) -> None:
     cmake = (REPO / module / "CMakeLists.txt").read_text(encoding="utf-8")
@@ -222,4 +256,3 @@ def test_slicer_helper_package_imports_only_what_slicer_bundles() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 top.add(node.module.split(".")[0])
         assert top <= allowed, f"{path.name} imports {sorted(top - allowed)} at module level"
-
