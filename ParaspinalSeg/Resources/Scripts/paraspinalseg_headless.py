@@ -43,6 +43,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only-level", help="segment only this level (e.g. L4)")
     p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
     p.add_argument("--no-per-slice", action="store_true", help="omit the per-slice rows")
+    p.add_argument(
+        "--erosion-voxels", type=int, default=0, help="erode masks in-plane before the fat fraction (0-3)"
+    )
     p.add_argument("--out-dir", required=True, help="output folder")
     args = p.parse_args(argv)
     if bool(args.water) != bool(args.fat):
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> dict:
         waterVolume=water,
         caseId=args.case_id,
         perSlice=not args.no_per_slice,
+        erosionVoxels=args.erosion_voxels,
     )
     out.mkdir(parents=True, exist_ok=True)
     written = {"measurements": out / "measurements.csv"}
