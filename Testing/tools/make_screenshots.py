@@ -15,7 +15,8 @@ Usage (≈1 min)::
 
     .venv/bin/python Testing/tools/make_screenshots.py [--work-dir /tmp/shots] [--out docs/figures]
 
-Figures other tools make in docs/figures (phantom_vs_real.png, calculator.png, tum01_result.png)
+Figures other tools make in docs/figures (phantom_vs_real.png, calculator.png, tum01_result.png —
+the last by Testing/tools/make_tum01_figure.py)
 are never touched.
 """
 
