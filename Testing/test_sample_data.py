@@ -100,6 +100,7 @@ def test_registration_call(slicer_module) -> None:
     call, src = calls[0], module.sampleDataSources()[0]
     for key in ("uris", "fileNames", "checksums", "nodeNames", "loadFileTypes"):
         assert call[key] == src[key]
+    assert callable(call["customDownloader"])  # offline fallback, tested below
     thumb = Path(call["thumbnailFileName"])
     assert thumb.is_file()
     from PIL import Image
@@ -147,3 +148,35 @@ def test_load_local_files(slicer_scene, slicer_module, phantom_dir: Path) -> Non
         ras = np.array([*levels.GetNthControlPointPosition(i), 1.0])
         k = int(np.rint((ras_to_ijk @ ras)[2]))
         assert truth[lv][0] <= k <= truth[lv][1], (lv, k, truth[lv])
+
+
+def test_offline_render_fills_slicer_cache(slicer_module, tmp_path: Path) -> None:
+    """Without network, the Sample Data button renders the phantom into Slicer's download cache: every
+    registered file arrives under its registered name with the registered SHA-256 (Slicer's SampleData
+    reuses cached files whose checksum matches), then Slicer's own loader is called with the source."""
+    from ParaspinalLBPSlicer import sampledata
+
+    src = slicer_module("ParaspinalSeg").sampleDataSources()[0]
+    cache = tmp_path / "RemoteIO"
+    loaded = []
+
+    class Logic:  # stand-in for SampleData.SampleDataLogic (needs Qt); records what Slicer would load
+        def downloadFromSource(self, dataSource):
+            loaded.append(dataSource)
+            return [cache / name for name in src["fileNames"]]
+
+    fake = types.ModuleType("SampleData")
+    fake.SampleDataLogic = Logic
+    sys.modules["SampleData"] = fake
+    try:
+        dataSource = types.SimpleNamespace(sampleName=src["sampleName"])
+        paths = sampledata._downloader(str(cache))(dataSource)
+    finally:
+        del sys.modules["SampleData"]
+    assert loaded == [dataSource]
+    for path, checksum in zip(paths, src["checksums"], strict=True):
+        assert path.is_file(), path
+        assert "SHA256:" + _sha256(path) == checksum, path.name
+    assert not list(cache.glob("*.part"))
+    with pytest.raises(ValueError, match="cannot render generator"):
+        sampledata.renderSampleIntoCache({**src, "generator": "curl http://x"}, str(cache))
