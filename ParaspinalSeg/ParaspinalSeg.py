@@ -39,6 +39,7 @@ from ParaspinalLBPSlicer.requirements import ensureRequirements as ensureRequire
 from ParaspinalLBPSlicer.requirements import missingRequirements as missingRequirements
 from ParaspinalLBPSlicer.sampledata import registerSampleData
 from ParaspinalLBPSlicer.sampledata import sampleDataSources as sampleDataSources
+from ParaspinalLBPSlicer.tables import dataFrameToTable
 from ParaspinalSegLib import geometry, levels, structures
 
 #
@@ -279,7 +280,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             labels.CopyInformation(reference)
         finally:
             slicer.mrmlScene.RemoveNode(labelNode)
-        names = {i + 1: canonicalName(segmentation.GetSegment(sid).GetName()) for i, sid in enumerate(ids)}
+        names = {i + 1: structures.canonical_name(segmentation.GetSegment(sid).GetName()) for i, sid in enumerate(ids)}
         return labels, names
 
     def labelsToSegmentation(
@@ -317,46 +318,15 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
                 slicer.mrmlScene.RemoveNode(labelImage)
         return segmentationNode
 
-    @staticmethod
-    def levelsFromMarkups(levelsNode, image):
+    @classmethod
+    def levelsFromMarkups(cls, levelsNode, image):
         """Slice ranges {level: (k0, k1)} from vertebral-level landmarks (labels L1..L5) on ``image``."""
         if levelsNode is None:
             return None
-        from ParaspinalSegLib.markups import MarkupPoint
+        return levels.levels_from_landmarks(cls.markupsToPoints(levelsNode), image, source=levelsNode.GetName())
 
-        points = []
-        for i in range(levelsNode.GetNumberOfControlPoints()):
-            ras = [0.0, 0.0, 0.0]
-            levelsNode.GetNthControlPointPositionWorld(i, ras)
-            lps = np.array([-ras[0], -ras[1], ras[2]])
-            points.append(MarkupPoint(levelsNode.GetNthControlPointLabel(i), lps))
-        return levels.levels_from_landmarks(points, image, source=levelsNode.GetName())
-
-    @staticmethod
-    def dataFrameToTable(df, tableNode=None, name="Measurements"):
-        """Fill a table node from a DataFrame (numbers as double columns, the rest as strings)."""
-        if tableNode is None:
-            tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-        table = tableNode.GetTable()
-        wasModifying = tableNode.StartModify()
-        table.Initialize()
-        for column in df.columns:
-            values = df[column]
-            if values.dtype.kind in "biuf":
-                array = vtk.vtkDoubleArray()
-                for v in values.astype(float):
-                    array.InsertNextValue(v)
-            else:
-                array = vtk.vtkStringArray()
-                for v in values:
-                    array.InsertNextValue(
-                        "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                    )
-            array.SetName(str(column))
-            table.AddColumn(array)
-        tableNode.Modified()
-        tableNode.EndModify(wasModifying)
-        return tableNode
+    #: DataFrame → table node (numbers as doubles); the other modules use it too.
+    dataFrameToTable = staticmethod(dataFrameToTable)
 
     # -- actions -----------------------------------------------------------------------------
 
@@ -454,14 +424,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             raise ValueError(
                 "no seeds: place one point per muscle per level, labelled with the structure name"
             )
-        if fatVolume is not None and waterVolume is not None:
-            reference = fatVolume  # the Lib returns Dixon results on the fat image's grid
-            source = {"water": self.volumeToImage(waterVolume), "fat": self.volumeToImage(fatVolume)}
-        elif inputVolume is not None:
-            reference = inputVolume
-            source = self.volumeToImage(inputVolume)
-        else:
-            raise ValueError("select a T1/T2-weighted image, or a Dixon water + fat pair")
+        reference, source = self._source(inputVolume, fatVolume, waterVolume)
         previous = None
         if (
             onlyLevel
@@ -484,6 +447,27 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         )
         segmentationNode.SetAttribute("ParaspinalLBP.levels", json.dumps(result.levels))
         return segmentationNode
+
+    def _source(self, inputVolume, fatVolume, waterVolume):
+        """(reference volume node, Lib input): a Dixon {water, fat} dict (fat grid) or one image."""
+        if fatVolume is not None and waterVolume is not None:
+            source = {"water": self.volumeToImage(waterVolume), "fat": self.volumeToImage(fatVolume)}
+            return fatVolume, source  # the Lib returns Dixon results on the fat image's grid
+        if inputVolume is not None:
+            return inputVolume, self.volumeToImage(inputVolume)
+        raise ValueError("select a T1/T2-weighted image, or a Dixon water + fat pair")
+
+    @staticmethod
+    def pointsToMarkups(points, markupsNode=None, name="Seeds"):
+        """Write LPS MarkupPoints (label, position, description) into a point-list node (replacing its points)."""
+        if markupsNode is None:
+            markupsNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+        markupsNode.RemoveAllControlPoints()
+        for point in points:
+            x, y, z = (float(c) for c in point.position_lps)
+            index = markupsNode.AddControlPointWorld(vtk.vtkVector3d(-x, -y, z), point.label)
+            markupsNode.SetNthControlPointDescription(index, point.description)
+        return markupsNode
 
     @staticmethod
     def _canonicalValues(labels, names):
@@ -517,13 +501,6 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         chart.SetTitle(f"{column} per structure ({level})")
         chart.SetYAxisTitle(column)
         return chart
-
-
-def canonicalName(segmentName: str) -> str:
-    """Map 'Multifidus left' / 'multifidus_left' / 'Multifidus (L)' style names to canonical ones."""
-    key = segmentName.strip().lower().replace("(l)", "left").replace("(r)", "right")
-    key = "_".join(key.replace("-", " ").split())
-    return key if key in structures.BY_NAME else segmentName
 
 
 #

@@ -110,3 +110,12 @@ MUSCLEMAP_LABEL_NAMES = {
     7: "quadratus_lumborum_right",
     8: "quadratus_lumborum_left",
 }
+
+
+def canonical_name(name: str) -> str:
+    """Map 'Multifidus left' / 'multifidus_left' / 'Multifidus (L)' style segment names to canonical
+    ones (names that do not map are returned unchanged)."""
+    key = name.strip().lower().replace("(l)", "left").replace("(r)", "right")
+    key = "_".join(key.replace("-", " ").split())
+    return key if key in BY_NAME else name
+

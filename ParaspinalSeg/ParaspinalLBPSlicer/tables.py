@@ -1,0 +1,32 @@
+"""pandas DataFrame → MRML table node, shared by the modules (the inverse is slicer.util.dataframeFromTable)."""
+
+from __future__ import annotations
+
+import numpy as np
+import slicer
+import vtk
+
+
+def dataFrameToTable(df, tableNode=None, name: str = "Measurements"):
+    """Fill a table node from a DataFrame: numeric columns as double arrays, the rest as strings
+    (missing values as empty cells), so Slicer's table view sorts numbers and plots can use them."""
+    if tableNode is None:
+        tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    table = tableNode.GetTable()
+    wasModifying = tableNode.StartModify()
+    table.Initialize()
+    for column in df.columns:
+        values = df[column]
+        if values.dtype.kind in "biuf":
+            array = vtk.vtkDoubleArray()
+            for v in values.astype(float):
+                array.InsertNextValue(v)
+        else:
+            array = vtk.vtkStringArray()
+            for v in values:
+                array.InsertNextValue("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+        array.SetName(str(column))
+        table.AddColumn(array)
+    tableNode.Modified()
+    tableNode.EndModify(wasModifying)
+    return tableNode
