@@ -10,6 +10,7 @@ COMMANDS = {
     "phantom": "ParaspinalSegLib.phantom_cli:add_cli",
     "segment": "ParaspinalSegLib.segment_cli:add_cli",
     "measure": "ParaspinalSegLib.measure_cli:add_cli",
+    "propose-seeds": "ParaspinalSegLib.autoseed_cli:add_cli",
 }
 
 

@@ -1,0 +1,327 @@
+"""Automatic seed proposal: one interior point per muscle per level, from the image alone.
+
+The user then only corrects the points (Slicer markups) instead of placing all of them. Python API::
+
+    proposal = propose_seeds(
+        {"water": w, "fat": f},       # Dixon pair (sitk.Image), or one T1/T2-like sitk.Image (fat bright)
+        structures=None,              # default: multifidus, erector spinae, psoas (both sides)
+        levels=None,                  # L1..L5 landmark points, {level: (k0, k1)}, or None (slabs of ~36 mm)
+    )
+    proposal.points                   # list[MarkupPoint]: label = structure, description = level ('' without levels)
+    proposal.canal                    # {k: (j, i)} spinal-canal centre per slice (voxel indices, fractional)
+    write_proposal("seeds.mrk.json", proposal)   # contract C2, LPS
+
+Method (per seeded slice, all distances in mm so it does not depend on the grid): (1) tissue maps —
+body = inside the outermost signal (row and column fill, so a field of view that cuts the flanks
+still works); "lean" = body voxels that are not fat (Dixon: smoothed F/(F+W) < 0.45; single image:
+below the Otsu split between muscle and fat inside the body); (2) midline = the column about which
+the posterior half of the body is most mirror-symmetric; (3) each paraspinal mass = the lean
+region first met when walking forwards from the back skin 15–50 mm beside the midline; (4) canal =
+the strongest blob (CSF: bright on water/T2, dark on T1) on the midline just in front of the
+masses' medial front; vertebral body = the lean column in front of it; (5) multifidus = most
+interior point of the mass's medial band (multifidus is always the medial-most back muscle),
+erector spinae = most interior point of the lateral part of the mass beyond the multifidus' fat
+fascia, psoas = the lean region beside the vertebral body, quadratus lumborum = the lean region
+lateral to the erector's front; (6) every point is moved to the most interior voxel of its local
+lean region and checked to lie in muscle-like tissue, else an error names the structure and level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from ParaspinalSegLib.autoseed_anatomy import (
+    AutoSeedParams,
+    SliceAnatomy,
+    TissueMaps,
+    disk,
+    prepare_maps,
+    side_u,
+    slice_anatomy,
+)
+from ParaspinalSegLib.levels import levels_from_landmarks
+from ParaspinalSegLib.markups import MarkupPoint, write_points
+from ParaspinalSegLib.structures import MUSCLE_NAMES
+
+__all__ = [
+    "DEFAULT_STRUCTURES",
+    "AutoSeedParams",
+    "SeedProposal",
+    "canal_lps",
+    "propose_seeds",
+    "write_proposal",
+]
+
+DEFAULT_STRUCTURES: tuple[str, ...] = (
+    "multifidus_left",
+    "multifidus_right",
+    "erector_spinae_left",
+    "erector_spinae_right",
+    "psoas_left",
+    "psoas_right",
+)
+
+
+@dataclass
+class SeedProposal:
+    """Proposed seeds (C2 points), per-slice canal centres and diagnostics."""
+
+    points: list[MarkupPoint]
+    canal: dict[int, tuple[float, float]] = field(default_factory=dict)
+    midline: dict[int, float] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+def _interior(region: np.ndarray, spacing: tuple[float, float]) -> tuple[tuple[int, int] | None, float]:
+    """Most interior voxel of ``region`` (distance-transform maximum, mm) and its depth."""
+    if not region.any():
+        return None, 0.0
+    dt = ndi.distance_transform_edt(region, sampling=spacing)
+    top = dt >= 0.85 * dt.max()  # near-ties (a band's ridge): take the ridge's middle, not its first voxel
+    jj, ii = np.nonzero(top)
+    n = int(np.argmin((jj - jj.mean()) ** 2 * spacing[0] ** 2 + (ii - ii.mean()) ** 2 * spacing[1] ** 2))
+    return (int(jj[n]), int(ii[n])), float(dt[jj[n], ii[n]])
+
+
+def _seed_points(m: TissueMaps, a: SliceAnatomy, names: Sequence[str], p: AutoSeedParams) -> dict[str, tuple]:
+    """(j, i, depth_mm) per requested structure on one slice; missing structures are left out."""
+    sy, sx = m.spacing
+    out: dict[str, tuple] = {}
+    taken = a.masses["left"] | a.masses["right"]
+    for side in ("left", "right"):
+        mass = a.masses[side]
+        if mass.sum() * sy * sx < 300.0:  # < 3 cm²: no paraspinal mass found on this side
+            continue
+        u = side_u(mass.shape, a.midline, side, sx)
+        if a.canal is not None:  # both lie behind the laminae and transverse processes, i.e. the canal
+            mass = mass & (np.arange(mass.shape[0]) >= a.canal[0] + p.behind_canal_mm / sy)[:, None]
+            # lateral extent from the part well behind the canal: thin lean tissue along the flank
+            # (latissimus, obliques) that touches the mass further forward does not widen it
+            back = mass & (np.arange(mass.shape[0]) >= a.canal[0] + 2 * p.behind_canal_mm / sy)[:, None]
+        else:
+            back = mass
+        if not back.any():
+            continue
+        width = float(np.percentile(u[back], 98))
+        mf_zone = mass & (u <= p.mf_band[1] * width)
+        es_zone = mass & (u >= p.es_band[0] * width) & (u <= p.es_band[1] * width)
+        for muscle, zone in (("multifidus", mf_zone), ("erector_spinae", es_zone)):
+            name = f"{muscle}_{side}"
+            if name in names:
+                ji, depth = _interior(zone, m.spacing)
+                if ji is not None:
+                    out[name] = (*ji, depth)
+        if a.canal is None:
+            continue
+        jc = a.canal[0]
+        rows = np.arange(mass.shape[0])[:, None]
+        depth_front = (jc - rows) * sy  # mm in front of the canal centre
+        others = ndi.binary_opening(a.lean & ~taken, disk(2 * p.open_mm, m.spacing))
+        if f"psoas_{side}" in names:
+            box = (
+                (u >= p.psoas_offset_mm[0])
+                & (u <= p.psoas_offset_mm[1])
+                & (depth_front >= p.psoas_depth_mm[0])
+                & (depth_front <= p.psoas_depth_mm[1])
+            )
+            expect = (
+                jc - p.psoas_expected_mm[0] / sy,
+                a.midline + (1 if side == "left" else -1) * p.psoas_expected_mm[1] / sx,
+            )
+            pick = _best_component(others & box, expect, m.spacing)
+            if pick is not None:
+                ji, depth = _interior(pick, m.spacing)
+                out[f"psoas_{side}"] = (*ji, depth)
+                taken = taken | pick
+        if f"quadratus_lumborum_{side}" in names:
+            box = (
+                (u >= 0.4 * width)
+                & (u <= width + 20.0)
+                & (depth_front >= p.ql_depth_mm[0])
+                & (depth_front <= p.ql_depth_mm[1])
+            )
+            pick = _best_component(
+                others & box & ~taken,
+                (jc - 5.0 / sy, a.midline + (1 if side == "left" else -1) * 0.75 * width / sx),
+                m.spacing,
+            )
+            if pick is not None:
+                ji, depth = _interior(pick, m.spacing)
+                out[f"quadratus_lumborum_{side}"] = (*ji, depth)
+    return out
+
+
+def _best_component(
+    mask: np.ndarray, expected_ji: tuple[float, float], spacing: tuple[float, float]
+) -> np.ndarray | None:
+    """The region of ``mask`` around its thickest point near ``expected_ji`` (depth × proximity, 20 mm scale)."""
+    if not mask.any():
+        return None
+    sy, sx = spacing
+    dt = ndi.distance_transform_edt(mask, sampling=spacing)
+    jj, ii = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
+    d = np.hypot((jj - expected_ji[0]) * sy, (ii - expected_ji[1]) * sx)
+    score = np.minimum(dt, 10.0) * np.exp(-d / 15.0)  # thicker than 20 mm gets no bonus: proximity decides
+    j, i = np.unravel_index(int(np.argmax(score)), score.shape)
+    if dt[j, i] < 3.0:
+        return None
+    # the local region: the part of the mask within one inscribed diameter of that point
+    near = np.hypot((jj - j) * sy, (ii - i) * sx) <= 2.0 * dt[j, i]
+    lab, _n = ndi.label(mask & near)
+    return lab == lab[j, i]
+
+
+def _seed_slices(ref: sitk.Image, levels, p: AutoSeedParams) -> list[tuple[str, int, tuple[int, int]]]:
+    """(level, centre slice, allowed slice range) to seed: landmarks' slices, ranges' middles, or slabs."""
+    n = ref.GetSize()[2]
+    if levels is None:
+        n_slabs = max(1, round(n * ref.GetSpacing()[2] / p.slab_mm))
+        slabs = np.array_split(np.arange(n), n_slabs)
+        return [("", int(s[len(s) // 2]), (int(s[0]), int(s[-1]))) for s in slabs if s.size]
+    if isinstance(levels, Mapping):
+        ranges = {str(k): (int(v[0]), int(v[1])) for k, v in levels.items()}
+        centres = {lv: round(0.5 * (a + b)) for lv, (a, b) in ranges.items()}
+    else:
+        pts = list(levels)
+        ranges = levels_from_landmarks(pts, ref)
+        centres = {}
+        for pt in pts:
+            k = ref.TransformPhysicalPointToContinuousIndex([float(v) for v in pt.position_lps])[2]
+            centres[pt.label.strip().upper()] = int(np.clip(round(k), 0, n - 1))
+    out = []
+    for lv, (a, b) in sorted(ranges.items(), key=lambda kv: kv[1][0]):
+        if not (0 <= a <= b < n):
+            raise ValueError(f"level {lv}: slice range [{a}, {b}] outside the volume's 0..{n - 1}")
+        out.append((lv, int(np.clip(centres.get(lv, (a + b) // 2), a, b)), (a, b)))
+    if not out:
+        raise ValueError("levels: no level given (expected L1..L5 landmarks or slice ranges)")
+    return out
+
+
+def propose_seeds(
+    image_or_dixon,
+    structures: Sequence[str] | None = None,
+    levels: Sequence[MarkupPoint] | Mapping[str, tuple[int, int]] | None = None,
+    assume_same_grid: bool = False,
+    allow_missing: bool = False,
+    params: AutoSeedParams | None = None,
+) -> SeedProposal:
+    """Propose one interior seed per requested muscle per level (see the module docstring).
+
+    A structure that cannot be found on its level's middle slice is searched on the neighbouring
+    slices of that level; if it is still missing, a ValueError names the structure and level (or,
+    with ``allow_missing``, it is skipped and listed in ``info["missing"]``).
+    """
+    p = params or AutoSeedParams()
+    names = list(DEFAULT_STRUCTURES if structures is None else structures)
+    for name in names:
+        if name not in MUSCLE_NAMES:
+            raise KeyError(
+                f"structure {name!r} is not a muscle that can be seeded; expected one of {', '.join(MUSCLE_NAMES)}"
+            )
+    if not names:
+        raise ValueError("structures: empty list; request at least one muscle")
+    m = prepare_maps(image_or_dixon, assume_same_grid, p)
+    ref = m.reference
+    points: list[MarkupPoint] = []
+    proposal = SeedProposal(
+        points=points, info={"notes": m.notes, "seeds": [], "missing": [], "dixon": m.dixon}
+    )
+    for level, k0, (a, b) in _seed_slices(ref, levels, p):
+        todo = list(names)
+        tried: list[int] = []
+        for dk in (0, 1, -1, 2, -2):
+            k = k0 + dk
+            if not todo or not a <= k <= b:
+                continue
+            tried.append(k)
+            try:
+                anat = slice_anatomy(m, k, p)
+            except ValueError:
+                continue
+            if dk == 0 or anat.canal is not None:
+                proposal.midline.setdefault(k, anat.midline)
+                if anat.canal is not None:
+                    proposal.canal.setdefault(k, anat.canal)
+            found = _seed_points(m, anat, todo, p)
+            for name in list(todo):
+                if name not in found:
+                    continue
+                j, i, depth = found[name]
+                if not anat.muscle[j, i] or depth < p.min_interior_mm:
+                    continue  # not in muscle-like tissue: try the next slice
+                xyz = ref.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k)))
+                points.append(MarkupPoint(name, np.asarray(xyz, dtype=float), level))
+                proposal.info["seeds"].append(
+                    {"structure": name, "level": level, "kji": [k, j, i], "depth_mm": round(depth, 1)}
+                )
+                todo.remove(name)
+        for name in todo:
+            where = f"level {level}" if level else f"slices {a}..{b}"
+            if not allow_missing:
+                raise ValueError(
+                    f"structure {name} could not be found at {where} (searched slices {tried}); "
+                    "place its seed by hand or leave it out of the requested structures"
+                )
+            proposal.info["missing"].append({"structure": name, "level": level, "slices": tried})
+    order = {n: i for i, n in enumerate(MUSCLE_NAMES)}
+    points.sort(key=lambda pt: (pt.description, order[pt.label]))
+    return proposal
+
+
+def canal_lps(proposal: SeedProposal, reference: sitk.Image) -> dict[int, np.ndarray]:
+    """Canal centres of a proposal as LPS points (mm), by slice."""
+    return {
+        k: np.asarray(reference.TransformContinuousIndexToPhysicalPoint((ci, cj, float(k))))
+        for k, (cj, ci) in proposal.canal.items()
+    }
+
+
+def write_proposal(path, proposal: SeedProposal, name: str = "AutoSeeds"):
+    """Write the proposed seeds as a Slicer point list (contract C2, LPS), atomically."""
+    return write_points(
+        path, [(pt.label, pt.position_lps, pt.description) for pt in proposal.points], name=name
+    )
+
+
+def seed_accuracy(
+    points: Sequence[MarkupPoint], truth: sitk.Image, label_names: Mapping[int, str]
+) -> list[dict]:
+    """Per proposed point vs a reference label map: inside the right muscle, depth, distance to its interior.
+
+    ``depth_mm`` is the point's distance to the muscle's outline (0 when outside); ``to_interior_mm`` is
+    its in-plane distance to the muscle's most interior voxel on the same slice (NaN if the muscle is
+    absent there). Used to report the auto-initialisation's accuracy separately from the segmentation.
+    """
+    arr = sitk.GetArrayViewFromImage(truth)
+    value_of = {name: int(v) for v, name in label_names.items()}
+    sx, sy = truth.GetSpacing()[:2]
+    rows = []
+    for pt in points:
+        i, j, k = truth.TransformPhysicalPointToIndex([float(v) for v in pt.position_lps])
+        row = {"structure": pt.label, "level": pt.description, "k": k, "inside": False}
+        row.update(depth_mm=0.0, to_interior_mm=float("nan"), found=str(_label_at(arr, label_names, k, j, i)))
+        v = value_of.get(pt.label)
+        if v is not None and 0 <= k < arr.shape[0]:
+            mask = arr[k] == v
+            if mask.any():
+                dt = ndi.distance_transform_edt(mask, sampling=(sy, sx))
+                jj, ii = np.unravel_index(int(np.argmax(dt)), dt.shape)
+                row["to_interior_mm"] = float(np.hypot((jj - j) * sy, (ii - i) * sx))
+                row["inside"] = bool(mask[j, i])
+                row["depth_mm"] = float(dt[j, i])
+        rows.append(row)
+    return rows
+
+
+def _label_at(arr: np.ndarray, label_names: Mapping[int, str], k: int, j: int, i: int) -> str:
+    """Name of the reference label under a voxel ('' for background, 'outside' beyond the image)."""
+    if not (0 <= k < arr.shape[0] and 0 <= j < arr.shape[1] and 0 <= i < arr.shape[2]):
+        return "outside"
+    v = int(arr[k, j, i])
+    return label_names.get(v, str(v)) if v else ""

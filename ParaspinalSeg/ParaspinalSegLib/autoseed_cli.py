@@ -1,0 +1,83 @@
+"""``python -m ParaspinalSegLib propose-seeds``: image(s) → proposed seeds (.mrk.json, one point per muscle per level).
+
+The user opens the proposal in Slicer, corrects the points that are off, and runs ``segment``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
+    """Register the ``propose-seeds`` sub-command."""
+    p = subparsers.add_parser(
+        name, help="propose seed points from the image (auto-initialisation)", description=__doc__
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="single T1/T2-weighted volume (fat bright)")
+    src.add_argument("--water", help="Dixon water image (use with --fat)")
+    p.add_argument("--fat", help="Dixon fat image (use with --water); points are placed on its grid")
+    p.add_argument(
+        "--structures",
+        nargs="+",
+        help="muscles to seed (default: multifidus, erector_spinae, psoas, left and right)",
+    )
+    p.add_argument(
+        "--levels",
+        help="level landmarks L1..L5 (.mrk.json); without them slabs of ~36 mm are seeded, no level names",
+    )
+    p.add_argument(
+        "--assume-same-grid",
+        action="store_true",
+        help="accept water/fat whose geometry metadata differ but sizes match",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="write the seeds that were found even if a structure is missing at some level (warns)",
+    )
+    p.add_argument("--out", required=True, help="output seeds file (.mrk.json)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the image(s), propose the seeds and write them atomically."""
+    from ParaspinalSegLib.autoseed import propose_seeds, write_proposal
+    from ParaspinalSegLib.io import read_volume
+    from ParaspinalSegLib.markups import read_points
+
+    if args.water and not args.fat:
+        raise ValueError("--water needs --fat (Dixon pair)")
+    if args.fat and not args.water:
+        raise ValueError("--fat needs --water (Dixon pair); for a single image use --image")
+    steps = tqdm(total=3, desc="propose-seeds", unit="step")
+    levels = read_points(args.levels) if args.levels else None
+    if args.image:
+        inputs = read_volume(args.image, "image")
+    else:
+        inputs = {"water": read_volume(args.water, "water image"), "fat": read_volume(args.fat, "fat image")}
+    steps.update()
+    proposal = propose_seeds(
+        inputs,
+        structures=args.structures,
+        levels=levels,
+        assume_same_grid=args.assume_same_grid,
+        allow_missing=args.allow_missing,
+    )
+    steps.update()
+    for note in proposal.info["notes"]:
+        log.info(note)
+    for miss in proposal.info["missing"]:
+        log.warning(
+            "structure %s not found at level %s: place it by hand", miss["structure"], miss["level"] or "?"
+        )
+    write_proposal(args.out, proposal)
+    steps.update()
+    steps.close()
+    print(f"wrote {len(proposal.points)} proposed seeds to {args.out}")
+    return 0

@@ -1,0 +1,246 @@
+"""Seed auto-initialisation (propose_seeds / ``propose-seeds`` CLI): accuracy vs ground truth and manual labels, bad input.
+
+Accuracy is measured as in Testing/benchmarks/bench_autoseed.py (which prints the full report);
+the thresholds below sit just under the numbers measured at this commit, given in comments.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from lbp_pytest_plugin import shared_path
+
+from ParaspinalSegLib._cli import run_cli
+from ParaspinalSegLib.autoseed import propose_seeds, seed_accuracy, write_proposal
+from ParaspinalSegLib.autoseed_anatomy import AutoSeedParams, prepare_maps, slice_anatomy
+from ParaspinalSegLib.levels import levels_from_landmarks
+from ParaspinalSegLib.markups import read_points
+from ParaspinalSegLib.phantom import make_phantom, write_phantom
+from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
+
+PHANTOM_NAMES = {BY_NAME[n].value: n for n in MUSCLE_NAMES}
+
+
+def cli(argv: list[str]) -> int:
+    return run_cli("paraspinal-seg", "test", {"propose-seeds": "ParaspinalSegLib.autoseed_cli:add_cli"}, argv)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phantom")
+    write_phantom(make_phantom(seed=0), out)
+    read = lambda name: sitk.ReadImage(str(out / name))  # noqa: E731
+    return {
+        "dir": out,
+        "water": read("water.nii.gz"),
+        "fat": read("fat.nii.gz"),
+        "t1w": read("t1w.nii.gz"),
+        "t2w": read("t2w.nii.gz"),
+        "labels": read("labels.nii.gz"),
+        "levels": read_points(out / "levels.mrk.json"),
+    }
+
+
+@pytest.fixture(scope="module")
+def tum01():
+    d = "data/myosegmentum_tum01/"
+    water = sitk.ReadImage(str(shared_path(d + "water.nii.gz")))
+    fat = sitk.ReadImage(str(shared_path(d + "fat.nii.gz")))
+    labels = sitk.ReadImage(str(shared_path(d + "labels.nii.gz")))
+    slabs = np.array_split(np.arange(labels.GetSize()[2]), 4)  # as test_segment_realdata: 4 levels
+    levels = {f"L{n + 2}": (int(s[0]), int(s[-1])) for n, s in enumerate(slabs)}
+    return water, fat, labels, levels
+
+
+def fraction_inside(rows: list[dict]) -> float:
+    return float(np.mean([r["inside"] for r in rows]))
+
+
+def test_phantom_dixon_all_muscles(phantom) -> None:
+    """Dixon phantom, all 8 muscles × 5 levels, level landmarks: every seed in the right muscle (measured 40/40)."""
+    prop = propose_seeds(
+        {"water": phantom["water"], "fat": phantom["fat"]},
+        structures=list(MUSCLE_NAMES),
+        levels=phantom["levels"],
+    )
+    rows = seed_accuracy(prop.points, phantom["labels"], PHANTOM_NAMES)
+    assert len(rows) == 40 and not prop.info["missing"]
+    assert {(r["structure"], r["level"]) for r in rows} == {
+        (n, f"L{i}") for n in MUSCLE_NAMES for i in range(1, 6)
+    }
+    assert fraction_inside(rows) >= 0.95, [r for r in rows if not r["inside"]]
+    # seeds are interior points, not on an outline (measured median depth 10.2 mm)
+    assert np.median([r["depth_mm"] for r in rows]) >= 6.0
+    # each point is on its level's middle slice (landmarks sit half-way between two slices here)
+    ranges = levels_from_landmarks(phantom["levels"], phantom["labels"])
+    assert all(abs(r["k"] - 0.5 * sum(ranges[r["level"]])) <= 0.5 for r in rows), [
+        (r["level"], r["k"]) for r in rows
+    ]
+
+
+@pytest.mark.parametrize("contrast", ["t1w", "t2w"])
+def test_phantom_single_image_back_muscles(phantom, contrast) -> None:
+    """T1w/T2w phantom (fat bright, CSF dark/bright): multifidus + erector spinae all right (measured 20/20 each)."""
+    names = [n for n in MUSCLE_NAMES if n.startswith(("multifidus", "erector"))]
+    prop = propose_seeds(phantom[contrast], structures=names, levels=phantom["levels"])
+    rows = seed_accuracy(prop.points, phantom["labels"], PHANTOM_NAMES)
+    assert len(rows) == 20
+    assert fraction_inside(rows) >= 0.95, [r for r in rows if not r["inside"]]
+
+
+def test_phantom_canal_localisation(phantom) -> None:
+    """Canal centre vs the phantom's canal label on every slice (measured Dixon median 0.9 / max 1.5 mm)."""
+    p = AutoSeedParams()
+    maps = prepare_maps({"water": phantom["water"], "fat": phantom["fat"]}, False, p)
+    truth = sitk.GetArrayFromImage(phantom["labels"])
+    errs = []
+    for k in range(truth.shape[0]):
+        anat = slice_anatomy(maps, k, p)
+        cj, ci = np.argwhere(truth[k] == BY_NAME["spinal_canal"].value).mean(axis=0)
+        errs.append(np.hypot(anat.canal[0] - cj, anat.canal[1] - ci) * 1.0)  # 1 mm in-plane spacing
+        assert abs(anat.midline - ci) <= 1.5, (k, anat.midline, ci)
+    assert np.median(errs) < 2.0 and max(errs) < 4.0, np.round(errs, 1)
+
+
+@pytest.mark.realdata
+def test_tum01_seeds_inside_manual_muscles(tum01) -> None:
+    """Real Dixon case vs the manual labels, 4 levels × 4 muscles: measured 16/16 inside."""
+    water, fat, labels, levels = tum01
+    structures = list(TUM01_LABEL_NAMES.values())
+    prop = propose_seeds(
+        {"water": water, "fat": fat}, structures=structures, levels=levels, assume_same_grid=True
+    )
+    rows = seed_accuracy(prop.points, labels, TUM01_LABEL_NAMES)
+    assert len(rows) == 16
+    assert fraction_inside(rows) >= 0.95, [r for r in rows if not r["inside"]]
+    assert any("water image grid differs" in n for n in prop.info["notes"])
+
+
+@pytest.mark.realdata
+def test_tum01_origin_mismatch_is_an_error(tum01) -> None:
+    water, fat, _labels, _levels = tum01
+    with pytest.raises(ValueError, match="water image and fat image are not on the same voxel grid"):
+        propose_seeds({"water": water, "fat": fat})
+
+
+@pytest.mark.realdata
+def test_musclemap_back_muscles() -> None:
+    """Real T1-like case (fatty back muscles), slabs without level names: measured 8/8 MF/ES seeds inside."""
+    d = "data/musclemap_sub0001/"
+    img = sitk.ReadImage(str(shared_path(d + "image.nii.gz")))
+    labels = sitk.ReadImage(str(shared_path(d + "labels.nii.gz")))
+    names = [n for n in MUSCLE_NAMES if n.startswith(("multifidus", "erector"))]
+    prop = propose_seeds(img, structures=names)
+    rows = seed_accuracy(prop.points, labels, MUSCLEMAP_LABEL_NAMES)
+    assert len(rows) == 8 and {r["level"] for r in rows} == {""}
+    assert fraction_inside(rows) >= 0.95, [r for r in rows if not r["inside"]]
+
+
+def test_cli_writes_c2_seeds(phantom, tmp_path) -> None:
+    out = tmp_path / "auto.mrk.json"
+    d = phantom["dir"]
+    rc = cli(
+        ["propose-seeds", "--water", str(d / "water.nii.gz"), "--fat", str(d / "fat.nii.gz"),
+         "--levels", str(d / "levels.mrk.json"), "--structures", "multifidus_left", "psoas_right", "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["markups"][0]["coordinateSystem"] == "LPS"
+    pts = read_points(out)
+    assert sorted((p.label, p.description) for p in pts) == sorted(
+        (n, f"L{i}") for n in ("multifidus_left", "psoas_right") for i in range(1, 6)
+    )
+    rows = seed_accuracy(pts, phantom["labels"], PHANTOM_NAMES)
+    assert all(r["inside"] for r in rows)
+
+
+def test_write_proposal_roundtrip(phantom, tmp_path) -> None:
+    prop = propose_seeds(phantom["t1w"], structures=["erector_spinae_left"], levels=phantom["levels"])
+    path = write_proposal(tmp_path / "s.mrk.json", prop)
+    back = read_points(path)
+    assert [p.label for p in back] == [p.label for p in prop.points]
+    assert np.allclose([p.position_lps for p in back], [p.position_lps for p in prop.points], atol=1e-5)
+
+
+# ---- bad input -------------------------------------------------------------------------------------
+
+
+def _volume(arr: np.ndarray, direction=None) -> sitk.Image:
+    img = sitk.GetImageFromArray(arr.astype(np.float32))
+    img.SetSpacing((1.0, 1.0, 4.0))
+    if direction is not None:
+        img.SetDirection(direction)
+    return img
+
+
+def test_unknown_structure_is_named(phantom) -> None:
+    with pytest.raises(KeyError, match="'gluteus_left'"):
+        propose_seeds(phantom["t1w"], structures=["gluteus_left"])
+
+
+def test_empty_and_constant_images() -> None:
+    with pytest.raises(ValueError, match="empty or constant"):
+        propose_seeds(_volume(np.zeros((6, 64, 64))))
+    with pytest.raises(ValueError, match="empty or constant"):
+        propose_seeds(_volume(np.full((6, 64, 64), 100.0)))
+
+
+def test_single_slice_is_refused(phantom) -> None:
+    one = phantom["t1w"][:, :, 10:11]
+    with pytest.raises(ValueError, match="2D"):
+        propose_seeds(one)
+
+
+def test_non_axial_volume_is_refused(phantom) -> None:
+    img = sitk.Image(phantom["t1w"])
+    c, s = np.cos(np.radians(50)), np.sin(np.radians(50))
+    img.SetDirection((1, 0, 0, 0, c, -s, 0, s, c))  # 50° oblique
+    with pytest.raises(ValueError, match="oblique"):
+        propose_seeds(img)
+
+
+def test_structure_not_found_names_structure_and_level(phantom) -> None:
+    """A field of view that ends just in front of the canal has no psoas: error naming structure and level."""
+    canal = sitk.GetArrayFromImage(phantom["labels"])[15] == BY_NAME["spinal_canal"].value
+    j0 = int(np.argwhere(canal)[:, 0].min()) - 5
+    img = phantom["t1w"][:, j0:, :]  # rows (j) from just in front of the canal to the back
+    with pytest.raises(ValueError, match=r"structure psoas_left could not be found at level L\d"):
+        propose_seeds(img, structures=["multifidus_left", "psoas_left"], levels=phantom["levels"])
+    prop = propose_seeds(
+        img, structures=["multifidus_left", "psoas_left"], levels=phantom["levels"], allow_missing=True
+    )
+    assert {m["structure"] for m in prop.info["missing"]} == {"psoas_left"}
+    assert len(prop.info["missing"]) == 5
+    rows = seed_accuracy(prop.points, phantom["labels"], PHANTOM_NAMES)
+    assert len(rows) == 5 and all(r["inside"] for r in rows)  # multifidus still found on the cropped image
+
+
+def test_cli_errors(phantom, tmp_path, capsys) -> None:
+    d = phantom["dir"]
+    assert (
+        cli(["propose-seeds", "--water", str(d / "water.nii.gz"), "--out", str(tmp_path / "x.mrk.json")]) == 2
+    )
+    assert "--water needs --fat" in capsys.readouterr().err
+    assert (
+        cli(
+            ["propose-seeds", "--image", str(tmp_path / "nope.nii.gz"), "--out", str(tmp_path / "x.mrk.json")]
+        )
+        == 2
+    )
+    assert "file not found" in capsys.readouterr().err
+    rc = cli(
+        [
+            "propose-seeds",
+            "--image",
+            str(d / "t1w.nii.gz"),
+            "--structures",
+            "psoas_middle",
+            "--out",
+            str(tmp_path / "x.mrk.json"),
+        ]
+    )
+    assert rc == 2 and "psoas_middle" in capsys.readouterr().err
+    assert not (tmp_path / "x.mrk.json").exists()
