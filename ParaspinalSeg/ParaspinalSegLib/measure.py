@@ -8,8 +8,11 @@ Definitions (see ../shared/notes/methods.md and docs/segmentation.md):
 - ``csa_cm2``: mean in-slice area over the slices where the structure is present.
 - ``fat_fraction_pct``: mean voxel FF inside the mask (optionally eroded ``erode_px`` voxels in-plane
   against partial volume), voxels below the noise floor left out. ``fat_method`` "dixon" = F/(F+W);
-  "t1_linear" = linear model between a lean-muscle and a subcutaneous-fat reference estimated from
-  the image (validated against Dixon, see fat.py); "none" when no image allows it.
+  "t1_local" = coil-bias-corrected two-reference signal model with per-muscle lean references
+  (fat.local_linear_ff; validated against Dixon on TUM01 and the phantom, numbers in fat.py);
+  "t1_linear" = the original single-reference linear model (kept for reproducibility; ``auto`` on a
+  single image still selects it); "none" when no image allows it. Erosion never empties a slice:
+  where it would, that slice keeps its un-eroded voxels.
 - ``fcsa_cm2`` = csa × (1 − FF).
 - ``goutallier_grade``: FF mapped by ``GOUTALLIER_FF_THRESHOLDS`` (configurable).
 - ``asymmetry_index`` = |L − R| / mean(L, R) of the CSA of the same muscle, level and slice (a fraction;
@@ -138,6 +141,12 @@ def _fat_map(
         if water is None or fat is None:
             raise ValueError("fat_method 'dixon' needs both water and fat images")
         return fatmod.dixon_ff(water, fat, noise_floor), "dixon", {}
+    if method == "t1_local":
+        source = img if img is not None else (water + fat if water is not None and fat is not None else None)
+        if source is None:
+            raise ValueError("fat_method 't1_local' needs an image")
+        ffmap, refs = fatmod.local_linear_ff(source, lab, [int(v) for v in label_names], spacing_ji)
+        return ffmap, "t1_local", refs
     if method == "t1_linear" or (method == "auto_t1_linear"):
         source = img if img is not None else (water + fat if water is not None and fat is not None else None)
         if source is None:
@@ -156,7 +165,18 @@ def _fat_map(
         return ffmap, "t1_linear", refs
     if method == "none":
         return None, "none", {}
-    raise ValueError(f"unknown fat_method {method!r}; expected auto, dixon, t1_linear or none")
+    raise ValueError(f"unknown fat_method {method!r}; expected auto, dixon, t1_local, t1_linear or none")
+
+
+def _eroded_core(mask: np.ndarray, erode_px: int) -> np.ndarray:
+    """In-plane erosion by ``erode_px`` voxels against partial volume; a slice that erosion would empty
+    (a muscle thinner than 2·erode_px + 1 voxels there) keeps its un-eroded voxels, so it still has an FF."""
+    if erode_px <= 0:
+        return mask
+    core = ndi.binary_erosion(mask, np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=erode_px)
+    emptied = mask.any(axis=(1, 2)) & ~core.any(axis=(1, 2))
+    core[emptied] = mask[emptied]
+    return core
 
 
 def _asymmetry(table: pd.DataFrame) -> pd.Series:
@@ -251,13 +271,7 @@ def measure_labels(
         )
         ff_sums = ff_counts = None
         if ffmap is not None:
-            core = (
-                ndi.binary_erosion(
-                    mask, np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=erode_px
-                )
-                if erode_px > 0
-                else mask
-            )
+            core = _eroded_core(mask, erode_px)
             valid = core & np.isfinite(ffmap)
             ff_sums = np.where(valid, ffmap, 0.0).reshape(n_slices, -1).sum(axis=1)
             ff_counts = valid.reshape(n_slices, -1).sum(axis=1)

@@ -31,7 +31,12 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     p.add_argument(
         "--erode-px", type=int, default=0, help="erode masks by N voxels in-plane before averaging FF"
     )
-    p.add_argument("--fat-method", default="auto", choices=["auto", "dixon", "t1_linear", "none"])
+    p.add_argument(
+        "--fat-method",
+        default="auto",
+        choices=["auto", "dixon", "t1_local", "t1_linear", "none"],
+        help="auto: dixon with --water/--fat, else t1_linear; t1_local: bias-corrected non-Dixon model (fat.py)",
+    )
     p.add_argument("--no-per-slice", action="store_true", help="omit the per-slice rows")
     p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
     p.add_argument("--out-dir", required=True, help="output directory")
