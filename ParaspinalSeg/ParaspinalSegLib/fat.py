@@ -11,17 +11,23 @@ image synthesised as F + W.
 
 ``local_linear_ff`` ("t1_local") is the validated non-Dixon method. Measured on TUM01 (manual masks,
 in-phase F + W vs Dixon F/(F+W)), the plain model reads multifidus 11–13 pp too lean. Dixon noise is
-not the cause: the noise bias is ~1 pp. The causes are:
+not the cause: the noise bias is ≤ 1.5 pp (σ ≈ 5.2, lean F + W ≈ 450). The causes are:
 (1) coil bias, which makes deep multifidus ~13 % darker than erector spinae. It is corrected by a
 smooth gain field fitted to fat and lean muscle (bias.py).
 (2) a single lean reference, which is too bright for a deep muscle. Each muscle's lean reference is
 the lower of the global lean level and its own histogram mode. A diffusely fatty muscle has a
-brighter mode and keeps the global level, so it is not read as lean.
+brighter mode and keeps the global level, so it is not read as lean. This works only when other,
+leaner muscles set that level: in the phantom, the diffusely fatty erector spinae dominates the global
+mode and reads 4–6 pp low.
 (3) the linear endpoints. Dixon FF is a *signal* fraction, and adipose tissue is ~2.5× brighter
 than lean muscle. So with v = (S − S_lean)/(S_fat − S_lean) (adipose volume fraction), the signal
 fat fraction is FF = v·S_fat / S, not v.
+Caveat: these choices were made on TUM01 itself (one case). The coil field's polynomial degree is
+2: degree 1 or 3 gives a whole-muscle error up to 5.7/7.0 pp on TUM01, and up to 5.2/6.7 pp
+(degree 2: 6.2) against the phantom's truth. No smooth field makes lean multifidus as bright as lean
+erector spinae (it stays 8–10 % darker); the per-muscle lean reference absorbs that difference.
 Whole-muscle agreement with Dixon is within 3.4 pp (before: 13.2). Per level, the multifidus at L5
-is still ~12 pp low: there the Dixon FF of the muscle's most common voxels is ~11 %, which a single
+is still ~12 pp low: there the Dixon FF of the muscle's most common voxels is 8–12 %, which a single
 fat-bright image cannot see.
 """
 
