@@ -79,12 +79,14 @@ def fit_polynomial_bias(
     if mus.sum() < 50:
         mus = muscle
     if mus.sum() < 20:
-        raise ValueError("bias correction: too few muscle voxels to estimate the lean-muscle gain")
+        raise ValueError("t1_local fat model: too few muscle voxels to estimate the lean-muscle gain")
     lean0 = _mode(image[mus])
     p99 = float(np.percentile(image[body], 99)) if body.any() else 0.0
     fatc = ndi.binary_erosion(body & (image > 0.5 * (lean0 + p99)), np.ones((1, 3, 3), bool))
     if fatc.sum() < 50 or p99 <= lean0:
-        raise ValueError("bias correction: no bright (fat) tissue to anchor the coil-bias field")
+        raise ValueError(
+            "t1_local fat model: no bright (fat) tissue to anchor the coil-bias field; is this a fat-bright T1/T2 or in-phase image?"
+        )
     rng = np.random.default_rng(0)
 
     def sample(mask: np.ndarray) -> tuple[np.ndarray, ...]:

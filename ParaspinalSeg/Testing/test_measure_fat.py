@@ -199,6 +199,8 @@ def test_t1_local_corrects_coil_bias_where_t1_linear_does_not() -> None:
 
 def test_t1_local_bias_field_range() -> None:
     img, lab, _ = bias_case()
+    with pytest.raises(ValueError, match="no bright"):
+        fatmod.local_linear_ff(np.full(img.shape, 300.0, np.float32), lab, [1, 3, 5])
     ffmap, refs = fatmod.local_linear_ff(img, lab, [1, 3, 5])
     lo, hi = refs["bias_gain_range"]
     # true gain over the muscles' band: 1 ± 0.3 around the body centre → ratio hi/lo ≈ 1.3/0.75
