@@ -46,6 +46,7 @@ from ParaspinalSegLib.growcut import edge_graph, grow
 from ParaspinalSegLib.io import check_finite, check_volume, match_grid
 from ParaspinalSegLib.levels import levels_from_landmarks, levels_from_seed_slices, ranges_from_centres
 from ParaspinalSegLib.markups import MarkupPoint
+from ParaspinalSegLib.priors import clip_to_reach, mark_unreachable, reach_masks
 from ParaspinalSegLib.seeds import VoxelSeed, check_structures, seeds_from_labelmap, seeds_from_points
 from ParaspinalSegLib.structures import BY_NAME
 
@@ -79,6 +80,9 @@ class SegmentParams:
     rim_max_ff: float = 0.6
     open_radius_px: float = 1.0
     close_radius_px: int = 0
+    extent_scale: float = (
+        1.0  # × priors.DEFAULT_EXTENT_MM (how far a muscle reaches from its clicks); 0 = off
+    )
 
 
 @dataclass
@@ -431,6 +435,12 @@ def segment(
                 seed_arr[k, jj, ii] = group_of[s.name]
                 seeds_by_name.setdefault(s.name, []).append((int(k), int(jj), int(ii)))
 
+    clicks: dict[str, list[tuple[int, int]]] = {}
+    for s, loc in zip(vseeds, local, strict=True):
+        clicks.setdefault(s.name, []).append((int(loc[1]), int(loc[2])))
+    reach = reach_masks(clicks, rshape[1:], (sj_, si_), p.extent_scale) if p.extent_scale > 0 else {}
+    mark_unreachable(seed_arr, reach, len(names), bg_label)
+
     # --- midline barrier ---------------------------------------------------------------------
     blocked = None
     midline_cols = None
@@ -538,6 +548,7 @@ def segment(
             for idx, n in enumerate(g):
                 sub[region & (choice == idx)] = BY_NAME[n].value
 
+    clip_to_reach(out, reach, {n: BY_NAME[n].value for n in names})
     seeds_by_value = {BY_NAME[n].value: v for n, v in seeds_by_name.items()}
     out = _postprocess(out, seeds_by_value, p.open_radius_px, p.close_radius_px)
     out = _add_rim(out, ff, p.rim_px, p.rim_max_ff)
