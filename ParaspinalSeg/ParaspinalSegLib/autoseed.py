@@ -77,15 +77,80 @@ class SeedProposal:
     info: dict = field(default_factory=dict)
 
 
+def _edt(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """Distance (mm) to the nearest voxel outside ``mask``, the image border counting as outside."""
+    padded = np.pad(mask, 1)
+    return ndi.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1]
+
+
 def _interior(region: np.ndarray, spacing: tuple[float, float]) -> tuple[tuple[int, int] | None, float]:
     """Most interior voxel of ``region`` (distance-transform maximum, mm) and its depth."""
     if not region.any():
         return None, 0.0
-    dt = ndi.distance_transform_edt(region, sampling=spacing)
+    dt = _edt(region, spacing)
     top = dt >= 0.85 * dt.max()  # near-ties (a band's ridge): take the ridge's middle, not its first voxel
     jj, ii = np.nonzero(top)
     n = int(np.argmin((jj - jj.mean()) ** 2 * spacing[0] ** 2 + (ii - ii.mean()) ** 2 * spacing[1] ** 2))
     return (int(jj[n]), int(ii[n])), float(dt[jj[n], ii[n]])
+
+
+def _ridge(img: np.ndarray, sigma_mm: float, spacing: tuple[float, float]) -> np.ndarray:
+    """Bright-line strength: max(−λ_min, 0) of the scale-normalised 2D Hessian (fat lines of the fascia)."""
+    s = (sigma_mm / spacing[0], sigma_mm / spacing[1])
+    img = img.astype(np.float64)
+    gjj = ndi.gaussian_filter(img, s, order=(2, 0))
+    gii = ndi.gaussian_filter(img, s, order=(0, 2))
+    gji = ndi.gaussian_filter(img, s, order=(1, 1))
+    lmin = 0.5 * (gjj + gii) - np.sqrt((0.5 * (gjj - gii)) ** 2 + gji**2)
+    return np.maximum(-lmin, 0) * s[0] * s[1]
+
+
+def _fascia_split(
+    mass: np.ndarray,
+    u: np.ndarray,
+    width: float,
+    fatness: np.ndarray,
+    p: AutoSeedParams,
+    spacing: tuple[float, float],
+) -> float | None:
+    """Lateral distance (mm) of the multifidus | erector fascia, or None when no fat line stands out.
+
+    Profile across the mass of the share of voxels on fat lines (4 mm column bands); the fascia is the
+    most medial local peak between ``fascia_search_mm[0]`` and half the mass's width (the multifidus is
+    the medial-most back muscle; further lateral peaks are the longissimus | iliocostalis fascia).
+    """
+    lines = mass & (_ridge(fatness, p.fascia_sigma_mm, spacing) >= p.fascia_ridge)
+    step = 2.0  # mm
+    edges = np.arange(p.fascia_search_mm[0], p.fascia_search_mm[1] * width + step, step)
+    if edges.size < 3:
+        return None
+    frac = np.zeros(edges.size)
+    for n, lo in enumerate(edges):
+        band = mass & (u >= lo - step) & (u < lo + step)
+        frac[n] = float((lines & band).sum()) / max(1, int(band.sum()))
+    for n in range(edges.size):
+        window = frac[max(0, n - 2) : n + 3]
+        if frac[n] >= p.fascia_min_fraction and frac[n] >= window.max():
+            return float(edges[n])
+    return None
+
+
+def _climb(
+    region: np.ndarray, ji: tuple[int, int], depth: float, radius_mm: float, spacing: tuple[float, float]
+) -> tuple[tuple[int, int], float]:
+    """Move a point to the most interior voxel of its compartment of ``region`` within ``radius_mm``."""
+    lab, _n = ndi.label(region)
+    v = lab[ji]
+    if v == 0:
+        return ji, depth
+    sy, sx = spacing
+    jj, ii = np.mgrid[0 : region.shape[0], 0 : region.shape[1]]
+    near = np.hypot((jj - ji[0]) * sy, (ii - ji[1]) * sx) <= radius_mm
+    comp = lab == v
+    dt = _edt(comp, spacing)
+    score = np.where(comp & near, dt, -1.0)
+    j, i = np.unravel_index(int(np.argmax(score)), score.shape)
+    return (int(j), int(i)), float(dt[j, i])
 
 
 def _seed_points(m: TissueMaps, a: SliceAnatomy, names: Sequence[str], p: AutoSeedParams) -> dict[str, tuple]:
@@ -108,13 +173,24 @@ def _seed_points(m: TissueMaps, a: SliceAnatomy, names: Sequence[str], p: AutoSe
         if not back.any():
             continue
         width = float(np.percentile(u[back], 98))
-        mf_zone = mass & (u <= p.mf_band[1] * width)
-        es_zone = mass & (u >= p.es_band[0] * width) & (u <= p.es_band[1] * width)
+        split = _fascia_split(mass, u, width, m.fatness[a.k], p, m.spacing)
+        if split is not None:  # the multifidus | erector fascia was seen: one compartment each
+            mf_zone = mass & (u <= max(split - p.fascia_margin_mm, p.mf_band[1] * width))
+            es_zone = mass & (u >= split + p.fascia_margin_mm) & (u <= p.es_band[1] * width)
+        else:
+            mf_zone = mass & (u <= p.mf_band[1] * width)
+            es_zone = mass & (u >= p.es_band[0] * width) & (u <= p.es_band[1] * width)
+        a.info.setdefault("split", {})[side] = split
+        # fascia (thin bright fat lines: multifidus | longissimus | iliocostalis) split the mass into
+        # compartments; each point climbs to the most interior voxel of its own compartment nearby
+        fine = mass & (_ridge(m.fatness[a.k], p.fascia_sigma_mm, m.spacing) < p.fascia_ridge)
         for muscle, zone in (("multifidus", mf_zone), ("erector_spinae", es_zone)):
             name = f"{muscle}_{side}"
             if name in names:
                 ji, depth = _interior(zone, m.spacing)
                 if ji is not None:
+                    if p.fascia_climb:
+                        ji, depth = _climb(fine, ji, depth, p.local_radius_mm, m.spacing)
                     out[name] = (*ji, depth)
         if a.canal is None:
             continue
@@ -133,7 +209,7 @@ def _seed_points(m: TissueMaps, a: SliceAnatomy, names: Sequence[str], p: AutoSe
                 jc - p.psoas_expected_mm[0] / sy,
                 a.midline + (1 if side == "left" else -1) * p.psoas_expected_mm[1] / sx,
             )
-            pick = _best_component(others & box, expect, m.spacing)
+            pick = _best_component(others & box, expect, m.spacing, p.psoas_min_depth_mm)
             if pick is not None:
                 ji, depth = _interior(pick, m.spacing)
                 out[f"psoas_{side}"] = (*ji, depth)
@@ -157,18 +233,21 @@ def _seed_points(m: TissueMaps, a: SliceAnatomy, names: Sequence[str], p: AutoSe
 
 
 def _best_component(
-    mask: np.ndarray, expected_ji: tuple[float, float], spacing: tuple[float, float]
+    mask: np.ndarray,
+    expected_ji: tuple[float, float],
+    spacing: tuple[float, float],
+    min_depth_mm: float = 3.0,
 ) -> np.ndarray | None:
     """The region of ``mask`` around its thickest point near ``expected_ji`` (depth × proximity, 20 mm scale)."""
     if not mask.any():
         return None
     sy, sx = spacing
-    dt = ndi.distance_transform_edt(mask, sampling=spacing)
+    dt = _edt(mask, spacing)
     jj, ii = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
     d = np.hypot((jj - expected_ji[0]) * sy, (ii - expected_ji[1]) * sx)
     score = np.minimum(dt, 10.0) * np.exp(-d / 15.0)  # thicker than 20 mm gets no bonus: proximity decides
     j, i = np.unravel_index(int(np.argmax(score)), score.shape)
-    if dt[j, i] < 3.0:
+    if dt[j, i] < min_depth_mm:
         return None
     # the local region: the part of the mask within one inscribed diameter of that point
     near = np.hypot((jj - j) * sy, (ii - i) * sx) <= 2.0 * dt[j, i]
