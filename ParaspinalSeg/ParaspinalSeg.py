@@ -33,6 +33,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from ParaspinalLBPSlicer import mrml
+
 # Re-exported: the other modules call ParaspinalSeg.ensureRequirements; Slicer calls registerSampleData.
 from ParaspinalLBPSlicer.requirements import PYTHON_REQUIREMENTS as PYTHON_REQUIREMENTS
 from ParaspinalLBPSlicer.requirements import ensureRequirements as ensureRequirements
@@ -122,6 +124,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.placeSeedButton.connect("clicked(bool)", self.onPlaceSeed)
+        self.ui.proposeSeedsButton.connect("clicked(bool)", self.onProposeSeeds)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.measureButton.connect("clicked(bool)", self.onMeasure)
         self.initializeParameterNode()
@@ -166,6 +169,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.enabled = bool(hasImage and p.seeds)
         self.ui.measureButton.enabled = bool(hasImage and p.segmentation)
         self.ui.placeSeedButton.enabled = hasImage
+        self.ui.proposeSeedsButton.enabled = hasImage
 
     def onPlaceSeed(self) -> None:
         """Start placing one seed named after the chosen structure (one click per muscle per level)."""
@@ -175,6 +179,17 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.seeds.SetControlPointLabelFormat(p.structure)
         slicer.modules.markups.logic().SetActiveList(p.seeds)
         slicer.modules.markups.logic().StartPlaceMode(False)
+
+    def onProposeSeeds(self) -> None:
+        """Fill the seed list from the image (auto-initialisation); the user then drags what is off."""
+        with slicer.util.tryWithErrorDisplay(_("Seed proposal failed."), waitCursor=True):
+            p = self._parameterNode
+            p.seeds = self.logic.proposeSeeds(
+                p.inputVolume, p.fatVolume, p.waterVolume, p.levels, p.seeds, assumeSameGrid=p.assumeSameGrid
+            )
+            missing = p.seeds.GetAttribute("ParaspinalLBP.missingSeeds")
+            if missing:
+                slicer.util.showStatusMessage(_("Place by hand: ") + missing, 8000)
 
     def onSegment(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
@@ -221,38 +236,11 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
 
     # -- conversions -------------------------------------------------------------------------
 
-    @staticmethod
-    def volumeToImage(volumeNode):
-        """SimpleITK image (LPS) of a scalar/label volume node; its parent transform must be hardened."""
-        if volumeNode is None or volumeNode.GetImageData() is None:
-            raise ValueError("no volume selected (or the volume has no image data)")
-        if volumeNode.GetParentTransformNode() is not None:
-            raise ValueError(f"volume '{volumeNode.GetName()}' is under a transform; harden it first")
-        directions = np.zeros((3, 3))
-        volumeNode.GetIJKToRASDirections(directions)
-        return geometry.image_from_parts(
-            slicer.util.arrayFromVolume(volumeNode).copy(),
-            np.array(volumeNode.GetSpacing()),
-            np.array(volumeNode.GetOrigin()),
-            directions,
-        )
-
-    @staticmethod
-    def imageToVolume(image, volumeNode=None, name="Volume", labelmap=False):
-        """Create or update a volume node from a SimpleITK image."""
-        import SimpleITK as sitk
-
-        cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
-        if volumeNode is None:
-            volumeNode = slicer.mrmlScene.AddNewNodeByClass(cls, name)
-        m = geometry.ijk_to_ras(image)
-        mat = vtk.vtkMatrix4x4()
-        for r in range(4):
-            for c in range(4):
-                mat.SetElement(r, c, m[r, c])
-        volumeNode.SetIJKToRASMatrix(mat)
-        slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image))
-        return volumeNode
+    # MRML ⇄ SimpleITK / LPS points (ParaspinalLBPSlicer.mrml; the other modules use them too).
+    volumeToImage = staticmethod(mrml.volumeToImage)
+    imageToVolume = staticmethod(mrml.imageToVolume)
+    markupsToPoints = staticmethod(mrml.markupsToPoints)
+    pointsToMarkups = staticmethod(mrml.pointsToMarkups)
 
     def segmentationToLabels(self, segmentationNode, referenceVolume):
         """Label map (SimpleITK) of all segments on the reference grid, and {value: canonical name}."""
@@ -280,7 +268,10 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             labels.CopyInformation(reference)
         finally:
             slicer.mrmlScene.RemoveNode(labelNode)
-        names = {i + 1: structures.canonical_name(segmentation.GetSegment(sid).GetName()) for i, sid in enumerate(ids)}
+        names = {
+            i + 1: structures.canonical_name(segmentation.GetSegment(sid).GetName())
+            for i, sid in enumerate(ids)
+        }
         return labels, names
 
     def labelsToSegmentation(
@@ -323,7 +314,9 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         """Slice ranges {level: (k0, k1)} from vertebral-level landmarks (labels L1..L5) on ``image``."""
         if levelsNode is None:
             return None
-        return levels.levels_from_landmarks(cls.markupsToPoints(levelsNode), image, source=levelsNode.GetName())
+        return levels.levels_from_landmarks(
+            cls.markupsToPoints(levelsNode), image, source=levelsNode.GetName()
+        )
 
     #: DataFrame → table node (numbers as doubles); the other modules use it too.
     dataFrameToTable = staticmethod(dataFrameToTable)
@@ -383,24 +376,6 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         logging.info("ParaspinalSeg: measured %d structures into %s", len(names), tableNode.GetName())
         return tableNode
 
-    @staticmethod
-    def markupsToPoints(markupsNode):
-        """Control points of a markups node as LPS MarkupPoints (label, position, description)."""
-        from ParaspinalSegLib.markups import MarkupPoint
-
-        points = []
-        for i in range(markupsNode.GetNumberOfControlPoints()):
-            ras = [0.0, 0.0, 0.0]
-            markupsNode.GetNthControlPointPositionWorld(i, ras)
-            points.append(
-                MarkupPoint(
-                    markupsNode.GetNthControlPointLabel(i),
-                    np.array([-ras[0], -ras[1], ras[2]]),
-                    markupsNode.GetNthControlPointDescription(i),
-                )
-            )
-        return points
-
     def segment(
         self,
         seedsNode,
@@ -448,6 +423,35 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         segmentationNode.SetAttribute("ParaspinalLBP.levels", json.dumps(result.levels))
         return segmentationNode
 
+    def proposeSeeds(
+        self,
+        inputVolume=None,
+        fatVolume=None,
+        waterVolume=None,
+        levelsNode=None,
+        seedsNode=None,
+        structures=None,
+        assumeSameGrid: bool = False,
+    ):
+        """Auto-initialisation: one proposed seed per muscle per level (ParaspinalSegLib.autoseed) into a
+        point list the user corrects; muscles not found are listed in its ``ParaspinalLBP.missingSeeds``."""
+        from ParaspinalSegLib import autoseed
+
+        _, source = self._source(inputVolume, fatVolume, waterVolume)
+        proposal = autoseed.propose_seeds(
+            source,
+            structures=structures,
+            levels=self.markupsToPoints(levelsNode) if levelsNode is not None else None,
+            assume_same_grid=assumeSameGrid,
+            allow_missing=True,
+        )
+        seedsNode = self.pointsToMarkups(proposal.points, seedsNode, "Seeds (proposed)")
+        missing = [f"{m['structure']} ({m['level']})" for m in proposal.info["missing"]]
+        seedsNode.SetAttribute("ParaspinalLBP.missingSeeds", ", ".join(missing))
+        if missing:
+            logging.warning("ParaspinalSeg: no seed proposed for %s: place them by hand", ", ".join(missing))
+        return seedsNode
+
     def _source(self, inputVolume, fatVolume, waterVolume):
         """(reference volume node, Lib input): a Dixon {water, fat} dict (fat grid) or one image."""
         if fatVolume is not None and waterVolume is not None:
@@ -456,18 +460,6 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         if inputVolume is not None:
             return inputVolume, self.volumeToImage(inputVolume)
         raise ValueError("select a T1/T2-weighted image, or a Dixon water + fat pair")
-
-    @staticmethod
-    def pointsToMarkups(points, markupsNode=None, name="Seeds"):
-        """Write LPS MarkupPoints (label, position, description) into a point-list node (replacing its points)."""
-        if markupsNode is None:
-            markupsNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
-        markupsNode.RemoveAllControlPoints()
-        for point in points:
-            x, y, z = (float(c) for c in point.position_lps)
-            index = markupsNode.AddControlPointWorld(vtk.vtkVector3d(-x, -y, z), point.label)
-            markupsNode.SetNthControlPointDescription(index, point.description)
-        return markupsNode
 
     @staticmethod
     def _canonicalValues(labels, names):

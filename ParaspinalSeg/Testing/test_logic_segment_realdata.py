@@ -91,3 +91,51 @@ def test_logic_segment_tum01(slicer_scene, slicer_module) -> None:
     assert (whole["fat_method"] == "dixon").all()
     ff = whole["fat_fraction_pct"].astype(float)
     assert ff.between(5, 25).all(), ff.to_dict()  # methods note: 12–16 % inside the manual labels
+
+
+def test_logic_propose_seeds_then_segment_tum01(slicer_scene, slicer_module) -> None:
+    """Auto-initialisation through the Logic: proposed seeds (a markups node) land in the right manual
+    muscle, and segmenting from them without any correction gives a usable first result."""
+    d = "data/myosegmentum_tum01/"
+    slicer = slicer_scene
+    logic = slicer_module("ParaspinalSeg").ParaspinalSegLogic()
+    water_node = slicer.util.loadVolume(str(shared_path(d + "water.nii.gz")), {"name": "water"})
+    fat_node = slicer.util.loadVolume(str(shared_path(d + "fat.nii.gz")), {"name": "fat"})
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(shared_path(d + "labels.nii.gz"))))
+    fat_img = logic.volumeToImage(fat_node)
+    # Level landmarks at the middle of 4 equal slabs (the validation's 4 levels over 29 slices).
+    landmarks = [
+        MarkupPoint(f"L{n + 2}", np.array(fat_img.TransformIndexToPhysicalPoint((0, 0, int(s[len(s) // 2])))))
+        for n, s in enumerate(np.array_split(np.arange(truth.shape[0]), 4))
+    ]
+    levels_node = logic.pointsToMarkups(landmarks, name="levels")
+    names = list(TUM01_LABEL_NAMES.values())
+    seeds = logic.proposeSeeds(
+        fatVolume=fat_node,
+        waterVolume=water_node,
+        levelsNode=levels_node,
+        structures=names,
+        assumeSameGrid=True,
+    )
+    assert seeds.GetAttribute("ParaspinalLBP.missingSeeds") == ""
+    points = logic.markupsToPoints(seeds)
+    assert sorted((p.label, p.description) for p in points) == sorted(
+        (n, f"L{k}") for n in names for k in range(2, 6)
+    )
+    value_of = {n: v for v, n in TUM01_LABEL_NAMES.items()}
+    for p in points:
+        i, j, k = (round(c) for c in fat_img.TransformPhysicalPointToContinuousIndex(p.position_lps.tolist()))
+        assert truth[k, j, i] == value_of[p.label], (p.label, p.description)
+
+    seg = logic.segment(
+        seeds, fatVolume=fat_node, waterVolume=water_node, levelsNode=levels_node, assumeSameGrid=True
+    )
+    got, got_names = logic.segmentationToLabels(seg, fat_node)
+    got = sitk.GetArrayFromImage(got)
+    for value, name in got_names.items():
+        manual = truth == value_of[name]
+        dice = 2 * ((got == value) & manual).sum() / ((got == value).sum() + manual.sum())
+        # Measured at this commit: ES R/L 0.699/0.810, MF R/L 0.622/0.552 from the proposed seeds vs
+        # 0.869/0.888, 0.832/0.852 from the reference clicks: the proposals sit inside the right muscle but
+        # off its centre, and the segmenter is still sensitive to where a seed sits (#4 seed robustness).
+        assert dice > 0.50, f"{name}: Dice from proposed seeds {dice:.3f}"
