@@ -80,9 +80,7 @@ class SegmentParams:
     rim_max_ff: float = 0.6
     open_radius_px: float = 1.0
     close_radius_px: int = 0
-    extent_scale: float = (
-        1.0  # × priors.DEFAULT_EXTENT_MM (how far a muscle reaches from its clicks); 0 = off
-    )
+    extent_scale: float = 1.0  # × priors.DEFAULT_EXTENT_MM (a muscle's reach from its clicks); 0 = off
 
 
 @dataclass

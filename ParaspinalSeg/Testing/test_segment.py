@@ -12,7 +12,7 @@ import synthetic_dixon as sd
 from ParaspinalSegLib import io as segio
 from ParaspinalSegLib.levels import levels_from_landmarks, ranges_from_centres
 from ParaspinalSegLib.markups import MarkupPoint, read_points, write_points
-from ParaspinalSegLib.segment import segment
+from ParaspinalSegLib.segment import SegmentParams, segment
 from ParaspinalSegLib.structures import BY_NAME
 
 
@@ -187,3 +187,28 @@ def test_labels_json_and_points_roundtrip(case, tmp_path) -> None:
     )
     back = read_points(tmp_path / "s.mrk.json")
     np.testing.assert_allclose(back[0].position_lps, pts[0].position_lps, atol=1e-5)
+
+
+def test_reach_prior_stops_a_leak_into_similar_tissue() -> None:
+    """A muscle joined by a neck to a long band of the same signal (bowel next to psoas on T1) stays near its click."""
+    rng = np.random.default_rng(3)
+    k, nj, ni = 4, 160, 220
+    jj, ii = np.mgrid[0:nj, 0:ni]
+    img = np.full((nj, ni), 3.0)  # fat-bright T1: fat 3, muscle 1
+    r = np.hypot(jj - 80, ii - 50)
+    disc = r <= 15
+    img[(r > 15) & (r <= 17)] = 3.0
+    img[disc] = 1.0
+    band = (np.abs(jj - 80) <= 8) & (ii >= 66)
+    img[band | ((np.abs(jj - 80) <= 2) & (ii >= 60) & (ii < 70))] = 1.0  # neck through the fat ring
+    vol = np.repeat(img[None], k, axis=0) + rng.normal(0, 0.05, (k, nj, ni))
+    image = sitk.GetImageFromArray(vol.astype(np.float32))
+    image.SetSpacing((1.0, 1.0, 4.0))
+    seed = [MarkupPoint("psoas_left", np.array(image.TransformIndexToPhysicalPoint((50, 80, 2))), "L3")]
+    truth = np.repeat(disc[None], k, axis=0)
+    leaky = sitk.GetArrayFromImage(segment(image, seed, params=SegmentParams(extent_scale=0)).labels) > 0
+    bounded = sitk.GetArrayFromImage(segment(image, seed).labels) > 0
+    assert leaky.sum() > 1.5 * truth.sum()  # without the prior the band is taken (up to the ±45 mm ROI)
+    assert dice(bounded, truth) > 0.85, dice(bounded, truth)
+    far = np.hypot(jj - 80, ii - 50) > 45  # psoas cap (priors.DEFAULT_EXTENT_MM)
+    assert not bounded[:, far].any()

@@ -16,27 +16,49 @@ from scipy import ndimage as ndi
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.segment import segment
-from ParaspinalSegLib.structures import BY_NAME, TUM01_LABEL_NAMES
+from ParaspinalSegLib.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 pytestmark = pytest.mark.realdata
 
-# Measured (this commit): ES right/left 0.847/0.835, MF right/left 0.832/0.852 (targets 0.92/0.90: not met).
+# Measured (commit of the reach prior, 2026-11-25): ES right/left 0.869/0.888, MF right/left 0.832/0.852
+# (targets ES 0.92 / MF 0.90: not met; see docs/segmentation.md for where the Dice is lost).
 MIN_DICE = {
-    "erector_spinae_right": 0.83,
-    "erector_spinae_left": 0.82,
+    "erector_spinae_right": 0.86,
+    "erector_spinae_left": 0.88,
     "multifidus_right": 0.82,
     "multifidus_left": 0.84,
 }
+# MuscleMap sub0001 (T1-like, labels probably a model's output), same seeding rule: measured MF 0.770/0.782,
+# ES 0.755/0.821, psoas 0.569/0.519, QL 0.487/0.464 (R/L); psoas/QL were 0.11–0.23 before the reach prior.
+MIN_DICE_MUSCLEMAP = {
+    "multifidus_right": 0.76,
+    "multifidus_left": 0.77,
+    "erector_spinae_right": 0.74,
+    "erector_spinae_left": 0.81,
+    "psoas_right": 0.55,
+    "psoas_left": 0.50,
+    "quadratus_lumborum_right": 0.47,
+    "quadratus_lumborum_left": 0.45,
+}
 
 
-def tum01_seeds(truth: np.ndarray, ref: sitk.Image, shift_mm: float = 0.0, rng=None) -> list[MarkupPoint]:
+def tum01_seeds(
+    truth: np.ndarray,
+    ref: sitk.Image,
+    shift_mm: float = 0.0,
+    rng=None,
+    names: dict[int, str] = TUM01_LABEL_NAMES,
+    first_level: int = 2,
+) -> list[MarkupPoint]:
     """One interior point per muscle per level; optionally moved up to ``shift_mm`` in-plane, staying inside."""
     pts = []
     sx, sy = ref.GetSpacing()[:2]
     for li, slab in enumerate(np.array_split(np.arange(truth.shape[0]), 4)):
         k = int(slab[len(slab) // 2])
-        for v, name in TUM01_LABEL_NAMES.items():
+        for v, name in names.items():
             m = truth[k] == v
+            if not m.any():  # a structure absent from this slab's middle slice gets no click there
+                continue
             dt = ndi.distance_transform_edt(m)
             j, i = np.unravel_index(np.argmax(dt), dt.shape)
             if shift_mm:
@@ -46,7 +68,7 @@ def tum01_seeds(truth: np.ndarray, ref: sitk.Image, shift_mm: float = 0.0, rng=N
                 pick = ok[rng.integers(ok.size)]
                 j, i = jj[pick], ii[pick]
             xyz = ref.TransformIndexToPhysicalPoint((int(i), int(j), k))
-            pts.append(MarkupPoint(name, np.array(xyz), f"L{li + 2}"))
+            pts.append(MarkupPoint(name, np.array(xyz), f"L{li + first_level}"))
     return pts
 
 
@@ -60,9 +82,11 @@ def tum01():
     return water, fat, labels, truth
 
 
-def dice_per_structure(out: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def dice_per_structure(
+    out: np.ndarray, truth: np.ndarray, names: dict[int, str] = TUM01_LABEL_NAMES
+) -> dict[str, float]:
     res = {}
-    for v, name in TUM01_LABEL_NAMES.items():
+    for v, name in names.items():
         a, b = out == BY_NAME[name].value, truth == v
         res[name] = 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
     return res
@@ -88,6 +112,37 @@ def test_tum01_dice_vs_manual(result, tum01) -> None:
         assert value >= MIN_DICE[name], (name, round(value, 4))
     assert result.levels == {"L2": (0, 7), "L3": (8, 14), "L4": (15, 21), "L5": (22, 28)}
     assert any("water image grid differs" in n for n in result.info["notes"])
+
+
+def test_manual_boundary_sensitivity(tum01) -> None:
+    """How much Dice one voxel of boundary disagreement costs on these masks (an inter-rater proxy).
+
+    Measured: dilating a manual label by one voxel in-plane (into unlabelled voxels) gives Dice
+    0.954–0.965, eroding it 0.923–0.953 (multifidus lowest): a rater whose outline sits one voxel
+    inside or outside loses 0.04–0.08 Dice on multifidus, so 0.90 is near the reproducibility of the mask.
+    """
+    truth = tum01[3]
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    for v, name in TUM01_LABEL_NAMES.items():
+        m = truth == v
+        dil = ndi.binary_dilation(m, st) & ((truth == 0) | m)
+        ero = ndi.binary_erosion(m, st)
+        d_dil = 2 * (dil & m).sum() / (dil.sum() + m.sum())
+        d_ero = 2 * (ero & m).sum() / (ero.sum() + m.sum())
+        lo = 0.91 if name.startswith("multifidus") else 0.94
+        assert lo < d_ero < 0.97 and 0.94 < d_dil < 0.975, (name, round(d_dil, 3), round(d_ero, 3))
+
+
+def test_musclemap_dice_all_eight_muscles() -> None:
+    """T1-like MuscleMap case, all 8 muscles: psoas and QL no longer grow through the abdomen."""
+    img = sitk.ReadImage(str(shared_path("data/musclemap_sub0001/image.nii.gz")))
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(shared_path("data/musclemap_sub0001/labels.nii.gz"))))
+    seeds = tum01_seeds(lab, img, names=MUSCLEMAP_LABEL_NAMES, first_level=1)
+    r = segment(img, seeds)
+    dice = dice_per_structure(sitk.GetArrayFromImage(r.labels), lab, MUSCLEMAP_LABEL_NAMES)
+    for name, value in dice.items():
+        assert value >= MIN_DICE_MUSCLEMAP[name], (name, round(value, 4))
 
 
 def test_tum01_fat_fraction_within_1pp_of_manual(result, tum01) -> None:
