@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -35,7 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from LBPRiskModelLib import explain
+from LBPRiskModelLib import explain, fastpath
+
+_LOG = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = 1
 MANIFEST = "MANIFEST.sha256"
@@ -390,6 +393,43 @@ class Bundle:
         self._bg_mean = np.asarray(self.explain_info["background_mean"], dtype=float)
         self._bg = self._bg_mean[None, :] if self.family == "logistic_regression" else self._bg_sample
         self._fields_order = [f.name for f in self.schema]
+        self._fast = self._compile_fast_path()
+
+    def _compile_fast_path(self) -> fastpath.FastPath | None:
+        """The numpy one-row path, only if it equals the scikit-learn path on probe rows (else None)."""
+        try:
+            fast = fastpath.compile_fast_path(self.pipeline, self.ci_models, self.input_columns)
+            probes = fastpath.probe_records(self.schema, self.input_columns)
+            diff = fastpath.max_difference(fast, self._reference_parts, probes)
+        except (
+            fastpath.UnsupportedError,
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+            AttributeError,
+        ) as exc:
+            _LOG.info("%s: numpy fast path not used (%s: %s)", self.path, type(exc).__name__, exc)
+            return None
+        if not diff <= fastpath.TOLERANCE:
+            _LOG.warning("%s: numpy fast path differs from scikit-learn by %.3g; not used", self.path, diff)
+            return None
+        return fast
+
+    def _reference_parts(self, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Model space, risk and bootstrap risks (n, k) through the fitted scikit-learn objects."""
+        Z = self._model_space(self._frame(rows))
+        model = self.pipeline.steps[-1][1]
+        boot = [explain.fast_proba(m, Z) for m in self.ci_models]
+        return Z, explain.fast_proba(model, Z), np.column_stack(boot) if boot else np.zeros((len(Z), 0))
+
+    def _parts(self, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_reference_parts`, computed by the verified numpy fast path when there is one."""
+        if self._fast is None:
+            return self._reference_parts(rows)
+        Z = self._fast.model_space(rows)
+        risk, boot = self._fast.probabilities(Z)
+        return Z, risk, boot
 
     @property
     def model_card_path(self) -> Path:
@@ -430,7 +470,9 @@ class Bundle:
             if not math.isfinite(v):
                 errors[f.name] = "must be a finite number"
             elif (f.hard_min is not None and v < f.hard_min) or (f.hard_max is not None and v > f.hard_max):
-                errors[f.name] = f"outside the valid range {_range(f.hard_min, f.hard_max, 'g')} {f.unit}".rstrip()
+                errors[f.name] = (
+                    f"outside the valid range {_range(f.hard_min, f.hard_max, 'g')} {f.unit}".rstrip()
+                )
             elif (f.min is not None and v < f.min) or (f.max is not None and v > f.max):
                 msg = f"outside the training range {_range(f.min, f.max, '.4g')} {f.unit}".rstrip()
                 if f.out_of_range == "error":
@@ -478,24 +520,20 @@ class Bundle:
         res = self.validate(record)
         if res.errors:
             raise ValueError("; ".join(f"{k}: {v}" for k, v in res.errors.items()))
-        X = self._frame([res.values])
-        Z = self._model_space(X)
-        risk = float(explain.fast_proba(self.pipeline.steps[-1][1], Z)[0])
-        boot = (
-            np.array([explain.fast_proba(m, Z)[0] for m in self.ci_models])
-            if self.ci_models
-            else np.array([risk])
-        )
+        Z, risks, boots = self._parts([res.values])
+        risk = float(risks[0])
+        boot = boots[0] if boots.shape[1] else np.array([risk])
         contrib, base = self._explain(Z)
         items = [
             (f, res.values.get(f), float(c)) for f, c in zip(self._fields_order, contrib[0], strict=True)
         ]
         items.sort(key=lambda t: -abs(t[2]))
         k = int(self.metadata.get("n_top_features", 5))
+        lo, hi = fastpath.percentiles(boot, (2.5, 97.5))  # == np.percentile, bit for bit (tested)
         return Prediction(
             risk=risk,
-            ci_low=float(min(np.percentile(boot, 2.5), risk)),
-            ci_high=float(max(np.percentile(boot, 97.5), risk)),
+            ci_low=float(min(lo, risk)),
+            ci_high=float(max(hi, risk)),
             risk_group=self.risk_group(risk),
             contributions=items,
             top_features=[t[0] for t in items[:k]],
