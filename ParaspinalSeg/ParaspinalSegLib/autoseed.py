@@ -128,9 +128,9 @@ def _fascia_split(
     for n, lo in enumerate(edges):
         band = mass & (u >= lo - step) & (u < lo + step)
         frac[n] = float((lines & band).sum()) / max(1, int(band.sum()))
-    for n in range(edges.size):
+    for n in range(1, edges.size):  # an interior peak: rising into it from the medial side
         window = frac[max(0, n - 2) : n + 3]
-        if frac[n] >= p.fascia_min_fraction and frac[n] >= window.max():
+        if frac[n] >= p.fascia_min_fraction and frac[n] >= window.max() and frac[n] > frac[n - 1] + 0.02:
             return float(edges[n])
     return None
 
