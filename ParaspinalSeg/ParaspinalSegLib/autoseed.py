@@ -206,8 +206,8 @@ def _seed_points(m: TissueMaps, a: SliceAnatomy, names: Sequence[str], p: AutoSe
                 & (depth_front <= p.psoas_depth_mm[1])
             )
             expect = (
-                jc - p.psoas_expected_mm[0] / sy,
-                a.midline + (1 if side == "left" else -1) * p.psoas_expected_mm[1] / sx,
+                jc - p.psoas_expected[0] * width / sy,
+                a.midline + (1 if side == "left" else -1) * p.psoas_expected[1] * width / sx,
             )
             pick = _best_component(others & box, expect, m.spacing, p.psoas_min_depth_mm)
             if pick is not None:
@@ -237,6 +237,8 @@ def _best_component(
     expected_ji: tuple[float, float],
     spacing: tuple[float, float],
     min_depth_mm: float = 3.0,
+    depth_cap_mm: float = 10.0,
+    distance_scale_mm: float = 15.0,
 ) -> np.ndarray | None:
     """The region of ``mask`` around its thickest point near ``expected_ji`` (depth × proximity, 20 mm scale)."""
     if not mask.any():
@@ -245,7 +247,9 @@ def _best_component(
     dt = _edt(mask, spacing)
     jj, ii = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
     d = np.hypot((jj - expected_ji[0]) * sy, (ii - expected_ji[1]) * sx)
-    score = np.minimum(dt, 10.0) * np.exp(-d / 15.0)  # thicker than 20 mm gets no bonus: proximity decides
+    score = np.minimum(dt, depth_cap_mm) * np.exp(
+        -d / distance_scale_mm
+    )  # beyond a muscle's thickness: proximity decides
     j, i = np.unravel_index(int(np.argmax(score)), score.shape)
     if dt[j, i] < min_depth_mm:
         return None

@@ -40,7 +40,9 @@ class AutoSeedParams:
     es_band: tuple[float, float] = (0.55, 1.0)
     psoas_offset_mm: tuple[float, float] = (20.0, 85.0)
     psoas_depth_mm: tuple[float, float] = (10.0, 75.0)  # in front of the canal centre
-    psoas_expected_mm: tuple[float, float] = (32.0, 40.0)  # typical centre: in front of the canal, lateral
+    # typical psoas centre in front of the canal / beside the midline, as a fraction of the back muscles'
+    # lateral extent (body size): measured 0.35–0.6 / 0.4–0.65 on the phantom and MuscleMap
+    psoas_expected: tuple[float, float] = (0.4, 0.5)
     psoas_min_depth_mm: float = 4.0  # inscribed radius: even at L1 the psoas is ≥ ~10 mm across
     ql_depth_mm: tuple[float, float] = (-15.0, 35.0)
     local_radius_mm: float = 12.0
@@ -270,7 +272,7 @@ def slice_anatomy(m: TissueMaps, k: int, p: AutoSeedParams) -> SliceAnatomy:
     if canal is not None:
         behind = (np.arange(lean.shape[0]) >= canal[0])[:, None]
         if m.dixon:  # F/(F+W) already tells fat streaks from fascia: keep the muscle-signal regions
-            masses = {side: _largest(mass & behind) for side, mass in masses.items()}
+            masses = {side: mass & behind for side, mass in masses.items()}
         else:
             masses = _back_regions(closed & shell & behind, entry, c, p, m.spacing)
             masses = {side: _largest(mass) for side, mass in masses.items()}
