@@ -1,11 +1,11 @@
 """segment() + measure_labels() on the digital phantom (ground truth): Dice, CSA and FF errors per structure × level.
 
-Measured at this commit (make_phantom(seed=0), all 8 muscles, one click per muscle per level, level
-landmarks): the thresholds below are those numbers plus a small margin; the issue's targets (CSA ≤ 5 %,
-FF ≤ 2 pp for every structure × level) are met by the erector spinae and most psoas/QL levels but not by
-the smallest multifidus levels (CSA up to −17 %) nor at the lowest true FF (psoas L1, 5 %: the
-magnitude-Dixon noise floor adds up to 4.4 pp). See docs/segmentation.md.
-"""
+Measured (make_phantom(seed=0), all 8 muscles, one click per muscle per level, level landmarks; same
+numbers with and without the reach prior): Dice MF 0.970–0.974, ES 0.956–0.966, psoas 0.990–0.991,
+QL 0.972–0.973; |CSA error| median 2.56 %, max 9.40 % (erector right L1; all errors negative: the outer
+partial-volume ring), 31/40 structure × level within the issue's 5 %; |FF error| median 1.72 pp, max
+3.97 pp (lowest true FF: the magnitude-Dixon noise floor). Thresholds = those numbers plus a small
+margin. See docs/segmentation.md."""
 
 from __future__ import annotations
 
@@ -68,18 +68,19 @@ def test_phantom_levels_from_landmarks_match_truth(evaluation) -> None:
 def test_phantom_dice(evaluation) -> None:
     _, dice, _, _ = evaluation
     for name, value in dice.items():
-        floor = 0.93 if name.startswith("multifidus") else 0.95
+        floor = 0.96 if name.startswith(("multifidus", "psoas", "quadratus")) else 0.95
         assert value >= floor, (name, round(float(value), 3))
 
 
 def test_phantom_csa_and_ff_errors(evaluation) -> None:
     _, _, err, _ = evaluation
     assert len(err) == 8 * 5
-    assert err.csa_err_pct.abs().median() < 6.0
-    assert err.csa_err_pct.abs().max() < 20.0
-    assert err.ff_err_pp.abs().median() < 2.0  # measured 1.65
-    assert err.ff_err_pp.abs().max() < 5.0
-    # erector spinae (the largest muscles): measured |CSA error| ≤ 8.7 %, |FF error| ≤ 1.06 pp
+    assert err.csa_err_pct.abs().median() < 3.5  # measured 2.56
+    assert err.csa_err_pct.abs().max() < 11.0  # measured 9.40
+    assert (err.csa_err_pct.abs() <= 5.0).sum() >= 29  # measured 31 of 40
+    assert err.ff_err_pp.abs().median() < 2.0  # measured 1.72
+    assert err.ff_err_pp.abs().max() < 4.5  # measured 3.97
+    # erector spinae (the largest muscles): measured |CSA error| ≤ 9.40 %, |FF error| ≤ 1.36 pp
     es = err[err.structure.str.startswith("erector")]
     assert (es.csa_err_pct.abs() < 10.0).all(), es.round(2).to_dict("records")
     assert (es.ff_err_pp.abs() < 1.5).all(), es.round(2).to_dict("records")
