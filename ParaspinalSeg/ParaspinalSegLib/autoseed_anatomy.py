@@ -39,7 +39,7 @@ class AutoSeedParams:
     behind_canal_mm: float = 8.0
     es_band: tuple[float, float] = (0.55, 1.0)
     psoas_offset_mm: tuple[float, float] = (20.0, 85.0)
-    psoas_depth_mm: tuple[float, float] = (10.0, 75.0)  # in front of the canal centre
+    psoas_depth_mm: tuple[float, float] = (15.0, 75.0)  # in front of the canal centre
     # typical psoas centre in front of the canal / beside the midline, as a fraction of the back muscles'
     # lateral extent (body size): measured 0.35–0.6 / 0.4–0.65 on the phantom and MuscleMap
     psoas_expected: tuple[float, float] = (0.4, 0.5)
@@ -365,6 +365,7 @@ def _canal(m: TissueMaps, k: int, c: float, front: float, p: AutoSeedParams) -> 
     i1 = min(img.shape[1] - 1, round(c + 4.0 / sx))
     if j1 <= j0 or i1 < i0:
         return None
-    win = resp[j0 : j1 + 1, i0 : i1 + 1]
-    j, i = np.unravel_index(int(np.argmax(win)), win.shape)
-    return float(j0 + j), float(i0 + i)
+    # the canal is centred on the midline: its depth from the response across ±4 mm, its column = midline
+    # (a single-voxel maximum of |DoG| on T1 sits on the ring of epidural fat, not in the centre)
+    profile = resp[j0 : j1 + 1, i0 : i1 + 1].mean(axis=1)
+    return float(j0 + int(np.argmax(profile))), float(c)
