@@ -22,6 +22,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +53,7 @@ local done_here = 0
 function response(status, headers, body)
   if status ~= 200 then print("HTTP " .. status) end
   done_here = done_here + 1
-  if done_here >= per_thread then wrk.thread:stop() end
+  if done_here == per_thread then io.stderr:write("THREAD_DONE\\n"); io.stderr:flush(); wrk.thread:stop() end
 end
 function done(summary, latency, requests)
   io.write(string.format("BENCH %d %.3f %.3f %d\\n", summary.requests, latency:percentile(50),
@@ -93,17 +94,25 @@ def run_hey(url: str, body: Path | None, clients: int, total: int, pin: str | No
 
 
 def run_wrk(url: str, body: Path | None, clients: int, total: int, pin: str | None) -> dict:
-    """Fixed-count load with wrk (2 threads, each stops after total/2 responses); wrk gives percentiles only."""
-    threads = 2
+    """Fixed-count load with wrk: each thread stops after its share, then wrk is interrupted (SIGINT
+    makes it print its statistics early); wrk reports percentiles, not per-request latencies."""
+    threads = min(2, clients)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(WRK_SCRIPT)
     env = {**os.environ, "BENCH_PER_THREAD": str(total // threads), "BENCH_BODY": str(body or "")}
-    cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", "120s", "-s", fh.name, url]
+    cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", "300s", "-s", fh.name, url]
     cmd = (["taskset", "-c", pin] if pin else []) + cmd
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    finished = 0
+    for line in proc.stderr:  # type: ignore[union-attr]
+        finished += line.startswith("THREAD_DONE")
+        if finished == threads:
+            proc.send_signal(signal.SIGINT)
+            break
+    out = proc.communicate()[0]
     os.unlink(fh.name)
-    if "HTTP " in out.replace("HTTP/", ""):
-        raise RuntimeError(f"wrk {url}: non-200 responses:\n{out[-500:]}")
+    if "HTTP " in out.replace("HTTP/", "") or "BENCH " not in out:
+        raise RuntimeError(f"wrk {url}: failed or non-200 responses:\n{out[-500:]}")
     n, p50, p99, dur = out.split("BENCH ", 1)[1].split()[:4]  # wrk reports percentiles in µs
     return {"p50": float(p50) / 1000, "p99": float(p99) / 1000, "rps": int(n) / (int(dur) / 1e6)}
 
