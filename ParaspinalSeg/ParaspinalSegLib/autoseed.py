@@ -11,19 +11,26 @@ The user then only corrects the points (Slicer markups) instead of placing all o
     proposal.canal                    # {k: (j, i)} spinal-canal centre per slice (voxel indices, fractional)
     write_proposal("seeds.mrk.json", proposal)   # contract C2, LPS
 
-Method (per seeded slice, all distances in mm so it does not depend on the grid): (1) tissue maps —
-body = inside the outermost signal (row and column fill, so a field of view that cuts the flanks
-still works); "lean" = body voxels that are not fat (Dixon: smoothed F/(F+W) < 0.45; single image:
-below the Otsu split between muscle and fat inside the body); (2) midline = the column about which
-the posterior half of the body is most mirror-symmetric; (3) each paraspinal mass = the lean
-region first met when walking forwards from the back skin 15–50 mm beside the midline; (4) canal =
-the strongest blob (CSF: bright on water/T2, dark on T1) on the midline just in front of the
-masses' medial front; vertebral body = the lean column in front of it; (5) multifidus = most
-interior point of the mass's medial band (multifidus is always the medial-most back muscle),
-erector spinae = most interior point of the lateral part of the mass beyond the multifidus' fat
-fascia, psoas = the lean region beside the vertebral body, quadratus lumborum = the lean region
-lateral to the erector's front; (6) every point is moved to the most interior voxel of its local
-lean region and checked to lie in muscle-like tissue, else an error names the structure and level.
+Method (per seeded slice; distances in mm or as fractions of the back muscles' width, so nothing
+depends on the grid or on one case): (1) tissue maps — body = inside the outermost signal (row and
+column fill; a field of view that cuts the flanks or the anterior abdomen still works); "lean" =
+body voxels that are not fat (Dixon: smoothed F/(F+W) < 0.45; single image: below the Otsu split
+between muscle and fat inside the body); (2) midline = the column about which the posterior half of
+the body is most mirror-symmetric; (3) paraspinal masses = the lean regions with back-muscle signal
+first met walking forwards from the back skin 15–50 mm beside the midline, within 60 mm of the
+back muscles' surface; (4) canal = the strongest CSF blob (Dixon: bright on water; single image:
+either sign, so T1 and T2 both work) on the midline just in front of the masses' medial front;
+the masses are then cut to what lies behind the canal (transverse processes, laminae), re-grown
+over fat streaks on single images, and thin flank tissue is removed by a 5 mm opening; (5) the
+multifidus | erector fascia is the most medial peak of fat-line (Hessian ridge) density across the
+mass; multifidus = most interior point of the medial compartment, erector spinae = of the lateral
+one (without a visible fascia: the medial 22 % / lateral 45 % of the mass); psoas = thickest lean
+region near its expected place in front of the canal and beside the midline (scaled by the back
+muscles' width), at least 4 mm thick; quadratus lumborum = same, lateral to the erector's front;
+(6) each point is checked to lie in muscle-like tissue at least 2 mm from its region's edge; if a
+structure is not found on the level's middle slice, the level's neighbouring slices are tried, then
+a ValueError names the structure and level (or, with ``allow_missing``, it is listed in
+``info["missing"]``). The vertebral body and level landmarks are not located (see the report).
 """
 
 from __future__ import annotations
