@@ -57,7 +57,37 @@ def reach_masks(
     return out
 
 
-__all__ = ["DEFAULT_EXTENT_MM", "clip_to_reach", "extent_cap_mm", "mark_unreachable", "reach_masks"]
+def midline_columns(
+    nonmuscle: np.ndarray, cols_lr: tuple[float, float], rows: tuple[int, int], search: int
+) -> np.ndarray:
+    """Per-slice midline column: the most non-muscle column between the left and right seeds."""
+    c0 = round(0.5 * (cols_lr[0] + cols_lr[1]))
+    lo, hi = max(1, c0 - search), min(nonmuscle.shape[2] - 2, c0 + search)
+    lo = max(lo, int(min(cols_lr)) + 1)
+    hi = min(hi, int(max(cols_lr)) - 1)
+    if hi < lo:
+        return np.full(nonmuscle.shape[0], c0)
+    band = nonmuscle[:, rows[0] : rows[1], lo : hi + 1].mean(axis=1)
+    band = ndi.uniform_filter1d(band, 3, axis=1)
+    # prefer the centre slightly on ties (spinous process is close to the seeds' midpoint)
+    prior = 0.05 * np.abs(np.arange(lo, hi + 1) - c0) / max(search, 1)
+    cols = lo + np.argmax(band - prior[None, :], axis=1)
+    # the spine is continuous: median over neighbouring slices removes single-slice outliers
+    if cols.size >= 3:
+        cols = ndi.median_filter(cols, size=min(5, cols.size | 1), mode="nearest")
+    return cols
+
+
+__all__ = [
+    "DEFAULT_EXTENT_MM",
+    "clip_to_reach",
+    "deepest_near",
+    "extent_cap_mm",
+    "mark_anterolateral",
+    "mark_unreachable",
+    "midline_columns",
+    "reach_masks",
+]
 
 
 def mark_unreachable(
@@ -80,3 +110,54 @@ def clip_to_reach(labels: np.ndarray, reach: Mapping[str, np.ndarray], value_of:
     for name, m in reach.items():
         v = value_of[name]
         labels[(labels == v) & ~m[None]] = 0
+
+
+def deepest_near(
+    mask2d: np.ndarray, ji_: tuple[int, int], spacing_ji: tuple[float, float], search_mm: float
+) -> tuple[float, int, int]:
+    """Deepest point of ``mask2d`` within ``search_mm`` of a click: (distance to the mask's edge in mm, j, i).
+
+    Clicks anywhere in the middle of a muscle give the same point, so geometry derived from it does not
+    depend on where exactly the user clicked.
+    """
+    j, i = ji_
+    rj, ri = (max(1, int(search_mm / s)) for s in spacing_ji)
+    j0, i0 = max(0, j - rj - 60), max(0, i - ri - 60)
+    crop = mask2d[j0 : j + rj + 61, i0 : i + ri + 61]
+    dt = ndi.distance_transform_edt(crop, sampling=spacing_ji)
+    jj, ii = np.ogrid[: crop.shape[0], : crop.shape[1]]
+    near = ((jj - (j - j0)) * spacing_ji[0]) ** 2 + ((ii - (i - i0)) * spacing_ji[1]) ** 2 <= search_mm**2
+    bj, bi = np.unravel_index(int(np.argmax(np.where(near, dt, -1.0))), dt.shape)
+    return float(dt[bj, bi]), int(bj) + j0, int(bi) + i0
+
+
+def mark_anterolateral(
+    seed_arr: np.ndarray,
+    tissue: np.ndarray,
+    erector_clicks: Mapping[str, Sequence[tuple[int, int, int]]],
+    spacing_ji: tuple[float, float],
+    factor: float,
+    search_mm: float,
+    bg_label: int,
+) -> None:
+    """Make the tissue in front of and lateral to each erector spinae a competing seed, in place.
+
+    The erector's anterior edge (the middle layer of the thoracolumbar fascia, often invisible) lies about
+    one inscribed radius in front of its deepest point; the muscle beyond it (quadratus lumborum, the
+    lateral layer) has the same signal, so without psoas/QL seeds nothing else would compete for it.
+    Voxels more than ``factor`` × that radius anterior of the deepest point near a click *and* lateral of
+    it are background, on every slice of the ROI (geometry of the nearest click slice). Arrays are (k, j, i)
+    on an LPS-aligned grid: j grows posteriorly, i towards the patient's left.
+    """
+    jj, ii = np.mgrid[: seed_arr.shape[1], : seed_arr.shape[2]]
+    for name, pts in erector_clicks.items():
+        zones = []
+        for k, j, i in pts:
+            r, dj, di = deepest_near(tissue[k], (j, i), spacing_ji, search_mm)
+            lateral = ii < di if name.endswith("_right") else ii > di
+            zones.append((k, ((dj - jj) * spacing_ji[0] > factor * r) & lateral))
+        ks = np.array([z[0] for z in zones])
+        for kk in range(seed_arr.shape[0]):
+            zone = zones[int(np.argmin(np.abs(ks - kk)))][1]
+            sl = seed_arr[kk]
+            sl[zone & (sl == 0)] = bg_label

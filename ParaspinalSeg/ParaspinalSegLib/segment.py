@@ -46,7 +46,13 @@ from ParaspinalSegLib.growcut import edge_graph, grow
 from ParaspinalSegLib.io import check_finite, check_volume, match_grid
 from ParaspinalSegLib.levels import levels_from_landmarks, levels_from_seed_slices, ranges_from_centres
 from ParaspinalSegLib.markups import MarkupPoint
-from ParaspinalSegLib.priors import clip_to_reach, mark_unreachable, reach_masks
+from ParaspinalSegLib.priors import (
+    clip_to_reach,
+    mark_anterolateral,
+    mark_unreachable,
+    midline_columns,
+    reach_masks,
+)
 from ParaspinalSegLib.seeds import VoxelSeed, check_structures, seeds_from_labelmap, seeds_from_points
 from ParaspinalSegLib.structures import BY_NAME
 
@@ -80,6 +86,8 @@ class SegmentParams:
     rim_max_ff: float = 0.6
     open_radius_px: float = 1.0
     close_radius_px: int = 0
+    anterolateral_factor: float = 1.25  # see priors.mark_anterolateral; 0 = off
+    anterolateral_search_mm: float = 8.0
     extent_scale: float = 1.0  # × priors.DEFAULT_EXTENT_MM (a muscle's reach from its clicks); 0 = off
 
 
@@ -183,27 +191,6 @@ def _features(inp: _Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Seg
         ff = pff
         refs = {"lean_ref": lean, "bright_ref": bright}
     return feats.astype(np.float32), ff, ridge, dark | fatty, refs
-
-
-def _midline(
-    nonmuscle: np.ndarray, cols_lr: tuple[float, float], rows: tuple[int, int], search: int
-) -> np.ndarray:
-    """Per-slice midline column: the most non-muscle column between the left and right seeds."""
-    c0 = round(0.5 * (cols_lr[0] + cols_lr[1]))
-    lo, hi = max(1, c0 - search), min(nonmuscle.shape[2] - 2, c0 + search)
-    lo = max(lo, int(min(cols_lr)) + 1)
-    hi = min(hi, int(max(cols_lr)) - 1)
-    if hi < lo:
-        return np.full(nonmuscle.shape[0], c0)
-    band = nonmuscle[:, rows[0] : rows[1], lo : hi + 1].mean(axis=1)
-    band = ndi.uniform_filter1d(band, 3, axis=1)
-    # prefer the centre slightly on ties (spinous process is close to the seeds' midpoint)
-    prior = 0.05 * np.abs(np.arange(lo, hi + 1) - c0) / max(search, 1)
-    cols = lo + np.argmax(band - prior[None, :], axis=1)
-    # the spine is continuous: median over neighbouring slices removes single-slice outliers
-    if cols.size >= 3:
-        cols = ndi.median_filter(cols, size=min(5, cols.size | 1), mode="nearest")
-    return cols
 
 
 def _postprocess(
@@ -433,6 +420,20 @@ def segment(
                 seed_arr[k, jj, ii] = group_of[s.name]
                 seeds_by_name.setdefault(s.name, []).append((int(k), int(jj), int(ii)))
 
+    if p.anterolateral_factor > 0 and not any(n.startswith(("psoas", "quadratus")) for n in names):
+        erectors = {}
+        for s, loc in zip(vseeds, local, strict=True):
+            if s.name.startswith("erector"):
+                erectors.setdefault(s.name, []).append(tuple(int(x) for x in loc))
+        mark_anterolateral(
+            seed_arr,
+            ~background,
+            erectors,
+            (sj_, si_),
+            p.anterolateral_factor,
+            p.anterolateral_search_mm,
+            bg_label,
+        )
     clicks: dict[str, list[tuple[int, int]]] = {}
     for s, loc in zip(vseeds, local, strict=True):
         clicks.setdefault(s.name, []).append((int(loc[1]), int(loc[2])))
@@ -463,7 +464,7 @@ def segment(
             r0 = max(0, int(min(rows_para) - 10 / sj_))
             r1 = min(rshape[1], int(max(rows_para) + 10 / sj_) + 1)
             nonmuscle = np.abs(feats[0] - 1.0) + ff
-            midline_cols = _midline(nonmuscle, (cl, cr), (r0, r1), round(p.midline_search_mm / si_))
+            midline_cols = midline_columns(nonmuscle, (cl, cr), (r0, r1), round(p.midline_search_mm / si_))
             blocked = np.zeros(rshape, bool)
             blocked[np.arange(rshape[0]), :, midline_cols] = True
             seed_arr[blocked] = 0

@@ -212,3 +212,22 @@ def test_reach_prior_stops_a_leak_into_similar_tissue() -> None:
     assert dice(bounded, truth) > 0.85, dice(bounded, truth)
     far = np.hypot(jj - 80, ii - 50) > 45  # psoas cap (priors.DEFAULT_EXTENT_MM)
     assert not bounded[:, far].any()
+
+
+def test_anterolateral_competitor_geometry() -> None:
+    """Tissue in front of (j smaller) and lateral of an erector's deepest point, beyond 1.25 radii, is background."""
+    from ParaspinalSegLib.priors import deepest_near, mark_anterolateral
+
+    jj, ii = np.mgrid[0:100, 0:200]
+    tissue = np.zeros((2, 100, 200), bool)
+    tissue[:, (jj - 50) ** 2 + (ii - 50) ** 2 <= 100] = True  # right erector: radius 10 px, centre (50, 50)
+    tissue[:, (jj - 50) ** 2 + (ii - 150) ** 2 <= 100] = True  # left erector
+    r, j, i = deepest_near(tissue[0], (54, 47), (1.0, 1.0), 8.0)  # an off-centre click finds the centre
+    assert (j, i) == (50, 50) and 9.9 <= r <= 10.1
+    seeds = np.zeros((2, 100, 200), np.int32)
+    clicks = {"erector_spinae_right": [(0, 54, 47)], "erector_spinae_left": [(0, 46, 153)]}
+    mark_anterolateral(seeds, tissue, clicks, (1.0, 1.0), 1.25, 8.0, 9)
+    for k in (0, 1):  # the slice without a click uses the nearest click's geometry
+        assert seeds[k, 30, 40] == 9 and seeds[k, 30, 160] == 9  # anterior and lateral
+        assert seeds[k, 30, 60] == 0 and seeds[k, 30, 140] == 0  # anterior but medial (towards the spine)
+        assert seeds[k, 40, 40] == 0  # within 1.25 radii in front of the centre
