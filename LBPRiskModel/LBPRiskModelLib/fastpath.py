@@ -174,6 +174,64 @@ def _compile_categorical(
     return run, width
 
 
+class _StackedForests:
+    """All trees of the model's and the bootstrap models' random forests as flat node arrays, walked
+    for every tree at once (one numpy step per depth level instead of one call per tree)."""
+
+    def __init__(self, left, right, feature, threshold, value, roots, starts, counts, depth) -> None:  # type: ignore[no-untyped-def]
+        self.left, self.right, self.feature, self.threshold = left, right, feature, threshold
+        self.value, self.roots, self.starts, self.counts, self.depth = value, roots, starts, counts, depth
+
+    @classmethod
+    def build(cls, models: list[Any]) -> _StackedForests | None:
+        """None unless every model is a binary RandomForestClassifier."""
+        if not all(_cls(m) == "RandomForestClassifier" and m.n_classes_ == 2 for m in models):
+            return None
+        left, right, feature, threshold, value, roots, counts = [], [], [], [], [], [], []
+        offset, depth = 0, 0
+        for m in models:
+            counts.append(len(m.estimators_))
+            for est in m.estimators_:
+                t = est.tree_
+                nodes = np.arange(t.node_count)
+                leaf = t.children_left == -1
+                left.append(np.where(leaf, nodes, t.children_left) + offset)  # leaves point to themselves
+                right.append(np.where(leaf, nodes, t.children_right) + offset)
+                feature.append(np.where(leaf, 0, t.feature))
+                threshold.append(t.threshold)
+                value.append(t.value[:, 0, 1])  # what tree_.predict returns for class 1
+                roots.append(offset)
+                offset += t.node_count
+                depth = max(depth, int(t.max_depth))
+        counts_a = np.array(counts)
+        starts = np.concatenate([[0], np.cumsum(counts_a)[:-1]])
+        cat = np.concatenate
+        return cls(
+            cat(left),
+            cat(right),
+            cat(feature),
+            cat(threshold),
+            cat(value),
+            np.array(roots),
+            starts,
+            counts_a,
+            depth,
+        )
+
+    def proba(self, Z: np.ndarray) -> np.ndarray:
+        """(n, k) P(class 1) of every forest, like ``explain.fast_proba`` (float32 inputs, as sklearn)."""
+        X = np.ascontiguousarray(Z, dtype=np.float32).astype(float)
+        out = np.empty((X.shape[0], len(self.counts)))
+        for r, x in enumerate(X):
+            node = self.roots
+            for _ in range(self.depth):
+                node = np.where(
+                    x[self.feature[node]] <= self.threshold[node], self.left[node], self.right[node]
+                )
+            out[r] = np.add.reduceat(self.value[node], self.starts) / self.counts
+        return out
+
+
 class FastPath:
     """Compiled records → model space → P(class 1) for the main model and the bootstrap models."""
 
@@ -200,6 +258,7 @@ class FastPath:
         self.final = final
         self.ci_models = list(ci_models)
         self.linear = self._stack_linear([final, *self.ci_models])
+        self.forests = None if self.linear is not None else _StackedForests.build([final, *self.ci_models])
 
     def _compile_columns(self, ct: Any, num_index: dict[str, int], cat_index: dict[str, int]) -> list:
         if getattr(ct, "sparse_output_", False):
@@ -257,6 +316,9 @@ class FastPath:
         if self.linear is not None:
             coef, intercept = self.linear
             p = expit(Z @ coef + intercept)
+            return p[:, 0], p[:, 1:]
+        if self.forests is not None and not np.isnan(Z).any():
+            p = self.forests.proba(Z)
             return p[:, 0], p[:, 1:]
         risk = explain.fast_proba(self.final, Z)
         boot = np.column_stack([explain.fast_proba(m, Z) for m in self.ci_models]) if self.ci_models else None

@@ -199,6 +199,8 @@ def assert_predict_one_equal(path: Path, records: list[dict]) -> None:
 def test_fast_path_equals_sklearn(tmp_path: Path, estimator, combat: bool) -> None:
     path = make_bundle(tmp_path / "b", estimator, combat)
     bundle = load_bundle(path)
+    if isinstance(estimator, RandomForestClassifier):  # all 21 forests walked as one node array
+        assert bundle._fast.forests is not None and len(bundle._fast.forests.counts) == 21
     rows = random_records(400)
     assert_paths_equal(bundle, rows)
     valid = [r for r in rows if bundle.validate(r).ok][:25]
