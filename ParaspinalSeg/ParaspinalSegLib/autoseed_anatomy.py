@@ -21,6 +21,7 @@ class AutoSeedParams:
     """Anatomy-relative geometry (mm) and tissue thresholds; generic adult lumbar values, not one case's."""
 
     smooth_mm: float = 1.0
+    local_fat_mm: float = 40.0  # single images: fat reference taken within this radius (coil shading)
     lean_max_ff: float = 0.45
     open_mm: float = 2.0
     mass_open_mm: float = 5.0
@@ -116,8 +117,38 @@ def prepare_maps(image_or_dixon, assume_same_grid: bool, p: AutoSeedParams) -> T
     fat_ref = float(np.percentile(vals[vals > split], 90)) if np.any(vals > split) else split
     fatness = np.clip(img / max(fat_ref, 1e-6), 0, 1)
     lean = body & (img < split)
-    notes.append(f"single image: muscle/fat split at {split:.4g} (fat reference {fat_ref:.4g})")
+    if p.local_fat_mm > 0:
+        # coil shading (fat near the posterior coil far brighter than elsewhere) defeats a global split:
+        # compare each voxel with the brightest fat within local_fat_mm instead
+        local = _local_fat(img, body, p.local_fat_mm, (sy, sx))
+        rel = np.where(body, img / np.maximum(local, 1e-6), 1.0)
+        fatness = np.clip(rel, 0, 1).astype(np.float32)
+        rsplit = _otsu(rel[body])
+        lean = body & (rel < rsplit)
+        notes.append(f"single image: muscle/fat split at {rsplit:.3f} of the local fat signal")
+    else:
+        notes.append(f"single image: muscle/fat split at {split:.4g} (fat reference {fat_ref:.4g})")
     return TissueMaps(ref, False, img, lean, fatness, img, 0.0, (sy, sx), fat_ref, notes)
+
+
+def _local_fat(
+    img: np.ndarray, body: np.ndarray, radius_mm: float, spacing: tuple[float, float]
+) -> np.ndarray:
+    """Per slice, a smooth map of the fat signal: the 95th percentile within ``radius_mm`` (coarse grid)."""
+    out = np.empty_like(img, dtype=np.float32)
+    step = max(1, round(radius_mm / 4.0 / min(spacing)))  # work on a grid ~4× coarser than the radius
+    size = (
+        max(3, round(2 * radius_mm / spacing[0] / step)),
+        max(3, round(2 * radius_mm / spacing[1] / step)),
+    )
+    for k in range(img.shape[0]):
+        small = np.where(body[k], img[k], 0.0)[::step, ::step]
+        q = ndi.percentile_filter(small, 95, size=size)
+        q = ndi.gaussian_filter(q, 1.0)
+        out[k] = ndi.zoom(q, (img.shape[1] / q.shape[0], img.shape[2] / q.shape[1]), order=1)[
+            : img.shape[1], : img.shape[2]
+        ]
+    return out
 
 
 def _check_not_constant(a: np.ndarray, what: str) -> None:

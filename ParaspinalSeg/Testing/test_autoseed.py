@@ -88,8 +88,8 @@ def test_phantom_dixon_all_muscles(phantom) -> None:
     [
         # measured 38/40 (erector right L5 lands in multifidus, psoas right L5 in the abdomen)
         (3, {"sex": "male", "body_scale": 1.15}, "dixon", 0.92),
-        # measured 37/40 (quadratus lumborum L1, psoas L2: small there, they land in the abdomen)
-        (1, {"bias_strength": 0.4, "snr": 25}, "t2w", 0.9),
+        # measured 40/40 (coil shading handled by the local fat reference)
+        (1, {"bias_strength": 0.4, "snr": 25}, "t2w", 0.95),
     ],
 )
 def test_phantom_variants_all_muscles(tmp_path, seed, params, contrast, minimum) -> None:
@@ -115,12 +115,11 @@ def test_phantom_variants_all_muscles(tmp_path, seed, params, contrast, minimum)
 
 
 @pytest.mark.parametrize("contrast", ["t1w", "t2w"])
-def test_phantom_single_image_back_muscles(phantom, contrast) -> None:
-    """T1w/T2w phantom (fat bright, CSF dark/bright): multifidus + erector spinae all right (measured 20/20 each)."""
-    names = [n for n in MUSCLE_NAMES if n.startswith(("multifidus", "erector"))]
-    prop = propose_seeds(phantom[contrast], structures=names, levels=phantom["levels"])
+def test_phantom_single_image_all_muscles(phantom, contrast) -> None:
+    """T1w/T2w phantom (fat bright, CSF dark/bright), all 8 muscles × 5 levels: measured 40/40 each."""
+    prop = propose_seeds(phantom[contrast], structures=list(MUSCLE_NAMES), levels=phantom["levels"])
     rows = seed_accuracy(prop.points, phantom["labels"], PHANTOM_NAMES)
-    assert len(rows) == 20
+    assert len(rows) == 40
     assert fraction_inside(rows) >= 0.95, [r for r in rows if not r["inside"]]
 
 
@@ -161,14 +160,15 @@ def test_tum01_origin_mismatch_is_an_error(tum01) -> None:
 
 @pytest.mark.realdata
 def test_musclemap_back_muscles() -> None:
-    """Real T1-like case (fatty back muscles), slabs without level names: measured 8/8 MF/ES seeds inside."""
+    """Real T1-like case (fatty back muscles, dark psoas), slabs without level names: measured 12/12 seeds
+    inside (MF, ES, psoas × 2 sides × 2 slabs). Quadratus lumborum is not asserted: 0/4 (see the report)."""
     d = "data/musclemap_sub0001/"
     img = sitk.ReadImage(str(shared_path(d + "image.nii.gz")))
     labels = sitk.ReadImage(str(shared_path(d + "labels.nii.gz")))
-    names = [n for n in MUSCLE_NAMES if n.startswith(("multifidus", "erector"))]
+    names = [n for n in MUSCLE_NAMES if not n.startswith("quadratus")]
     prop = propose_seeds(img, structures=names)
     rows = seed_accuracy(prop.points, labels, MUSCLEMAP_LABEL_NAMES)
-    assert len(rows) == 8 and {r["level"] for r in rows} == {""}
+    assert len(rows) == 12 and {r["level"] for r in rows} == {""}
     assert fraction_inside(rows) >= 0.95, [r for r in rows if not r["inside"]]
     assert all(r["found"] for r in rows)  # every point is in some back muscle, none in fat or bone
 
