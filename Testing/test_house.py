@@ -215,6 +215,17 @@ def test_slicer_requirements_match_pyproject_pins() -> None:
         assert pins.get(name) == requirement, f"{import_name}: {requirement} vs pyproject {pins.get(name)}"
 
 
+def _top_level_imports(path: Path) -> set[str]:
+    """Top-level package names a file imports when it is loaded (imports inside functions excluded)."""
+    top = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            top |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            top.add(node.module.split(".")[0])
+    return top
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_module_file_imports_only_what_slicer_bundles(module: str) -> None:
     """Top-level imports of <M>.py stay within Slicer's bundled packages, so the module always loads and
@@ -234,13 +245,7 @@ def test_module_file_imports_only_what_slicer_bundles(module: str) -> None:
         "ParaspinalSegLib",
         "ParaspinalLBPSlicer",
     }
-    tree = ast.parse((REPO / module / f"{module}.py").read_text(encoding="utf-8"))
-    top = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            top |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            top.add(node.module.split(".")[0])
+    top = _top_level_imports(REPO / module / f"{module}.py")
     assert top <= allowed, f"{module}.py imports {sorted(top - allowed)} at module level"
 
 
@@ -260,11 +265,5 @@ def test_slicer_helper_package_imports_only_what_slicer_bundles() -> None:
         "ParaspinalSegLib",
     }
     for path in sorted((REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer").glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        top = set()
-        for node in tree.body:
-            if isinstance(node, ast.Import):
-                top |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                top.add(node.module.split(".")[0])
+        top = _top_level_imports(path)
         assert top <= allowed, f"{path.name} imports {sorted(top - allowed)} at module level"

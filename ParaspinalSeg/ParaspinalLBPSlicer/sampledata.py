@@ -22,7 +22,8 @@ def sampleDataSources(moduleDir: str = _MODULE_DIR) -> list[dict]:
         return json.load(fh)["sources"]
 
 
-def _sha256(path: str) -> str:
+def sha256File(path: str) -> str:
+    """Hex SHA-256 of a file, as Slicer's SampleData verifies it."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -59,7 +60,7 @@ def renderSampleIntoCache(source: dict, cacheDir: str) -> list[str]:
             source["phantomFiles"], source["fileNames"], source["checksums"], strict=True
         ):
             rendered = os.path.join(tmp, "case", phantomFile)
-            if checksum.split(":", 1)[1].lower() != _sha256(rendered):
+            if checksum.split(":", 1)[1].lower() != sha256File(rendered):
                 continue
             target = os.path.join(cacheDir, fileName)
             shutil.copyfile(rendered, target + ".part")

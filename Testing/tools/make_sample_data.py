@@ -16,7 +16,6 @@ whenever the phantom's output changes, then upload the files of ``--assets DIR``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -25,6 +24,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "ParaspinalSeg"))
+from ParaspinalLBPSlicer.sampledata import sha256File
 
 REPO = Path(__file__).resolve().parents[2]
 RESOURCES = REPO / "ParaspinalSeg" / "Resources"
@@ -44,11 +46,7 @@ FILES = [
 
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file (what Slicer's SampleData verifies after download)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256File(str(path))
 
 
 def generate_phantom(out: Path) -> Path:
