@@ -241,7 +241,7 @@ def test_calculator_and_trained_bundles_use_the_fast_path(which: str) -> None:
             for _ in range(300)
         ]
         assert_paths_equal(bundle, rows)
-        assert_predict_one_equal(path, [r for r in rows if load_bundle(path).validate(r).ok][:20])
+        assert_predict_one_equal(path, [r for r in rows if bundle.validate(r).ok][:20])
 
 
 def test_unsupported_step_falls_back_to_sklearn(tmp_path: Path) -> None:
