@@ -5,6 +5,10 @@
 ``GET /`` form, ``POST /predict`` result page, ``GET /model-card``, ``GET /api/schema``,
 ``POST /api/predict``, ``GET /healthz``, ``GET /openapi.json``, ``/static/*``. Patient values only
 ever travel in POST bodies and are never logged; the only cookie is ``lang``.
+
+The endpoints are ``async def`` and compute on the event loop on purpose: with the bundle's numpy
+fast path a prediction with explanation costs ~0.1 ms of CPU (logistic regression), less than a
+hop to the thread pool; throughput scales with ``serve --workers N`` (processes), not threads.
 """
 
 from __future__ import annotations
