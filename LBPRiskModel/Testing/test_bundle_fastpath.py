@@ -220,10 +220,7 @@ def test_logistic_interval_is_one_matrix_product(tmp_path: Path) -> None:
     np.testing.assert_array_equal(coef[:, 0], bundle.pipeline.steps[-1][1].coef_.ravel())
 
 
-@pytest.mark.parametrize(
-    "which",
-    ["calculator", pytest.param("trained", marks=pytest.mark.slow)],  # export.train takes ~1.5 min here
-)
+@pytest.mark.parametrize("which", ["calculator", "trained"])
 def test_calculator_and_trained_bundles_use_the_fast_path(which: str) -> None:
     """The calculator's test bundle and a bundle written by ``export.train`` compile and agree."""
     for path in [calculator_bundle() if which == "calculator" else trained_bundle()]:
