@@ -10,8 +10,9 @@ Definitions (see ../shared/notes/methods.md and docs/segmentation.md):
   against partial volume), voxels below the noise floor left out. ``fat_method`` "dixon" = F/(F+W);
   "t1_local" = coil-bias-corrected two-reference signal model with per-muscle lean references
   (fat.local_linear_ff; validated against Dixon on TUM01 and the phantom, numbers in fat.py);
-  "t1_linear" = the original single-reference linear model (kept for reproducibility; ``auto`` on a
-  single image still selects it); "none" when no image allows it. Erosion never empties a slice:
+  "t1_linear" = the original single-reference linear model (kept for reproducibility); ``auto`` =
+  Dixon with a water/fat pair, else t1_local on the image (t1_linear where the bias field cannot be
+  fitted); "none" when no image allows it. Erosion never empties a slice:
   where it would, that slice keeps its un-eroded voxels.
 - ``fcsa_cm2`` = csa × (1 − FF).
 - ``goutallier_grade``: FF mapped by ``GOUTALLIER_FF_THRESHOLDS`` (configurable).
@@ -135,17 +136,23 @@ def _fat_map(
         method = (
             "dixon"
             if (water is not None and fat is not None)
-            else ("auto_t1_linear" if img is not None else "none")
+            else ("auto_t1_local" if img is not None else "none")
         )
     if method == "dixon":
         if water is None or fat is None:
             raise ValueError("fat_method 'dixon' needs both water and fat images")
         return fatmod.dixon_ff(water, fat, noise_floor), "dixon", {}
-    if method == "t1_local":
+    if method in ("t1_local", "auto_t1_local"):
         source = img if img is not None else (water + fat if water is not None and fat is not None else None)
         if source is None:
             raise ValueError("fat_method 't1_local' needs an image")
-        ffmap, refs = fatmod.local_linear_ff(source, lab, [int(v) for v in label_names], spacing_ji)
+        try:
+            ffmap, refs = fatmod.local_linear_ff(source, lab, [int(v) for v in label_names], spacing_ji)
+        except ValueError:
+            if method != "auto_t1_local":
+                raise
+            # auto: too little fat/muscle to fit the bias field -> the single-reference model, else no FF
+            return _fat_map(lab, label_names, water, fat, img, "auto_t1_linear", spacing_ji, noise_floor)
         return ffmap, "t1_local", refs
     if method == "t1_linear" or (method == "auto_t1_linear"):
         source = img if img is not None else (water + fat if water is not None and fat is not None else None)

@@ -29,7 +29,10 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="accept images whose geometry metadata differ from the label map but sizes match",
     )
     p.add_argument(
-        "--erode-px", type=int, default=0, help="erode masks by N voxels in-plane before averaging FF"
+        "--erode-px",
+        type=int,
+        default=1,
+        help="erode masks by N voxels in-plane before averaging FF (default 1: no partial volume with the surrounding fat; 0 = raw mean)",
     )
     p.add_argument(
         "--fat-method",

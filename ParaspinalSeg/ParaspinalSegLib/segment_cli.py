@@ -34,7 +34,10 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="accept water/fat whose geometry metadata differ but sizes match",
     )
     p.add_argument(
-        "--erode-px", type=int, default=0, help="erode masks by N voxels in-plane before averaging FF"
+        "--erode-px",
+        type=int,
+        default=1,
+        help="erode masks by N voxels in-plane before averaging FF (default 1: no partial volume with the surrounding fat; 0 = raw mean)",
     )
     p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
     p.add_argument("--out-dir", required=True, help="output directory")

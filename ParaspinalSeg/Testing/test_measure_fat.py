@@ -105,6 +105,7 @@ def test_linear_model_recovers_ff_and_needs_fat(case) -> None:
     lab3 = lab.copy()
     lab3[:, 42:58, 10:40] = 1
     t1[:, 42:58, 10:40] = lean
+    # auto: t1_local cannot fit a bias field without subcutaneous fat here, so it falls back to t1_linear
     t = measure_labels(image(lab3), NAMES, image=image(t1.astype(np.float32)), per_slice=False).set_index(
         "structure"
     )

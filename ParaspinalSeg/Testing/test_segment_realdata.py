@@ -160,22 +160,22 @@ def test_tum01_fat_fraction_within_1pp_of_manual(result, tum01) -> None:
     assert (diff < 1.0).all(), diff.round(2).to_dict()
 
 
-def test_linear_model_on_synthesised_inphase_vs_dixon(tum01) -> None:
-    """Non-Dixon FF on F+W vs Dixon FF in the manual masks: erector within 5 pp; multifidus is not (see docs)."""
+def test_auto_non_dixon_on_synthesised_inphase_vs_dixon(tum01) -> None:
+    """On a single image ``auto`` picks the validated non-Dixon method (t1_local): whole-muscle FF in the
+    manual masks within 5 pp of Dixon (measured −0.29 / −2.46 / −3.37 / +1.10 pp for ES R, MF R, MF L,
+    ES L; the single-reference t1_linear was 13.2 pp off for multifidus; per-level numbers in
+    test_measure_fat_realdata.py)."""
     water, fat, labels, _truth = tum01
     w = sitk.Cast(water, sitk.sitkFloat64)
     w.CopyInformation(fat)
     inphase = w + sitk.Cast(fat, sitk.sitkFloat64)
-    lin = measure_labels(labels, TUM01_LABEL_NAMES, image=inphase, per_slice=False).set_index("structure")
+    auto = measure_labels(labels, TUM01_LABEL_NAMES, image=inphase, per_slice=False).set_index("structure")
     dix = measure_labels(labels, TUM01_LABEL_NAMES, water=w, fat=fat, per_slice=False).set_index("structure")
-    assert set(lin["fat_method"]) == {"t1_linear"}
-    diff = (lin["fat_fraction_pct"] - dix["fat_fraction_pct"]).abs()
-    assert diff["erector_spinae_left"] < 5.0 and diff["erector_spinae_right"] < 5.0, diff.to_dict()
-    # Measured: multifidus 10.9 / 13.2 pp below Dixon: the magnitude-Dixon FF of homogeneous lean muscle
-    # (fat-image noise floor ≈ 10 % of water) has no counterpart in an in-phase image.
-    assert (lin["fat_fraction_pct"] < dix["fat_fraction_pct"]).all()
-    # Otsu-free: lean-ish muscle must not read as 9–25 % "fat" the way Otsu inside the ROI does
-    assert (lin["fat_fraction_pct"] < 15).all()
+    assert set(auto["fat_method"]) == {"t1_local"}
+    diff = (auto["fat_fraction_pct"] - dix["fat_fraction_pct"]).abs()
+    assert (diff < 4.0).all(), diff.to_dict()
+    # Otsu-free: lean-ish muscle (Dixon 12–15 %) must not read as the 25 %+ "fat" Otsu inside the ROI gives.
+    assert (auto["fat_fraction_pct"] < 20).all()
 
 
 @pytest.mark.slow

@@ -44,7 +44,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
     p.add_argument("--no-per-slice", action="store_true", help="omit the per-slice rows")
     p.add_argument(
-        "--erosion-voxels", type=int, default=0, help="erode masks in-plane before the fat fraction (0-3)"
+        "--erosion-voxels",
+        type=int,
+        default=1,
+        help="erode masks in-plane before the fat fraction (0-3, default 1)",
     )
     p.add_argument("--out-dir", required=True, help="output folder")
     args = p.parse_args(argv)
