@@ -14,7 +14,7 @@ OUT ?= demo-out
 PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: venv test demo bench lint cmake-lists browser clean help
+.PHONY: venv test demo bench lint cmake-lists browser loadgen clean help
 
 help:
 	@sed -n '1,6p' Makefile
@@ -46,7 +46,16 @@ test: venv browser
 demo: venv
 	$(PY) -m TrialAnalysisLib demo --out $(OUT) $(if $(FULL),--full,)
 
-bench: venv
+# A compiled HTTP load generator for the calculator benchmark (a Python client would share the CPU
+# with the server it measures); the benchmark falls back to wrk, then to Python, and says so.
+loadgen:
+	@if ! command -v hey >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null) \
+			|| echo "warning: could not install hey; bench_calculator falls back to wrk or Python"; \
+		else echo "note: hey missing and not root: bench_calculator falls back to wrk or Python"; fi; fi
+
+bench: venv loadgen
 	@set -e; for b in Testing/benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 lint: venv
