@@ -26,8 +26,9 @@ water, fat and fat-fraction differences plus a ridge (bright fat line = fascia) 
 multifidus + erector spinae of one side grown as one region; (4) that region is split between
 multifidus and erector spinae by size-normalised geodesic distance (each muscle's distance is
 divided by its own inscribed radius at the seed, so the large erector is not cut at the
-bisector); (5) per slice, each label keeps the component holding its seed (or the largest), holes
-are filled and spurs removed. Labels never overlap by construction.
+bisector; optionally, ``split_refine_band_mm``, re-drawn per slice along the fascia by split.py);
+(5) per slice, each label keeps the component holding its seed (or the largest), holes are filled
+and spurs removed. Labels never overlap by construction.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ParaspinalSegLib.priors import (
     reach_masks,
 )
 from ParaspinalSegLib.seeds import VoxelSeed, check_structures, seeds_from_labelmap, seeds_from_points
+from ParaspinalSegLib.split import refine_choice
 from ParaspinalSegLib.structures import BY_NAME
 
 DEFAULT_LEVEL_HALF_MM = 18.0  # half a lumbar level, used when only one level is seeded and no landmarks
@@ -82,6 +84,14 @@ class SegmentParams:
     split_diff_weight: float = 0.0
     split_recentre_iterations: int = 0
     radius_search_mm: float = 0.0
+    # split.refine_split (off by default: helps TUM01/MuscleMap, but snaps onto fat streaks inside the
+    # phantom's multifidus; see docs/segmentation.md): seam along the fascia within this band; 8 mm tested
+    split_refine_band_mm: float = 0.0
+    split_refine_sigma_px: float = 1.5
+    split_refine_prior: float = 0.02
+    split_refine_contrast: float = 0.3  # weight of split.side_contrast (FF differs across the seam)
+    split_refine_slices: int = 3  # fascia strength averaged over this many neighbouring slices
+    split_refine_straight: bool = False  # pull towards one column per slice (median of the first boundary)
     rim_px: int = 2
     rim_max_ff: float = 0.6
     open_radius_px: float = 1.0
@@ -543,6 +553,8 @@ def segment(
                         new_src.append((k, int(j), int(i)))
                     if new_src:
                         srcs[n] = new_src  # radii stay: re-estimating them from the split feeds back
+            if p.split_refine_band_mm > 0 and len(g) == 2:
+                choice = refine_choice(choice, region, feats[(slice(None), *box)], inp.dixon, g, srcs, p, si_)
             sub = out[box]
             for idx, n in enumerate(g):
                 sub[region & (choice == idx)] = BY_NAME[n].value

@@ -8,7 +8,8 @@ confusion, missed voxels; by distance from the manual outline) and the Dice one 
 disagreement costs (manual vs manual dilated/eroded: an inter-rater proxy). Seconds per case are
 given against reading the inputs in the same process. ``--figure PNG`` writes an error map of TUM01.
 Seeds everywhere: the distance-transform maximum of each label on the middle slice of 4 equal slabs.
-Needs ../shared/data. Run: ``.venv/bin/python Testing/benchmarks/bench_segment_accuracy.py [--figure F]``.
+Needs ../shared/data. Run: ``.venv/bin/python Testing/benchmarks/bench_segment_accuracy.py [--figure F]
+[--only tum01|musclemap|totalseg|phantom] [--split-refine-mm 8]``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from scipy import ndimage as ndi
 from ParaspinalSegLib.markups import MarkupPoint, read_points
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
-from ParaspinalSegLib.segment import segment
+from ParaspinalSegLib.segment import SegmentParams, segment
 from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TS_NAMES = {46: "erector_spinae_left", 47: "erector_spinae_right"}  # total_mr autochthon L/R
+PARAMS = SegmentParams()  # --split-refine-mm sets split_refine_band_mm
 
 
 def clicks(truth, ref, names, first_level=1, shift_mm=0.0, rng=None) -> list[MarkupPoint]:
@@ -77,7 +79,7 @@ def tum01(figure: str | None) -> None:
     t_read = time.perf_counter() - t0
     inputs = {"water": water, "fat": fat}
     t0 = time.perf_counter()
-    r = segment(inputs, clicks(truth, fat, TUM01_LABEL_NAMES, 2), assume_same_grid=True)
+    r = segment(inputs, clicks(truth, fat, TUM01_LABEL_NAMES, 2), assume_same_grid=True, params=PARAMS)
     t_seg = time.perf_counter() - t0
     out = sitk.GetArrayFromImage(r.labels)
     base = dice(out, truth, TUM01_LABEL_NAMES)
@@ -86,7 +88,12 @@ def tum01(figure: str | None) -> None:
     rng, worst = np.random.default_rng(7), 0.0
     for _ in range(3):
         o = sitk.GetArrayFromImage(
-            segment(inputs, clicks(truth, fat, TUM01_LABEL_NAMES, 2, 5.0, rng), assume_same_grid=True).labels
+            segment(
+                inputs,
+                clicks(truth, fat, TUM01_LABEL_NAMES, 2, 5.0, rng),
+                assume_same_grid=True,
+                params=PARAMS,
+            ).labels
         )
         dd = dice(o, truth, TUM01_LABEL_NAMES)
         worst = max(worst, *(abs(dd[n] - base[n]) for n in base))
@@ -155,7 +162,7 @@ def musclemap() -> None:
     img = sitk.ReadImage(str(d / "image.nii.gz"))
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "labels.nii.gz")))
     t0 = time.perf_counter()
-    r = segment(img, clicks(truth, img, MUSCLEMAP_LABEL_NAMES))
+    r = segment(img, clicks(truth, img, MUSCLEMAP_LABEL_NAMES), params=PARAMS)
     show("MuscleMap Dice (8 muscles)", dice(sitk.GetArrayFromImage(r.labels), truth, MUSCLEMAP_LABEL_NAMES))
     print(f"  {time.perf_counter() - t0:.2f} s")
 
@@ -164,7 +171,7 @@ def totalseg() -> None:
     d = DATA / "totalseg_mr_example"
     img = sitk.ReadImage(str(d / "image.nii.gz"))
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "seg.nii.gz")))
-    r = segment(img, clicks(truth, img, TS_NAMES))
+    r = segment(img, clicks(truth, img, TS_NAMES), params=PARAMS)
     show("TotalSeg MR autochthon (ES seeds)", dice(sitk.GetArrayFromImage(r.labels), truth, TS_NAMES))
 
 
@@ -179,6 +186,7 @@ def phantom() -> None:
             {"water": water, "fat": fat},
             read_points(out / "seeds.mrk.json"),
             levels=read_points(out / "levels.mrk.json"),
+            params=PARAMS,
         )
     names = {BY_NAME[n].value: n for n in MUSCLE_NAMES}
     show("phantom Dice", dice(sitk.GetArrayFromImage(r.labels), t, names))
@@ -207,7 +215,23 @@ def phantom() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--figure", help="write the TUM01 error map to this PNG")
+    ap.add_argument(
+        "--split-refine-mm",
+        type=float,
+        default=0.0,
+        help="SegmentParams.split_refine_band_mm (0 = default, off)",
+    )
+    ap.add_argument("--only", choices=["tum01", "musclemap", "totalseg", "phantom"], help="run one dataset")
     args = ap.parse_args()
+    PARAMS.split_refine_band_mm = args.split_refine_mm
+    if args.only:
+        {
+            "tum01": lambda: tum01(args.figure),
+            "musclemap": musclemap,
+            "totalseg": totalseg,
+            "phantom": phantom,
+        }[args.only]()
+        return
     tum01(args.figure)
     musclemap()
     totalseg()

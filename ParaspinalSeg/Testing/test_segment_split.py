@@ -1,0 +1,46 @@
+"""split.refine_split: the multifidus/erector boundary moves onto a visible fascia line within its band
+and stays where the first split put it when no line is visible."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ParaspinalSegLib.split import fascia_strength, refine_split
+
+
+def _case(line_col: int | None):
+    """A 3-slice 40×60 mass; multifidus = columns ≥ 35 (medial towards larger i); optional fat line."""
+    region = np.zeros((3, 50, 70), bool)
+    region[:, 5:45, 5:65] = True
+    first = region.copy()
+    first[:, :, :35] = False
+    fat = np.zeros(region.shape, np.float32)
+    water = np.where(region, 1.0, 0.0).astype(np.float32)
+    if line_col is not None:
+        fat[:, 5:45, line_col] = 0.5  # a one-voxel fascia: bright in fat, dark in water
+        water[:, 5:45, line_col] = 0.5
+    return region, first, fascia_strength(fat, water, 1.5)
+
+
+def test_boundary_snaps_to_fascia_within_band() -> None:
+    region, first, strength = _case(line_col=40)
+    mf = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.02)
+    for k in range(3):
+        # every row of the mass now ends the multifidus at the line (line voxel goes to the erector)
+        cols = [np.flatnonzero(mf[k, j]).min() for j in range(5, 45)]
+        assert set(cols[3:-3]) == {41}, sorted(set(cols))  # the outer rows' line is not trusted (mass edge)
+        assert set(cols) <= {40, 41, 42}
+    assert not (mf & ~region).any()
+
+
+def test_line_beyond_band_and_no_line_keep_first_split() -> None:
+    region, first, strength = _case(line_col=55)  # 20 voxels from the first boundary: outside an 8 mm band
+    mf = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.02)
+    lateral_edge = [np.flatnonzero(mf[1, j]).min() for j in range(5, 45)]
+    assert max(abs(c - 35) for c in lateral_edge) <= 8
+    region, first, strength = _case(line_col=None)
+    mf = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.02)
+    assert (mf == first).all()
+    # mirrored side: medial towards smaller i
+    mf = refine_split(region[:, :, ::-1], first[:, :, ::-1], strength[:, :, ::-1], -1, 1.0, 8.0, 0.02)
+    assert (mf == first[:, :, ::-1]).all()
