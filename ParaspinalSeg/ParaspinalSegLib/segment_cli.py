@@ -39,6 +39,12 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         default=1,
         help="erode masks by N voxels in-plane before averaging FF (default 1: no partial volume with the surrounding fat; 0 = raw mean)",
     )
+    p.add_argument(
+        "--split-refine-mm",
+        type=float,
+        help="redraw the multifidus/erector border along the fascia within this band (mm; "
+        "SegmentParams.split_refine_band_mm, 0 = off; see docs/segmentation.md)",
+    )
     p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
     p.add_argument("--out-dir", required=True, help="output directory")
     p.set_defaults(func=run)
@@ -51,8 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from ParaspinalSegLib.io import read_volume, write_labels, write_labels_json, write_seg_nrrd
     from ParaspinalSegLib.markups import read_points
     from ParaspinalSegLib.measure import measure_labels
-    from ParaspinalSegLib.segment import segment
+    from ParaspinalSegLib.segment import SegmentParams, segment
 
+    params = SegmentParams()
+    if args.split_refine_mm is not None:
+        if not 0 <= args.split_refine_mm <= 30:
+            raise ValueError(f"--split-refine-mm: {args.split_refine_mm} mm is outside 0–30 mm")
+        params.split_refine_band_mm = args.split_refine_mm
     if args.water and not args.fat:
         raise ValueError("--water needs --fat (Dixon pair)")
     if args.fat and not args.water:
@@ -70,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         inputs = {"water": water, "fat": fat}
     steps.update()
     result = segment(
-        inputs, seeds, structures=args.structures, levels=levels, assume_same_grid=args.assume_same_grid
+        inputs,
+        seeds,
+        structures=args.structures,
+        levels=levels,
+        assume_same_grid=args.assume_same_grid,
+        params=params,
     )
     for note in result.info["notes"] + result.info["warnings"]:
         log.warning(note)

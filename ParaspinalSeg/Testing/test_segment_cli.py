@@ -203,3 +203,24 @@ def test_seg_nrrd_loads_in_slicer_with_names_colours_terminology(outputs, slicer
         )
         arr = slicer.util.arrayFromSegmentBinaryLabelmap(node, sid, ref)
         np.testing.assert_array_equal(arr > 0, lab == s.value)
+
+
+def test_segment_cli_split_refine_option(outputs, capsys) -> None:
+    """--split-refine-mm reaches SegmentParams: 0 reproduces the default run to the voxel, a band
+    changes only multifidus/erector voxels, and an out-of-range band is refused naming the option."""
+    tmp, out, _truth = outputs
+    common = ["segment", "--seeds", str(tmp / "seeds.mrk.json"), "--water", str(tmp / "water.nii.gz"),
+              "--fat", str(tmp / "fat.nii.gz")]  # fmt: skip
+    default = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labels.nii.gz")))
+    got = {}
+    for band in ("0", "8"):
+        assert cli([*common, "--split-refine-mm", band, "--out-dir", str(tmp / f"refine{band}")]) == 0
+        got[band] = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp / f"refine{band}" / "labels.nii.gz")))
+    np.testing.assert_array_equal(got["0"], default)
+    changed = got["8"] != default
+    assert changed.any()  # the option does reach the segmenter
+    paraspinal = {BY_NAME[n].value for n in BY_NAME if n.startswith(("multifidus", "erector"))} | {0}
+    assert set(np.unique(default[changed])) <= paraspinal and set(np.unique(got["8"][changed])) <= paraspinal
+    capsys.readouterr()
+    assert cli([*common, "--split-refine-mm", "-3", "--out-dir", str(tmp / "bad")]) == 2
+    assert "--split-refine-mm" in capsys.readouterr().err
