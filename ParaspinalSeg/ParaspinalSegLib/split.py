@@ -8,7 +8,9 @@ where the fascia is invisible. This module re-draws it, per slice, as the cheape
 boundary: the path cost is low on bright fat / dark water lines (the fascia) and where the fat
 content differs between the two sides of the path (multifidus vs erector), and a weak pull towards
 the first boundary keeps it there where no line is visible. The multifidus is the side of the path
-nearer the midline.
+nearer the midline. A row takes the seam only where its line is clearly stronger than the one under the
+first boundary, over a run of rows (:func:`_line_rows`): where the first boundary already lies on a
+fascia, a fat streak inside a fatty multifidus is not followed.
 """
 
 from __future__ import annotations
@@ -64,6 +66,28 @@ def _seam(cost: np.ndarray) -> np.ndarray:
     return path
 
 
+LINE_GAIN = (
+    1.5  # a row's seam is kept only where its line is this many times stronger than the first boundary's
+)
+LINE_RUN_ROWS = 5  # ... on at least this many consecutive rows (shorter runs keep the first boundary)
+
+
+def _line_rows(strength2d: np.ndarray, path: np.ndarray, c0: np.ndarray, r0: int) -> np.ndarray:
+    """Rows (``r0`` + index) where the seam moves onto a clearly stronger line than the first boundary's.
+
+    Where the geodesic boundary already lies on a fascia (the phantom: fat sheath around the multifidus)
+    a nearby fat streak inside the fatty multifidus is about as strong, and the seam would jump onto it;
+    there the first boundary is kept. A real fascia the first boundary missed (TUM01) is much stronger
+    than the muscle the first boundary cuts through. Isolated rows are dropped (runs < ``LINE_RUN_ROWS``).
+    """
+    rows = np.arange(r0, r0 + path.size)
+    c0i = np.clip(np.round(c0).astype(np.int64), 0, strength2d.shape[1] - 1)
+    hit = strength2d[rows, path] > LINE_GAIN * np.maximum(strength2d[rows, c0i], 0)
+    if LINE_RUN_ROWS > 1:
+        hit = ndi.binary_opening(hit, np.ones(LINE_RUN_ROWS, bool))
+    return hit
+
+
 def refine_split(
     region: np.ndarray,
     is_mf: np.ndarray,
@@ -112,10 +136,11 @@ def refine_split(
         ) * off.astype(np.float32)
         cost[off > band] = np.float32(1e6)
         path = _seam(cost)
+        keep = ok & _line_rows(strength[k], path, c0, r0)
         # multifidus: region voxels on the medial side of the path (boundary column goes to the erector)
         medial = (cols[None, :] - path[:, None]) * medial_sign > 0
         new = mf.copy()  # rows holding only one of the two muscles keep the first split
-        new[r0:r1][ok] = medial[ok]
+        new[r0:r1][keep] = medial[keep]
         out[k] = reg & new
     return out
 

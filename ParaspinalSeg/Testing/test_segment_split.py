@@ -44,3 +44,22 @@ def test_line_beyond_band_and_no_line_keep_first_split() -> None:
     # mirrored side: medial towards smaller i
     mf = refine_split(region[:, :, ::-1], first[:, :, ::-1], strength[:, :, ::-1], -1, 1.0, 8.0, 0.02)
     assert (mf == first[:, :, ::-1]).all()
+
+
+def test_streak_next_to_a_boundary_already_on_a_fascia_is_ignored() -> None:
+    """The first boundary sits on a fascia (column 34); an equally bright streak inside the multifidus 4
+    columns away (the phantom's fatty multifidus) must not pull the boundary; a much brighter line does."""
+    region, first, _ = _case(line_col=None)
+    fat = np.zeros(region.shape, np.float32)
+    water = np.where(region, 1.0, 0.0).astype(np.float32)
+    fat[:, 5:45, 34] = water[:, 5:45, 34] = 0.5  # fascia on the first boundary
+    fat[:, 10:40, 38] = water[:, 10:40, 38] = 0.5  # streak of the same strength inside the multifidus
+    strength = fascia_strength(fat, water, 1.5)
+    mf = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.0)
+    assert (mf == first).all()
+    fat[:, 10:40, 38] = 1.0  # a line far stronger than the first boundary's: the seam moves onto it
+    water[:, 10:40, 38] = 0.0
+    strength = fascia_strength(fat, water, 1.5)
+    mf = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.0)
+    cols = [np.flatnonzero(mf[1, j]).min() for j in range(15, 35)]
+    assert set(cols) == {39}, sorted(set(cols))
