@@ -49,6 +49,7 @@ from ParaspinalSegLib.levels import levels_from_landmarks, levels_from_seed_slic
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.priors import (
     clip_to_reach,
+    deepest_near,
     mark_anterolateral,
     mark_unreachable,
     midline_columns,
@@ -263,16 +264,10 @@ def _local_radius(
 ) -> float:
     """Inscribed radius (mm) of ``mask2d`` near a click: the largest distance-to-edge within ``search_mm``,
     so a click off the muscle's centre gives (almost) the same size estimate."""
-    j, i = ji_
     if search_mm <= 0:
+        j, i = ji_
         return float(ndi.distance_transform_edt(mask2d, sampling=spacing_ji)[j, i])
-    rj, ri = (max(1, int(search_mm / s)) for s in spacing_ji)
-    j0, i0 = max(0, j - rj - 60), max(0, i - ri - 60)
-    crop = mask2d[j0 : j + rj + 61, i0 : i + ri + 61]
-    dt = ndi.distance_transform_edt(crop, sampling=spacing_ji)
-    jj, ii = np.ogrid[: crop.shape[0], : crop.shape[1]]
-    near = ((jj - (j - j0)) * spacing_ji[0]) ** 2 + ((ii - (i - i0)) * spacing_ji[1]) ** 2 <= search_mm**2
-    return float(dt[near].max()) if near.any() else 0.0
+    return deepest_near(mask2d, ji_, spacing_ji, search_mm)[0]
 
 
 def _add_rim(lab: np.ndarray, ff: np.ndarray, rim_px: int, max_ff: float) -> np.ndarray:
