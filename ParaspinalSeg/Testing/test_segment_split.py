@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ParaspinalSegLib import split
 from ParaspinalSegLib.split import fascia_strength, refine_split
 
 
@@ -46,9 +47,11 @@ def test_line_beyond_band_and_no_line_keep_first_split() -> None:
     assert (mf == first[:, :, ::-1]).all()
 
 
-def test_streak_next_to_a_boundary_already_on_a_fascia_is_ignored() -> None:
-    """The first boundary sits on a fascia (column 34); an equally bright streak inside the multifidus 4
-    columns away (the phantom's fatty multifidus) must not pull the boundary; a much brighter line does."""
+def test_streak_next_to_a_boundary_already_on_a_fascia_is_ignored(monkeypatch) -> None:
+    """With the line gate on (split.LINE_GAIN 1.5, off by default): the first boundary sits on a fascia
+    (column 34); an equally bright streak inside the multifidus 4 columns away (the phantom's fatty
+    multifidus) must not pull the boundary; a much brighter line does. Gate off: the streak pulls it."""
+    monkeypatch.setattr(split, "LINE_GAIN", 1.5)
     region, first, _ = _case(line_col=None)
     fat = np.zeros(region.shape, np.float32)
     water = np.where(region, 1.0, 0.0).astype(np.float32)
@@ -57,6 +60,9 @@ def test_streak_next_to_a_boundary_already_on_a_fascia_is_ignored() -> None:
     strength = fascia_strength(fat, water, 1.5)
     mf = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.0)
     assert (mf == first).all()
+    monkeypatch.setattr(split, "LINE_GAIN", 0.0)
+    assert (refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.0) != first).any()
+    monkeypatch.setattr(split, "LINE_GAIN", 1.5)
     fat[:, 10:40, 38] = 1.0  # a line far stronger than the first boundary's: the seam moves onto it
     water[:, 10:40, 38] = 0.0
     strength = fascia_strength(fat, water, 1.5)
