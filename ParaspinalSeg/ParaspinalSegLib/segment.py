@@ -26,7 +26,7 @@ water, fat and fat-fraction differences plus a ridge (bright fat line = fascia) 
 multifidus + erector spinae of one side grown as one region; (4) that region is split between
 multifidus and erector spinae by size-normalised geodesic distance (each muscle's distance is
 divided by its own inscribed radius at the seed, so the large erector is not cut at the
-bisector; optionally, ``split_refine_band_mm``, re-drawn per slice along the fascia by split.py);
+bisector; then, within ``split_refine_band_mm``, re-drawn per slice along the fascia by split.py);
 (5) per slice, each label keeps the component holding its seed (or the largest), holes are filled
 and spurs removed. Labels never overlap by construction.
 """
@@ -87,7 +87,7 @@ class SegmentParams:
     radius_search_mm: float = 0.0
     # split.refine_split (off by default: helps TUM01/MuscleMap, but snaps onto fat streaks inside the
     # phantom's multifidus; see docs/segmentation.md): seam along the fascia within this band; 8 mm tested
-    split_refine_band_mm: float = 0.0
+    split_refine_band_mm: float = 8.0
     split_refine_sigma_px: float = 1.5
     split_refine_prior: float = 0.02
     split_refine_contrast: float = 0.3  # weight of split.side_contrast (FF differs across the seam)

@@ -43,7 +43,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--split-refine-mm",
         type=float,
         help="redraw the multifidus/erector border along the fascia within this band (mm; "
-        "SegmentParams.split_refine_band_mm, 0 = off; see docs/segmentation.md)",
+        "default 8 = SegmentParams.split_refine_band_mm, 0 = off; see docs/segmentation.md)",
     )
     p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
     p.add_argument("--out-dir", required=True, help="output directory")

@@ -20,13 +20,14 @@ from ParaspinalSegLib.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LA
 
 pytestmark = pytest.mark.realdata
 
-# Measured (commit of the anterolateral competitor, 2026-11-25): ES right/left 0.882/0.904 (were 0.869/0.888),
-# MF right/left 0.832/0.852 (targets ES 0.92 / MF 0.90: not met; docs/segmentation.md says where the Dice is lost).
+# Measured (gated fascia-seam refinement of the MF/ES split on by default, 2026-11-25): ES right/left
+# 0.890/0.913, MF right/left 0.850/0.872 (refinement off: 0.882/0.904, 0.832/0.852; session start 0.869/0.888,
+# 0.832/0.852). Targets ES 0.92 / MF 0.90: not met; docs/segmentation.md says where the Dice is lost.
 MIN_DICE = {
-    "erector_spinae_right": 0.875,
-    "erector_spinae_left": 0.895,
-    "multifidus_right": 0.825,
-    "multifidus_left": 0.845,
+    "erector_spinae_right": 0.885,
+    "erector_spinae_left": 0.908,
+    "multifidus_right": 0.845,
+    "multifidus_left": 0.867,
 }
 # MuscleMap sub0001 (T1-like, labels probably a model's output), same seeding rule: measured MF 0.770/0.782,
 # ES 0.755/0.821, psoas 0.569/0.519, QL 0.487/0.464 (R/L); psoas/QL were 0.11–0.23 before the reach prior.
@@ -178,33 +179,42 @@ def test_auto_non_dixon_on_synthesised_inphase_vs_dixon(tum01) -> None:
     assert (auto["fat_fraction_pct"] < 20).all()
 
 
-# TUM01 with the optional seam refinement of the MF/ES split (SegmentParams(split_refine_band_mm=8), split.py),
-# same seeding: measured ES R/L 0.895/0.919, MF R/L 0.860/0.883 (default, off: 0.882/0.904, 0.832/0.852).
-MIN_DICE_REFINED = {
-    "erector_spinae_right": 0.890,
-    "erector_spinae_left": 0.914,
-    "multifidus_right": 0.855,
-    "multifidus_left": 0.878,
+# TUM01 with the seam refinement off (SegmentParams(split_refine_band_mm=0)): the previous default,
+# measured ES R/L 0.882/0.904, MF R/L 0.832/0.852.
+MIN_DICE_UNREFINED = {
+    "erector_spinae_right": 0.877,
+    "erector_spinae_left": 0.899,
+    "multifidus_right": 0.827,
+    "multifidus_left": 0.847,
 }
 
 
-def test_tum01_refined_split_dice(tum01) -> None:
-    """The optional fascia-seam refinement of the MF/ES split (split.refine_split) on TUM01."""
+def test_tum01_unrefined_split_dice(tum01) -> None:
+    """With the fascia-seam refinement off (split_refine_band_mm=0) the previous default is reproduced."""
     water, fat, _labels, truth = tum01
     r = segment(
         {"water": water, "fat": fat},
         tum01_seeds(truth, fat),
         assume_same_grid=True,
-        params=SegmentParams(split_refine_band_mm=8.0),
+        params=SegmentParams(split_refine_band_mm=0.0),
     )
     got = dice_per_structure(sitk.GetArrayFromImage(r.labels), truth)
-    for name, floor in MIN_DICE_REFINED.items():
+    for name, floor in MIN_DICE_UNREFINED.items():
         assert got[name] >= floor, (name, round(got[name], 4))
+    # the refinement is what lifts the default: off is worse for every muscle
+    on = dice_per_structure(
+        sitk.GetArrayFromImage(
+            segment({"water": water, "fat": fat}, tum01_seeds(truth, fat), assume_same_grid=True).labels
+        ),
+        truth,
+    )
+    assert all(on[n] > got[n] for n in got), (on, got)
 
 
 @pytest.mark.slow
 def test_seed_robustness_5mm(result, tum01) -> None:
-    """Moving every seed 3–5 mm inside its muscle (three random draws): Dice change measured 0.040 (target < 0.02: not met)."""
+    """Moving every seed 3–5 mm inside its muscle (three random draws): Dice change measured 0.029 with the
+    gated seam refinement (0.040 without; target < 0.02: not met)."""
     water, fat, _labels, truth = tum01
     base = dice_per_structure(sitk.GetArrayFromImage(result.labels), truth)
     rng = np.random.default_rng(7)
@@ -218,15 +228,15 @@ def test_seed_robustness_5mm(result, tum01) -> None:
     assert worst < MAX_SEED_SHIFT_DICE_CHANGE, worst
 
 
-MAX_SEED_SHIFT_DICE_CHANGE = 0.045
+MAX_SEED_SHIFT_DICE_CHANGE = 0.035
 _ = pd  # pandas is used through measure_labels' DataFrames
 
 
 @pytest.mark.slow
-def test_seed_robustness_5mm_refined_split(tum01) -> None:
-    """Same as above with the optional seam refinement (split_refine_band_mm=8): measured 0.036 (off: 0.040)."""
+def test_seed_robustness_5mm_unrefined_split(tum01) -> None:
+    """Same as above with the seam refinement off (split_refine_band_mm=0): measured 0.040."""
     water, fat, _labels, truth = tum01
-    params = SegmentParams(split_refine_band_mm=8.0)
+    params = SegmentParams(split_refine_band_mm=0.0)
     run = lambda seeds: dice_per_structure(  # noqa: E731
         sitk.GetArrayFromImage(
             segment({"water": water, "fat": fat}, seeds, assume_same_grid=True, params=params).labels
@@ -239,4 +249,4 @@ def test_seed_robustness_5mm_refined_split(tum01) -> None:
     for _ in range(3):
         d = run(tum01_seeds(truth, fat, 5.0, rng))
         worst = max(worst, *(abs(d[n] - base[n]) for n in base))
-    assert worst < 0.04, worst
+    assert worst < 0.045, worst

@@ -219,7 +219,7 @@ def main() -> None:
         "--split-refine-mm",
         type=float,
         default=0.0,
-        help="SegmentParams.split_refine_band_mm (0 = default, off)",
+        help="SegmentParams.split_refine_band_mm (default 8; 0 = off)",
     )
     ap.add_argument("--only", choices=["tum01", "musclemap", "totalseg", "phantom"], help="run one dataset")
     args = ap.parse_args()
