@@ -18,7 +18,10 @@ import SimpleITK as sitk
 from ParaspinalSegLib.structures import BY_NAME
 
 MAX_VOXELS = 80_000_000  # ~ 512×512×300; larger volumes are refused (memory bound, a few GB)
-MAX_OBLIQUE_DEG = 30.0  # slices tilted up to this from true axial are accepted as axial
+# Slices tilted up to this from true axial are accepted as axial (areas measured in the slice plane):
+# lumbar protocols angle the axial stacks along the discs, and L5–S1 in a lordotic spine reaches 35–40°.
+# The segmenter (to_axial) and the measurement (measure.check_axial) share it.
+MAX_OBLIQUE_DEG = 40.0
 
 
 def read_volume(path: str | Path, what: str = "image") -> sitk.Image:
@@ -50,7 +53,7 @@ def check_volume(image: sitk.Image, what: str) -> sitk.Image:
     """Validate one volume (3D, ≥ 2 voxels in-plane, not too big) and return it axial, float32.
 
     A volume whose axes are a permutation/flip of LPS is reoriented (``sitk.DICOMOrient``) so that
-    numpy axis 0 is the slice axis; a slightly oblique axial acquisition (≤ 30°) is accepted as it is
+    numpy axis 0 is the slice axis; an axial-oblique acquisition (≤ MAX_OBLIQUE_DEG) is accepted as it is
     (areas are measured in the slice plane); anything else is an error.
     """
     if image.GetDimension() == 2 or (image.GetDimension() == 3 and image.GetSize()[2] == 1):

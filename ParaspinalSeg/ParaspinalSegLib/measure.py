@@ -30,6 +30,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ParaspinalSegLib.geometry import check_same_grid
+from ParaspinalSegLib.io import MAX_OBLIQUE_DEG
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "case_id",
@@ -65,7 +66,7 @@ def goutallier_grade(ff_pct: float, thresholds: tuple[float, ...] = GOUTALLIER_F
     return float(np.searchsorted(np.asarray(thresholds, dtype=float), ff_pct, side="right"))
 
 
-def check_axial(image: sitk.Image, what: str = "image", max_tilt_deg: float = 40.0) -> None:
+def check_axial(image: sitk.Image, what: str = "image", max_tilt_deg: float = MAX_OBLIQUE_DEG) -> None:
     """Raise ValueError unless slices (numpy axis 0) are axial or axial-oblique.
 
     Lumbar protocols angle axial slices parallel to the discs, so a tilt of the slice normal from

@@ -231,3 +231,25 @@ def test_anterolateral_competitor_geometry() -> None:
         assert seeds[k, 30, 40] == 9 and seeds[k, 30, 160] == 9  # anterior and lateral
         assert seeds[k, 30, 60] == 0 and seeds[k, 30, 140] == 0  # anterior but medial (towards the spine)
         assert seeds[k, 40, 40] == 0  # within 1.25 radii in front of the centre
+
+
+@pytest.mark.parametrize(("degrees", "accepted"), [(35.0, True), (45.0, False)])
+def test_segmenter_and_measurement_share_the_oblique_limit(degrees: float, accepted: bool) -> None:
+    """An axial stack angled along the L5–S1 disc (35°) is accepted by both the segmenter's input check
+    and the measurement; 45° is refused by both, so a volume never segments but fails to measure."""
+    from ParaspinalSegLib.io import MAX_OBLIQUE_DEG, to_axial
+    from ParaspinalSegLib.measure import check_axial
+
+    img = sitk.Image(20, 20, 6, sitk.sitkFloat32)
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    img.SetDirection((1, 0, 0, 0, c, -s, 0, s, c))
+    assert MAX_OBLIQUE_DEG == 40.0
+    if accepted:
+        to_axial(img, "image")
+        check_axial(img, "image")
+    else:
+        with pytest.raises(ValueError, match="oblique"):
+            to_axial(img, "image")
+        with pytest.raises(ValueError, match="not axial"):
+            check_axial(img, "image")
+
