@@ -10,6 +10,8 @@ import logging
 
 from tqdm import tqdm
 
+from ParaspinalSegLib.cli_args import add_image_arguments, check_image_arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -18,10 +20,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     p = subparsers.add_parser(
         name, help="propose seed points from the image (auto-initialisation)", description=__doc__
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", help="single T1/T2-weighted volume (fat bright)")
-    src.add_argument("--water", help="Dixon water image (use with --fat)")
-    p.add_argument("--fat", help="Dixon fat image (use with --water); points are placed on its grid")
+    add_image_arguments(p)
     p.add_argument(
         "--structures",
         nargs="+",
@@ -51,10 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ParaspinalSegLib.io import read_volume
     from ParaspinalSegLib.markups import read_points
 
-    if args.water and not args.fat:
-        raise ValueError("--water needs --fat (Dixon pair)")
-    if args.fat and not args.water:
-        raise ValueError("--fat needs --water (Dixon pair); for a single image use --image")
+    check_image_arguments(args)
     steps = tqdm(total=3, desc="propose-seeds", unit="step")
     levels = read_points(args.levels) if args.levels else None
     if args.image:

@@ -7,16 +7,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ParaspinalSegLib.cli_args import add_image_arguments, check_image_arguments
+
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     """Register the ``measure`` sub-command."""
     p = subparsers.add_parser(
         name, help="measure a label map (CSA, fat fraction, Goutallier, asymmetry)", description=__doc__
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", help="single T1/T2-weighted volume (fat bright): linear-model fat fraction")
-    src.add_argument("--water", help="Dixon water image (use with --fat)")
-    p.add_argument("--fat", help="Dixon fat image (use with --water)")
+    add_image_arguments(p, "single T1/T2-weighted volume (fat bright): non-Dixon fat fraction (t1_local)")
     p.add_argument("--labels", required=True, help="label map (e.g. labels.nii.gz)")
     p.add_argument(
         "--label-names",
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ParaspinalSegLib.segment_cli import write_csv
     from ParaspinalSegLib.structures import default_label_names
 
-    if bool(args.water) != bool(args.fat):
-        raise ValueError("--water and --fat go together (Dixon pair); for a single image use --image")
+    check_image_arguments(args)
     bar = tqdm(total=3, desc="measure", unit="step")
     lab_path = Path(args.labels)
     if not lab_path.exists():

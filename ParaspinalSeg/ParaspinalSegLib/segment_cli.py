@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ParaspinalSegLib.cli_args import add_image_arguments, check_image_arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -22,10 +24,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         required=True,
         help="seed points (.mrk.json; labels = structure names, description = level)",
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", help="single T1/T2-weighted volume (fat bright)")
-    src.add_argument("--water", help="Dixon water image (use with --fat)")
-    p.add_argument("--fat", help="Dixon fat image (use with --water); the output is on its grid")
+    add_image_arguments(p)
     p.add_argument("--levels", help="level landmarks L1..L5 (.mrk.json)")
     p.add_argument("--structures", nargs="+", help="structures to segment (default: every seeded one)")
     p.add_argument(
@@ -64,10 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.split_refine_mm <= 30:
             raise ValueError(f"--split-refine-mm: {args.split_refine_mm} mm is outside 0–30 mm")
         params.split_refine_band_mm = args.split_refine_mm
-    if args.water and not args.fat:
-        raise ValueError("--water needs --fat (Dixon pair)")
-    if args.fat and not args.water:
-        raise ValueError("--fat needs --water (Dixon pair); for a single image use --image")
+    check_image_arguments(args)
     out = Path(args.out_dir)
     steps = tqdm(total=4, desc="segment", unit="step")
     seeds = read_points(args.seeds)

@@ -296,7 +296,7 @@ def test_cli_errors(phantom, tmp_path, capsys) -> None:
     assert (
         cli(["propose-seeds", "--water", str(d / "water.nii.gz"), "--out", str(tmp_path / "x.mrk.json")]) == 2
     )
-    assert "--water needs --fat" in capsys.readouterr().err
+    assert "--fat is missing: --water and --fat go together" in capsys.readouterr().err
     assert (
         cli(
             ["propose-seeds", "--image", str(tmp_path / "nope.nii.gz"), "--out", str(tmp_path / "x.mrk.json")]
