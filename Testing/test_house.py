@@ -109,10 +109,11 @@ def test_cmake_lists_every_file(module: str) -> None:
     assert "slicer_add_python_unittest" in cmake
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """Absolute package names a file imports: all of them, or only those run when it is loaded."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     names = set()
-    for node in ast.walk(tree):
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -215,17 +216,6 @@ def test_slicer_requirements_match_pyproject_pins() -> None:
         assert pins.get(name) == requirement, f"{import_name}: {requirement} vs pyproject {pins.get(name)}"
 
 
-def _top_level_imports(path: Path) -> set[str]:
-    """Top-level package names a file imports when it is loaded (imports inside functions excluded)."""
-    top = set()
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Import):
-            top |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            top.add(node.module.split(".")[0])
-    return top
-
-
 @pytest.mark.parametrize("module", MODULES)
 def test_module_file_imports_only_what_slicer_bundles(module: str) -> None:
     """Top-level imports of <M>.py stay within Slicer's bundled packages, so the module always loads and
@@ -245,7 +235,7 @@ def test_module_file_imports_only_what_slicer_bundles(module: str) -> None:
         "ParaspinalSegLib",
         "ParaspinalLBPSlicer",
     }
-    top = _top_level_imports(REPO / module / f"{module}.py")
+    top = _imports(REPO / module / f"{module}.py", top_level_only=True)
     assert top <= allowed, f"{module}.py imports {sorted(top - allowed)} at module level"
 
 
@@ -265,5 +255,5 @@ def test_slicer_helper_package_imports_only_what_slicer_bundles() -> None:
         "ParaspinalSegLib",
     }
     for path in sorted((REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer").glob("*.py")):
-        top = _top_level_imports(path)
+        top = _imports(path, top_level_only=True)
         assert top <= allowed, f"{path.name} imports {sorted(top - allowed)} at module level"

@@ -57,6 +57,7 @@ from ParaspinalSegLib.priors import (
 )
 from ParaspinalSegLib.seeds import VoxelSeed, check_structures, seeds_from_labelmap, seeds_from_points
 from ParaspinalSegLib.split import refine_choice
+from ParaspinalSegLib.split import ridge as split_ridge
 from ParaspinalSegLib.structures import BY_NAME
 
 DEFAULT_LEVEL_HALF_MM = 18.0  # half a lumbar level, used when only one level is seeded and no landmarks
@@ -153,16 +154,6 @@ def prepare_inputs(image_or_dixon, assume_same_grid: bool = False) -> _Inputs:
     return _Inputs(fat, True, w, f, None, notes)
 
 
-def _ridge(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Bright-line strength per slice: max(−λ_min, 0) of the scale-normalised 2D Hessian."""
-    s = (0, sigma, sigma)
-    gjj = ndi.gaussian_filter(img, s, order=(0, 2, 0))
-    gii = ndi.gaussian_filter(img, s, order=(0, 0, 2))
-    gji = ndi.gaussian_filter(img, s, order=(0, 1, 1))
-    lmin = 0.5 * (gjj + gii) - np.sqrt((0.5 * (gjj - gii)) ** 2 + gji**2)
-    return np.maximum(-lmin, 0) * sigma * sigma
-
-
 def _features(inp: _Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: SegmentParams):
     """Scaled feature channels, fat-likeness map, ridge cost and background mask on the ROI."""
     sm = (0, p.smoothing_px, p.smoothing_px)
@@ -179,7 +170,7 @@ def _features(inp: _Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Seg
         s = w + f
         ff = np.where(s > 0.15 * ref, f / np.maximum(s, 1e-6), 0.0)
         feats = np.stack([w / ref, f / ref, ff])
-        ridge = _ridge(f0 / ref, p.ridge_sigma_px)
+        ridge = split_ridge(f0 / ref, p.ridge_sigma_px)
         dark = s < p.dark_fraction * ref
         fatty = (ff > p.fat_threshold) & ~dark
         refs = {"water_ref": ref}
@@ -194,7 +185,7 @@ def _features(inp: _Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Seg
         bright = float(np.percentile(im, 99))
         pff = np.clip((im - lean) / max(bright - lean, 1e-6), 0, 1)
         feats = np.stack([im / lean, pff])
-        ridge = _ridge(i0 / lean, p.ridge_sigma_px)
+        ridge = split_ridge(i0 / lean, p.ridge_sigma_px)
         # muscle near the noise level (some T1 protocols): no signal-void competitor, fat alone bounds it
         floor = fatmod.noise_floor(inp.image)
         dark = im < p.dark_fraction * lean if lean > 2 * floor else np.zeros(im.shape, bool)

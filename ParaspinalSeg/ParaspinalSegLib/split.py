@@ -19,20 +19,21 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
+def ridge(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Bright-line strength per slice: max(−λ_min, 0) of the scale-normalised 2D Hessian."""
+    s = (0, sigma, sigma)
+    gjj = ndi.gaussian_filter(img, s, order=(0, 2, 0))
+    gii = ndi.gaussian_filter(img, s, order=(0, 0, 2))
+    gji = ndi.gaussian_filter(img, s, order=(0, 1, 1))
+    lmin = 0.5 * (gjj + gii) - np.sqrt((0.5 * (gjj - gii)) ** 2 + gji**2)
+    return np.maximum(-lmin, 0) * sigma * sigma
+
+
 def fascia_strength(fat: np.ndarray, water: np.ndarray | None, sigma_px: float) -> np.ndarray:
     """Line strength per slice: bright ridge of ``fat`` plus dark valley of ``water`` (scale-normalised Hessian)."""
-
-    def ridge(img: np.ndarray) -> np.ndarray:
-        s = (0, sigma_px, sigma_px)
-        gjj = ndi.gaussian_filter(img, s, order=(0, 2, 0))
-        gii = ndi.gaussian_filter(img, s, order=(0, 0, 2))
-        gji = ndi.gaussian_filter(img, s, order=(0, 1, 1))
-        lmin = 0.5 * (gjj + gii) - np.sqrt((0.5 * (gjj - gii)) ** 2 + gji**2)
-        return np.maximum(-lmin, 0) * sigma_px * sigma_px
-
-    out = ridge(fat.astype(np.float32))
+    out = ridge(fat.astype(np.float32), sigma_px)
     if water is not None:
-        out += ridge(-water.astype(np.float32))
+        out += ridge(-water.astype(np.float32), sigma_px)
     return out
 
 
