@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
-from scipy.sparse.csgraph import dijkstra
 
 from ParaspinalSegLib import fat as fatmod
 from ParaspinalSegLib.growcut import edge_graph, grow
@@ -49,15 +48,15 @@ from ParaspinalSegLib.levels import levels_from_landmarks, levels_from_seed_slic
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.priors import (
     clip_to_reach,
-    deepest_near,
     mark_anterolateral,
     mark_unreachable,
     midline_columns,
     reach_masks,
 )
 from ParaspinalSegLib.seeds import VoxelSeed, check_structures, seeds_from_labelmap, seeds_from_points
-from ParaspinalSegLib.split import refine_choice
+from ParaspinalSegLib.shape import add_rim, postprocess
 from ParaspinalSegLib.split import ridge as split_ridge
+from ParaspinalSegLib.split import split_pairs
 from ParaspinalSegLib.structures import BY_NAME
 
 DEFAULT_LEVEL_HALF_MM = 18.0  # half a lumbar level, used when only one level is seeded and no landmarks
@@ -193,89 +192,6 @@ def _features(inp: _Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Seg
         ff = pff
         refs = {"lean_ref": lean, "bright_ref": bright}
     return feats.astype(np.float32), ff, ridge, dark | fatty, refs
-
-
-def _postprocess(
-    lab: np.ndarray, seeds_by_label: dict[int, list[tuple[int, int, int]]], open_r: float, close_r: int = 0
-) -> np.ndarray:
-    """Per slice and label: cut thin necks (opening with a disc of ``open_r`` voxels), keep the seed's
-    (else the largest) component, restore its boundary detail within ``open_r``, fill holes into background."""
-    out = lab.copy()
-    disc = None
-    if open_r > 0:
-        r = int(np.ceil(open_r))
-        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-        disc = yy**2 + xx**2 <= open_r**2 + 1e-9
-    close_disc = None
-    if close_r > 0:
-        yy, xx = np.mgrid[-close_r : close_r + 1, -close_r : close_r + 1]
-        close_disc = yy**2 + xx**2 <= close_r**2
-    pad = max(int(np.ceil(open_r)), close_r) + 2
-    for k in range(out.shape[0]):
-        full = out[k]
-        for v, bb in enumerate(ndi.find_objects(full), start=1):
-            if bb is None:
-                continue
-            j0, i0 = max(bb[0].start - pad, 0), max(bb[1].start - pad, 0)
-            sl = full[j0 : bb[0].stop + pad, i0 : bb[1].stop + pad]  # a view: edits land in ``out``
-            m = sl == v
-            core = ndi.binary_opening(m, disc) if disc is not None else m
-            if not core.any():
-                core = m
-            cc, n = ndi.label(core)
-            if n > 1:
-                keep = set()
-                for kk, j, i in seeds_by_label.get(v, []):
-                    jj, ii = j - j0, i - i0
-                    if kk == k and 0 <= jj < sl.shape[0] and 0 <= ii < sl.shape[1] and cc[jj, ii]:
-                        keep.add(cc[jj, ii])
-                if not keep:
-                    sizes = ndi.sum(core, cc, range(1, n + 1))
-                    keep = {int(np.argmax(sizes)) + 1}
-                core = np.isin(cc, list(keep))
-            if disc is not None:
-                core = m & ndi.binary_dilation(core, disc)
-                cc, n = ndi.label(core)
-                if n > 1:
-                    sizes = ndi.sum(core, cc, range(1, n + 1))
-                    core = cc == int(np.argmax(sizes)) + 1
-            sl[m & ~core] = 0
-            if close_disc is not None:
-                closed = ndi.binary_closing(np.pad(core, close_r + 1), close_disc)[
-                    close_r + 1 : -close_r - 1, close_r + 1 : -close_r - 1
-                ]
-                core = core | (closed & (sl == 0))
-            filled = ndi.binary_fill_holes(core) & (sl == 0)
-            sl[filled | core] = v
-    return out
-
-
-def _local_radius(
-    mask2d: np.ndarray, ji_: tuple[int, int], spacing_ji: tuple[float, float], search_mm: float
-) -> float:
-    """Inscribed radius (mm) of ``mask2d`` near a click: the largest distance-to-edge within ``search_mm``,
-    so a click off the muscle's centre gives (almost) the same size estimate."""
-    if search_mm <= 0:
-        j, i = ji_
-        return float(ndi.distance_transform_edt(mask2d, sampling=spacing_ji)[j, i])
-    return deepest_near(mask2d, ji_, spacing_ji, search_mm)[0]
-
-
-def _add_rim(lab: np.ndarray, ff: np.ndarray, rim_px: int, max_ff: float) -> np.ndarray:
-    """Grow each label by ``rim_px`` voxels in-plane into unlabelled partial-volume voxels (FF < ``max_ff``).
-
-    The growth stops one voxel short of the fat it competes with; manual outlines (and the CSA
-    convention) run along the muscle's outer edge, through those partial-volume voxels.
-    """
-    st = np.zeros((3, 3, 3), bool)
-    st[1] = ndi.generate_binary_structure(2, 1)
-    out = lab.copy()
-    for _ in range(rim_px):
-        grown = ndi.grey_dilation(out, footprint=st)
-        smallest = -ndi.grey_dilation(-np.where(out > 0, out, 255).astype(np.int16), footprint=st)
-        ok = (out == 0) & (ff < max_ff) & (grown > 0) & (smallest == grown)  # one neighbouring label only
-        out[ok] = grown[ok]
-    return out
 
 
 def _disc(radius_px: float) -> list[tuple[int, int]]:
@@ -473,82 +389,34 @@ def segment(
     t_grow = time.perf_counter()
     grown[grown == bg_label] = 0
 
-    # --- split MF / ES by size-normalised geodesic distance ----------------------------------
+    # --- split MF / ES (split.split_pairs) ----------------------------------------------------
     out = np.zeros(rshape, np.uint8)
-    pairs = [g for g in groups if len(g) > 1]
     for g in groups:
         if len(g) == 1:
             out[grown == group_of[g[0]]] = BY_NAME[g[0]].value
+    click_kji: dict[str, list[tuple[int, int, int]]] = {}
+    for s, loc in zip(vseeds, local, strict=True):
+        click_kji.setdefault(s.name, []).append(tuple(int(x) for x in loc))
+    pairs = [g for g in groups if len(g) > 1]
     if pairs:
-        # one graph over every MF+ES region (regions of different sides are not connected)
-        in_pair = np.isin(grown, [group_of[g[0]] for g in pairs])
-        kk, jj, ii = np.nonzero(in_pair)
-        box = (slice(kk.min(), kk.max() + 1), slice(jj.min(), jj.max() + 1), slice(ii.min(), ii.max() + 1))
-        offset = np.array([kk.min(), jj.min(), ii.min()])
-        bshape = tuple(b.stop - b.start for b in box)
-        split_cost = p.split_diff_weight * feats[(slice(None), *box)]
-        sub_graph = edge_graph(
-            split_cost,
+        pair_choice = split_pairs(
+            grown,
+            [(g, group_of[g[0]]) for g in pairs],
+            seeds_by_name,
+            click_kji,
+            feats,
+            ridge,
+            background,
             spacing,
-            node_cost=ridge[box] * p.split_ridge_weight,
-            eps_per_mm=p.split_eps_per_mm,
-            blocked=~in_pair[box],
+            inp.dixon,
+            p,
         )
-        for g in pairs:
-            region = (grown == group_of[g[0]])[box]
-            # initial sources: the clicked seeds; radius: inscribed radius of the non-background tissue there
-            srcs: dict[str, list[tuple[int, int, int]]] = {}
-            radii: dict[str, float] = {}
-            for n in g:
-                cs = [tuple(int(x) for x in np.array(c) - offset) for c in seeds_by_name[n]]
-                srcs[n] = [
-                    c for c in cs if all(0 <= a < b for a, b in zip(c, bshape, strict=True)) and region[c]
-                ]
-                rs = [
-                    _local_radius(
-                        ~background[loc[0]], (int(loc[1]), int(loc[2])), (sj_, si_), p.radius_search_mm
-                    )
-                    for s, loc in zip(vseeds, local, strict=True)
-                    if s.name == n
-                ]
-                radii[n] = max(float(np.mean(rs)), 1.0) if rs else 1.0
-            seed_slices = sorted({c[0] for n in g for c in srcs[n]})
-            for it in range(1 + p.split_recentre_iterations):
-                scores = []
-                for n in g:
-                    src = np.array([np.ravel_multi_index(c, bshape) for c in srcs[n]], dtype=np.int64)
-                    if src.size == 0:
-                        scores.append(np.full(bshape, np.inf))
-                        continue
-                    d = dijkstra(sub_graph, directed=False, indices=src, min_only=True).reshape(bshape)
-                    scale = radii[n] ** p.split_radius_power if p.size_normalised_split else 1.0
-                    scores.append(d / scale)
-                choice = np.argmin(np.stack(scores), axis=0)
-                if it == p.split_recentre_iterations:
-                    break
-                # re-centre: each muscle's new source is the deepest point of its current share on each
-                # seed slice, its radius the inscribed radius there (less dependent on where the click was)
-                for idx, n in enumerate(g):
-                    new_src = []
-                    for k in seed_slices:
-                        m = region[k] & (choice[k] == idx)
-                        if not m.any():
-                            continue
-                        dt = ndi.distance_transform_edt(m, sampling=(sj_, si_))
-                        j, i = np.unravel_index(int(np.argmax(dt)), dt.shape)
-                        new_src.append((k, int(j), int(i)))
-                    if new_src:
-                        srcs[n] = new_src  # radii stay: re-estimating them from the split feeds back
-            if p.split_refine_band_mm > 0 and len(g) == 2:
-                choice = refine_choice(choice, region, feats[(slice(None), *box)], inp.dixon, g, srcs, p, si_)
-            sub = out[box]
-            for idx, n in enumerate(g):
-                sub[region & (choice == idx)] = BY_NAME[n].value
-
+        for n, mask in pair_choice.items():
+            out[mask] = BY_NAME[n].value
     clip_to_reach(out, reach, {n: BY_NAME[n].value for n in names})
     seeds_by_value = {BY_NAME[n].value: v for n, v in seeds_by_name.items()}
-    out = _postprocess(out, seeds_by_value, p.open_radius_px, p.close_radius_px)
-    out = _add_rim(out, ff, p.rim_px, p.rim_max_ff)
+    out = postprocess(out, seeds_by_value, p.open_radius_px, p.close_radius_px)
+    out = add_rim(out, ff, p.rim_px, p.rim_max_ff)
 
     # --- assemble full volume ----------------------------------------------------------------
     if previous is not None:

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse.csgraph import dijkstra
+
+from ParaspinalSegLib.growcut import edge_graph
+from ParaspinalSegLib.priors import deepest_near
 
 
 def ridge(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -183,4 +187,98 @@ def refine_choice(choice, region, feats, dixon: bool, names, sources, p, spacing
     return new
 
 
-__all__ = ["fascia_strength", "refine_choice", "refine_split", "side_contrast"]
+def local_radius(
+    mask2d: np.ndarray, ji_: tuple[int, int], spacing_ji: tuple[float, float], search_mm: float
+) -> float:
+    """Inscribed radius (mm) of ``mask2d`` near a click: the largest distance-to-edge within ``search_mm``,
+    so a click off the muscle's centre gives (almost) the same size estimate."""
+    if search_mm <= 0:
+        j, i = ji_
+        return float(ndi.distance_transform_edt(mask2d, sampling=spacing_ji)[j, i])
+    return deepest_near(mask2d, ji_, spacing_ji, search_mm)[0]
+
+
+def split_pairs(
+    grown: np.ndarray,
+    pairs: list[tuple[list[str], int]],
+    seeds_by_name: dict[str, list[tuple[int, int, int]]],
+    clicks: dict[str, list[tuple[int, int, int]]],
+    feats: np.ndarray,
+    ridge: np.ndarray,
+    background: np.ndarray,
+    spacing: tuple[float, float, float],
+    dixon: bool,
+    p,
+) -> dict[str, np.ndarray]:
+    """Split each grown multifidus + erector region (``pairs``: names, label in ``grown``) into its muscles.
+
+    Size-normalised geodesic distance on the fascia-ridge cost from each muscle's seed voxels
+    (``seeds_by_name``, k, j, i in ``grown``'s frame), divided by the muscle's inscribed radius at its
+    clicks (``clicks``), then the fascia seam (:func:`refine_choice`). Returns a boolean mask per muscle.
+    """
+    _, sj_, si_ = spacing
+    result: dict[str, np.ndarray] = {}
+    # one graph over every MF+ES region (regions of different sides are not connected)
+    in_pair = np.isin(grown, [v for _, v in pairs])
+    kk, jj, ii = np.nonzero(in_pair)
+    box = (slice(kk.min(), kk.max() + 1), slice(jj.min(), jj.max() + 1), slice(ii.min(), ii.max() + 1))
+    offset = np.array([kk.min(), jj.min(), ii.min()])
+    bshape = tuple(b.stop - b.start for b in box)
+    split_cost = p.split_diff_weight * feats[(slice(None), *box)]
+    sub_graph = edge_graph(
+        split_cost,
+        spacing,
+        node_cost=ridge[box] * p.split_ridge_weight,
+        eps_per_mm=p.split_eps_per_mm,
+        blocked=~in_pair[box],
+    )
+    for g, value in pairs:
+        region = (grown == value)[box]
+        # initial sources: the clicked seeds; radius: inscribed radius of the non-background tissue there
+        srcs: dict[str, list[tuple[int, int, int]]] = {}
+        radii: dict[str, float] = {}
+        for n in g:
+            cs = [tuple(int(x) for x in np.array(c) - offset) for c in seeds_by_name[n]]
+            srcs[n] = [c for c in cs if all(0 <= a < b for a, b in zip(c, bshape, strict=True)) and region[c]]
+            rs = [
+                local_radius(~background[loc[0]], (loc[1], loc[2]), (sj_, si_), p.radius_search_mm)
+                for loc in clicks.get(n, [])
+            ]
+            radii[n] = max(float(np.mean(rs)), 1.0) if rs else 1.0
+        seed_slices = sorted({c[0] for n in g for c in srcs[n]})
+        for it in range(1 + p.split_recentre_iterations):
+            scores = []
+            for n in g:
+                src = np.array([np.ravel_multi_index(c, bshape) for c in srcs[n]], dtype=np.int64)
+                if src.size == 0:
+                    scores.append(np.full(bshape, np.inf))
+                    continue
+                d = dijkstra(sub_graph, directed=False, indices=src, min_only=True).reshape(bshape)
+                scale = radii[n] ** p.split_radius_power if p.size_normalised_split else 1.0
+                scores.append(d / scale)
+            choice = np.argmin(np.stack(scores), axis=0)
+            if it == p.split_recentre_iterations:
+                break
+            # re-centre: each muscle's new source is the deepest point of its current share on each
+            # seed slice, its radius the inscribed radius there (less dependent on where the click was)
+            for idx, n in enumerate(g):
+                new_src = []
+                for k in seed_slices:
+                    m = region[k] & (choice[k] == idx)
+                    if not m.any():
+                        continue
+                    dt = ndi.distance_transform_edt(m, sampling=(sj_, si_))
+                    j, i = np.unravel_index(int(np.argmax(dt)), dt.shape)
+                    new_src.append((k, int(j), int(i)))
+                if new_src:
+                    srcs[n] = new_src  # radii stay: re-estimating them from the split feeds back
+        if p.split_refine_band_mm > 0 and len(g) == 2:
+            choice = refine_choice(choice, region, feats[(slice(None), *box)], dixon, g, srcs, p, si_)
+        for idx, n in enumerate(g):
+            mask = np.zeros(grown.shape, bool)
+            mask[box] = region & (choice == idx)
+            result[n] = mask
+    return result
+
+
+__all__ = ["fascia_strength", "local_radius", "refine_choice", "refine_split", "side_contrast", "split_pairs"]

@@ -218,12 +218,13 @@ def main() -> None:
     ap.add_argument(
         "--split-refine-mm",
         type=float,
-        default=0.0,
-        help="SegmentParams.split_refine_band_mm (default 8; 0 = off)",
+        default=None,
+        help=f"SegmentParams.split_refine_band_mm (default {SegmentParams().split_refine_band_mm:g}; 0 = off)",
     )
     ap.add_argument("--only", choices=["tum01", "musclemap", "totalseg", "phantom"], help="run one dataset")
     args = ap.parse_args()
-    PARAMS.split_refine_band_mm = args.split_refine_mm
+    if args.split_refine_mm is not None:
+        PARAMS.split_refine_band_mm = args.split_refine_mm
     if args.only:
         {
             "tum01": lambda: tum01(args.figure),
