@@ -4,7 +4,8 @@
 - every Python file and resource of a module is listed in its CMakeLists.txt, and every listed file exists;
 - ``<M>Lib`` never imports slicer/qt/ctk/vtk nor another module's Lib (modules exchange files/DataFrames);
 - module metadata is real (title, category, contributors, help), the four classes exist, files stay small;
-- icons are 128×128 PNG; runtime dependencies are pinned; the code is ruff-clean.
+- icons are 128×128 PNG; runtime dependencies are pinned; the code is ruff-clean;
+- the four Libs' copies of the command-line plumbing (``_cli.py``) are identical.
 """
 
 from __future__ import annotations
@@ -156,6 +157,14 @@ def test_icon_is_128_png(module: str) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (128, 128)
+
+
+def test_cli_plumbing_copies_are_identical() -> None:
+    """Each Lib carries its own ``_cli.py`` (a Lib never imports another module's Lib, so the four cannot
+    share one); this keeps the copies from drifting apart: edit ParaspinalSegLib's and copy it."""
+    reference = (REPO / "ParaspinalSeg" / "ParaspinalSegLib" / "_cli.py").read_bytes()
+    differ = [m for m in MODULES if (REPO / m / f"{m}Lib" / "_cli.py").read_bytes() != reference]
+    assert not differ, f"_cli.py differs from ParaspinalSegLib's in: {', '.join(differ)}"
 
 
 def test_dependencies_pinned() -> None:

@@ -27,7 +27,9 @@ def run_cli(prog: str, description: str, commands: dict[str, str], argv: Sequenc
         module_name, func_name = target.split(":")
         getattr(importlib.import_module(module_name), func_name)(sub, name)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
