@@ -21,3 +21,15 @@ def check_image_arguments(args: Any) -> None:
         raise ValueError(
             f"{missing} is missing: --water and --fat go together (Dixon pair); for one image use --image"
         )
+
+
+def add_measurement_arguments(parser: Any) -> None:
+    """Options of the measurement table that ``segment`` and ``measure`` both write (contract C4)."""
+    parser.add_argument(
+        "--erode-px",
+        type=int,
+        default=1,
+        help="erode masks by N voxels in-plane before averaging FF (default 1: no partial volume with the "
+        "surrounding fat; 0 = raw mean)",
+    )
+    parser.add_argument("--case-id", default="", help="case identifier written into measurements.csv")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ParaspinalSegLib.cli_args import add_image_arguments, check_image_arguments
+from ParaspinalSegLib.cli_args import add_image_arguments, add_measurement_arguments, check_image_arguments
 
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -28,19 +28,14 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="accept images whose geometry metadata differ from the label map but sizes match",
     )
     p.add_argument(
-        "--erode-px",
-        type=int,
-        default=1,
-        help="erode masks by N voxels in-plane before averaging FF (default 1: no partial volume with the surrounding fat; 0 = raw mean)",
-    )
-    p.add_argument(
         "--fat-method",
         default="auto",
         choices=["auto", "dixon", "t1_local", "t1_linear", "none"],
-        help="auto: dixon with --water/--fat, else t1_linear; t1_local: bias-corrected non-Dixon model (fat.py)",
+        help="auto: dixon with --water/--fat, else t1_local (bias-corrected non-Dixon model, fat.py; t1_linear "
+        "where no bias field can be fitted)",
     )
     p.add_argument("--no-per-slice", action="store_true", help="omit the per-slice rows")
-    p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
+    add_measurement_arguments(p)
     p.add_argument("--out-dir", required=True, help="output directory")
     p.set_defaults(func=run)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ParaspinalSegLib.cli_args import add_image_arguments, check_image_arguments
+from ParaspinalSegLib.cli_args import add_image_arguments, add_measurement_arguments, check_image_arguments
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,12 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="accept water/fat whose geometry metadata differ but sizes match",
     )
     p.add_argument(
-        "--erode-px",
-        type=int,
-        default=1,
-        help="erode masks by N voxels in-plane before averaging FF (default 1: no partial volume with the surrounding fat; 0 = raw mean)",
-    )
-    p.add_argument(
         "--split-refine-mm",
         type=float,
         help="redraw the multifidus/erector border along the fascia within this band (mm; "
         "default 8 = SegmentParams.split_refine_band_mm, 0 = off; see docs/segmentation.md)",
     )
-    p.add_argument("--case-id", default="", help="case identifier written into measurements.csv")
+    add_measurement_arguments(p)
     p.add_argument("--out-dir", required=True, help="output directory")
     p.set_defaults(func=run)
 
