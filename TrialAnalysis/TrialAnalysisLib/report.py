@@ -7,6 +7,12 @@ ODI/VAS/JOA by visit, KM/log-rank/Cox for recurrence, subgroups, safety and cond
 base64 PNG, no external resources), ``report.pdf`` (matplotlib PdfPages: figures + text tables),
 ``results.json`` and the figures as PNG beside them, stamped with package versions, the data
 hash (SHA-256 over the dataset's CSV files) and the seed.
+
+Every output is first written into a hidden staging folder inside ``out_dir`` and moved into
+place only when the whole report is done (``results.json`` last, so it marks a complete run): an
+interrupted or cancelled run (Ctrl-C, SIGTERM from the Slicer module's Cancel) removes its
+staging folder and leaves the previous report, if any, untouched. ``progress(stage)`` callbacks
+are called before each of :func:`report_stages` (the CLI's ``--progress`` lines).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,31 @@ from TrialAnalysisLib.sample_size import sample_size as sample_size_fn
 MCID = 10.0
 COVARIATES = ["odi_baseline", "sex", "centre"]
 AUXILIARY = ["odi_eoi_6w", "odi_m1", "odi_m3", "odi_m6", "age", "mean_ff_pct", "vas_baseline"]
+
+#: Stages of :func:`run_analyses`, in order (each announced through ``progress`` before it runs).
+ANALYSIS_STAGES = (
+    "primary ANCOVA (multiple imputation)",
+    "sensitivity analyses (complete case, per protocol)",
+    "mixed model ODI",
+    "mixed model VAS",
+    "mixed model JOA",
+    "subgroups",
+    "recurrence (KM, log-rank, Cox)",
+    "Table 1, safety and conduct tables",
+)
+#: Stages :func:`render_report` adds after the analyses.
+RENDER_STAGES = ("figures", "report.html and results.json", "report.pdf")
+
+Progress = Callable[[str], None]
+
+
+def report_stages(pdf: bool = True) -> list[str]:
+    """The stages :func:`render_report` announces, in order (so callers know the total in advance)."""
+    return [*ANALYSIS_STAGES, *(s for s in RENDER_STAGES if pdf or s != "report.pdf")]
+
+
+def _noop(stage: str) -> None:
+    return None
 
 
 def data_hash(directory: str | Path | None) -> str:
@@ -60,11 +93,19 @@ def versions() -> dict[str, str]:
     return out
 
 
-def run_analyses(data: Any, imputations: int = 20, seed: int = 1) -> dict[str, Any]:
-    """Run the SAP on ``data`` (TrialData); returns named results and tables."""
+def run_analyses(
+    data: Any, imputations: int = 20, seed: int = 1, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run the SAP on ``data`` (TrialData); returns named results and tables.
+
+    ``progress(stage)`` is called before each of ``ANALYSIS_STAGES`` (always all of them, in order).
+    """
+    step = iter(ANALYSIS_STAGES)
+    say = progress or _noop
     wide = tables.wide_frame(data)
     res: dict[str, Any] = {"wide": wide}
     kw = {"reference": "control", "alternative": "less", "responder_threshold": -MCID}
+    say(next(step))
     res["primary_mi"] = ancova(
         wide,
         "odi_change_12m",
@@ -75,11 +116,13 @@ def run_analyses(data: Any, imputations: int = 20, seed: int = 1) -> dict[str, A
         seed=seed,
         **kw,
     )
+    say(next(step))
     res["primary_cc"] = ancova(wide, "odi_change_12m", "arm", COVARIATES, **kw)
     pp = wide[wide["per_protocol"].eq(True)]  # missing flag = not per protocol
     res["primary_pp"] = ancova(pp, "odi_change_12m", "arm", COVARIATES, **kw)
     res["mixed"] = {}
     for score in ("odi", "vas", "joa"):
+        say(next(step))
         long = tables.long_frame(wide, score)
         res["mixed"][score] = mixed_model(
             long,
@@ -90,7 +133,9 @@ def run_analyses(data: Any, imputations: int = 20, seed: int = 1) -> dict[str, A
             covariates=[f"{score}_baseline", "sex", "centre"],
             reference="control",
         )
+    say(next(step))
     res["subgroups"] = tables.subgroup_effects(wide)
+    say(next(step))
     if data.recurrence is not None:
         rec = data.recurrence.merge(wide[["participant_id", "arm", "centre", "sex"]], on="participant_id")
         rec["arm"] = rec["arm"].astype(str)
@@ -102,6 +147,7 @@ def run_analyses(data: Any, imputations: int = 20, seed: int = 1) -> dict[str, A
             rec, "time_days", "event", ["arm"], references={"arm": "control"}, strata=["centre", "sex"]
         )
         res["zph"] = survival.cox_zph(res["cox"])
+    say(next(step))
     res["table1"] = tables.table1(wide)
     res["ae"] = tables.ae_tables(data.adverse_events, wide)
     res["compliance"] = tables.compliance_summary(wide, data.compliance)
@@ -213,18 +259,42 @@ def _primary_rows(res: dict[str, Any]) -> pd.DataFrame:
 
 
 def render_report(
-    data: Any, out_dir: str | Path, imputations: int = 20, seed: int = 1, pdf: bool = True
+    data: Any,
+    out_dir: str | Path,
+    imputations: int = 20,
+    seed: int = 1,
+    pdf: bool = True,
+    progress: Progress | None = None,
 ) -> Path:
-    """Run the SAP on ``data`` and write report.html (+ report.pdf, results.json, PNGs) to ``out_dir``."""
-    import jinja2
+    """Run the SAP on ``data`` and write report.html (+ report.pdf, results.json, PNGs) to ``out_dir``.
 
+    All files are made in a staging folder and moved into ``out_dir`` at the end, results.json last;
+    if the run stops early (error, Ctrl-C, SIGTERM) nothing in ``out_dir`` changes.
+    """
     if isinstance(data, (str, Path)):
         from TrialAnalysisLib.schema import load_trial
 
         data = load_trial(data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    res = run_analyses(data, imputations=imputations, seed=seed)
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".render-"))
+    try:
+        _render(data, staging, imputations, seed, pdf, progress or _noop)
+        written = sorted(staging.iterdir(), key=lambda f: f.name == "results.json")  # results.json last
+        for f in written:
+            os.chmod(f, 0o644)
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / "report.html"
+
+
+def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: Progress) -> None:
+    """Analyses, figures, HTML, results.json and PDF, all written into ``out`` (the staging folder)."""
+    import jinja2
+
+    res = run_analyses(data, imputations=imputations, seed=seed, progress=say)
+    say("figures")
     figs: dict[str, Path] = {}
     figs["consort"] = out / "consort.png"
     consort.plot_consort(res["consort"], figs["consort"])
@@ -245,6 +315,7 @@ def render_report(
         survival.plot_zph(res["zph"], figs["zph"])
     figs["power"] = out / "power_curve.png"
     plot_power_curve(figs["power"])
+    say("report.html and results.json")
     images = {k: base64.b64encode(p.read_bytes()).decode() for k, p in figs.items()}
     meta = {
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -296,7 +367,7 @@ def render_report(
         sample_size_text=protocol_statement(),
         truth=data.truth or {},
     )
-    _atomic_write(out / "report.html", html.encode())
+    (out / "report.html").write_bytes(html.encode())
     summary = {
         "meta": meta,
         "primary": {k: res[k].to_dict() for k in ("primary_mi", "primary_cc", "primary_pp")},
@@ -306,18 +377,10 @@ def render_report(
     if "cox" in res:
         summary["cox"] = res["cox"].to_dict()
         summary["logrank"] = res["logrank"].to_dict()
-    _atomic_write(out / "results.json", json.dumps(summary, indent=2, default=str).encode())
+    (out / "results.json").write_bytes(json.dumps(summary, indent=2, default=str).encode())
     if pdf:
+        say("report.pdf")
         _write_pdf(out / "report.pdf", res, figs, meta, headline)
-    return out / "report.html"
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(payload)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _text_page(pdf: Any, title: str, text: str) -> None:
@@ -336,10 +399,9 @@ def _write_pdf(
     from matplotlib.backends.backend_pdf import PdfPages
 
     plt = _plt()
-    tmp = path.with_suffix(".pdf.tmp")
     with (
         pd.option_context("display.width", 150, "display.max_columns", 20, "display.precision", 3),
-        PdfPages(tmp) as pdf,
+        PdfPages(path) as pdf,
     ):
         parts = [
             headline,
@@ -395,4 +457,3 @@ def _write_pdf(
             ax.set_title(name)
             pdf.savefig(fig)
             plt.close(fig)
-    os.replace(tmp, path)
