@@ -65,18 +65,81 @@ def postprocess(
     return out
 
 
-def add_rim(lab: np.ndarray, ff: np.ndarray, rim_px: int, max_ff: float) -> np.ndarray:
-    """Grow each label by ``rim_px`` voxels in-plane into unlabelled partial-volume voxels (FF < ``max_ff``).
+FAT_FF = 0.85  # voxels above this Dixon FF near the muscles give the adipose water/fat signal ratio
+REF_RING_PX = 10  # ... searched within this many voxels (in-plane) of any label
+MIN_CORE_VOXELS = 30  # a slice's muscle reference needs this many core voxels, else the whole label's core
 
-    The growth stops one voxel short of the fat it competes with; manual outlines (and the CSA
-    convention) run along the muscle's outer edge, through those partial-volume voxels.
+
+def _fraction_parts(
+    lab: np.ndarray, ff: np.ndarray, water: np.ndarray, fat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Muscle volume fraction of voxels from their Dixon signals, as numerator W - r F per voxel and
+    denominator W_m - r F_m per (slice, label).
+
+    Three compartments (the muscle, adipose tissue, signal void such as cortical bone, ligament or air) sum
+    to one and two signals are measured, so the unmixing is exact: fraction = (W - r F) / (W_m - r F_m) with
+    r = W/F of adipose tissue (from the fat next to the labels). Against fat it is the water signal relative
+    to the muscle's, corrected for fat's own small water signal; against a void, the signal relative to the
+    muscle's. The muscle reference is the median of the label's core (2-voxel in-plane erosion) on that
+    slice, or of its whole core where the slice has too few voxels (bias fields change it across slices).
+    """
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    adipose = (ff > FAT_FF) & ndi.binary_dilation(lab > 0, st, iterations=REF_RING_PX)
+    if not adipose.any():
+        adipose = ff > FAT_FF
+    r = float(np.median(water[adipose]) / max(float(np.median(fat[adipose])), 1e-6)) if adipose.any() else 0.0
+    den = np.zeros((lab.shape[0], 256), np.float32)  # 0 = no reference: nothing grows
+    for v in (int(x) for x in np.unique(lab) if x > 0):
+        m = lab == v
+        core = ndi.binary_erosion(m, st, iterations=2)
+        if not core.any():
+            core = m
+        whole = float(np.median(water[core])) - r * float(np.median(fat[core]))
+        for k in np.flatnonzero(m.any(axis=(1, 2))):
+            ck = core[k]
+            if ck.sum() >= MIN_CORE_VOXELS:
+                den[k, v] = float(np.median(water[k][ck])) - r * float(np.median(fat[k][ck]))
+            else:
+                den[k, v] = whole
+    return (water - r * fat).astype(np.float32), den
+
+
+def add_rim(
+    lab: np.ndarray,
+    ff: np.ndarray,
+    rim_px: int,
+    max_ff: float,
+    water: np.ndarray | None = None,
+    fat: np.ndarray | None = None,
+    min_fraction: float = 0.5,
+) -> np.ndarray:
+    """Grow each label by up to ``rim_px`` voxels in-plane into unlabelled partial-volume voxels.
+
+    With the Dixon ``water`` and ``fat`` signals a voxel joins when its muscle volume fraction
+    (:func:`_fraction_parts`, against the muscle's own signal on that slice) is at least ``min_fraction``:
+    0.5 makes the label area an unbiased estimate of the partial-volume area (the CSA definition) against
+    fat as well as against signal voids. Without them (single images, where ``ff`` is the linear signal
+    fraction between lean muscle and fat) the rule is ``ff < max_ff``. Only voxels next to one label grow.
     """
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
     out = lab.copy()
+    parts = (
+        _fraction_parts(lab, ff, water, fat) if water is not None and fat is not None and rim_px > 0 else None
+    )
     for _ in range(rim_px):
         grown = ndi.grey_dilation(out, footprint=st)
         smallest = -ndi.grey_dilation(-np.where(out > 0, out, 255).astype(np.int16), footprint=st)
-        ok = (out == 0) & (ff < max_ff) & (grown > 0) & (smallest == grown)  # one neighbouring label only
+        ok = (out == 0) & (grown > 0) & (smallest == grown)  # one neighbouring label only
+        if parts is None:
+            ok &= ff < max_ff
+        else:
+            num, den = parts
+            kk, jj, ii = np.nonzero(ok)
+            d = den[kk, grown[kk, jj, ii]]
+            ok[kk, jj, ii] = (d > 0) & (num[kk, jj, ii] >= min_fraction * d)
+        if not ok.any():
+            break
         out[ok] = grown[ok]
     return out
