@@ -1,0 +1,317 @@
+"""Background analysis (what the Analyze button runs): real subprocesses, polled, cancelled, failed.
+
+Part 1 checks ``ParaspinalLBPSlicer.jobs`` with tiny Python child scripts (progress protocol, log
+lines, exit status, PYTHONPATH, cancelling a process group including a grandchild and a child that
+ignores SIGTERM). Part 2 runs ``TrialAnalysisLogic.analyzeInBackground`` (``python -m
+TrialAnalysisLib analyze --progress``) on a small simulated trial: progress is monotone and reaches
+its total, the result equals the synchronous ``analyze``, ``loadResults`` makes the same table node,
+a cancelled run leaves no partial outputs (and an earlier report untouched), and bad input fails
+with the CLI's one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ParaspinalLBPSlicer import jobs
+
+POLL = 0.05
+RUN_TIMEOUT = 240.0
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Pids of non-zombie processes in process group ``pgid`` (Linux /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _seconds_until_group_gone(pgid: int, limit: float = 10.0) -> float:
+    start = time.monotonic()
+    while _live_group_members(pgid) and time.monotonic() - start < limit:
+        time.sleep(POLL)
+    return time.monotonic() - start
+
+
+def _script(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def _follow(job: jobs.Job, until=None, timeout: float = RUN_TIMEOUT) -> list[tuple[int, int, str]]:
+    """Poll like the Widget's timer; returns each distinct (done, total, stage) seen. Stops early when
+    ``until(job)`` is true (the job keeps running)."""
+    seen: list[tuple[int, int, str]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        update = job.poll()
+        state = (update.done, update.total, update.stage)
+        if update.total and (not seen or seen[-1] != state):
+            seen.append(state)
+        if update.status != jobs.RUNNING or (until is not None and until(job)):
+            return seen
+        time.sleep(POLL)
+    job.cancel(grace=0.5)
+    pytest.fail(f"{job.command} still running after {timeout} s; output: {job.lines[-5:]}")
+
+
+# --- Part 1: the job runner with tiny child scripts ---------------------------------------------
+
+
+def test_job_reports_progress_lines_and_exit_status(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "jobhelper.py").write_text("GREETING = 'hello from PYTHONPATH'\n", encoding="utf-8")
+    child = _script(
+        tmp_path,
+        "child.py",
+        """
+        import sys, time
+        import jobhelper
+        print(jobhelper.GREETING, flush=True)
+        for k in range(5):
+            print(f"PROGRESS {k}/5 step {k}", flush=True)
+            print(f"working on {k}", file=sys.stderr, flush=True)
+            time.sleep(0.05)
+        print("PROGRESS 5/5 done", flush=True)
+        print("PROGRESS garbage", flush=True)  # not a progress line: logged as is
+        """,
+    )
+    job = jobs.Job([sys.executable, child], pythonPath=[lib], name="child")
+    seen = _follow(job)
+    assert job.status == jobs.SUCCEEDED and job.returncode == 0 and not job.running
+    assert job.errorMessage == ""
+    job.raiseIfFailed()
+    assert (job.done, job.total, job.stage) == (5, 5, "done")
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen) and all(s[1] == 5 for s in seen)
+    assert job.lines[0] == "hello from PYTHONPATH"
+    assert [line for line in job.lines if line.startswith("working")] == [f"working on {k}" for k in range(5)]
+    assert not any(jobs.parseProgress(line) for line in job.lines)  # progress lines are not log lines
+    assert "PROGRESS garbage" in job.lines
+    assert job.lastStderrLine == "working on 4"
+    assert 0.25 <= job.elapsed < 60
+
+
+def test_parse_progress() -> None:
+    assert jobs.parseProgress("PROGRESS 3/13 mixed model ODI") == (3, 13, "mixed model ODI")
+    assert jobs.parseProgress("PROGRESS 13/13") == (13, 13, "")
+    for line in ("PROGRESS x/3 a", "PROGRESS 3 a", "progress 1/2 a", "  PROGRESS 1/2 a", "PROGRESS 1/ a"):
+        assert jobs.parseProgress(line) is None, line
+
+
+def test_failed_job_names_command_and_last_stderr_line(tmp_path: Path) -> None:
+    child = _script(
+        tmp_path,
+        "fail.py",
+        """
+        import sys
+        print("some progress", flush=True)
+        print("warning: not yet fatal", file=sys.stderr)
+        print("fail.py: error: participants.csv: column 'age' missing", file=sys.stderr)
+        sys.exit(3)
+        """,
+    )
+    job = jobs.Job([sys.executable, child], name="failing child")
+    assert job.wait(timeout=60).status == jobs.FAILED
+    assert job.returncode == 3
+    msg = job.errorMessage
+    assert msg.startswith("failing child failed (exit status 3;") and str(child) in msg
+    assert msg.endswith("fail.py: error: participants.csv: column 'age' missing")
+    with pytest.raises(RuntimeError, match="column 'age' missing"):
+        job.raiseIfFailed()
+
+
+def test_missing_executable_raises_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="no-such-python"):
+        jobs.Job([str(tmp_path / "no-such-python"), "-c", "pass"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process-group check reads /proc")
+def test_cancel_ends_the_whole_process_group(tmp_path: Path) -> None:
+    """The child starts a grandchild (like PythonSlicer starting python-real); both are stopped."""
+    child = _script(
+        tmp_path,
+        "parent.py",
+        """
+        import subprocess, sys, time
+        grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        print(f"grandchild {grandchild.pid}", flush=True)
+        print("PROGRESS 0/10 sleeping", flush=True)
+        time.sleep(600)
+        """,
+    )
+    job = jobs.Job([sys.executable, child])
+    _follow(job, until=lambda j: j.total > 0, timeout=60)
+    grandchild = int(next(line for line in job.lines if line.startswith("grandchild")).split()[1])
+    assert set(_live_group_members(job.pid)) == {job.pid, grandchild}
+    job.cancel(grace=2.0)
+    assert _seconds_until_group_gone(job.pid) < 5.0
+    assert job.wait(timeout=10).status == jobs.CANCELLED
+    assert job.returncode == -15  # SIGTERM
+    assert job.errorMessage == ""
+    job.raiseIfFailed()  # cancelled is not a failure
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process-group check reads /proc")
+def test_cancel_kills_a_child_that_ignores_sigterm_after_the_grace_period(tmp_path: Path) -> None:
+    child = _script(
+        tmp_path,
+        "stubborn.py",
+        """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("PROGRESS 0/1 ignoring SIGTERM", flush=True)
+        time.sleep(600)
+        """,
+    )
+    job = jobs.Job([sys.executable, child])
+    _follow(job, until=lambda j: j.total > 0, timeout=60)
+    job.cancel(grace=0.5)
+    time.sleep(0.3)
+    assert _live_group_members(job.pid) == [job.pid]  # SIGTERM ignored, still there within the grace
+    assert _seconds_until_group_gone(job.pid) < 5.0
+    assert job.wait(timeout=10).status == jobs.CANCELLED and job.returncode == -9
+
+
+def test_python_executable_outside_and_inside_slicer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Here (venv, harness: no Slicer home) it is sys.executable; in a Slicer install the PythonSlicer
+    launcher of its bin folder (a real executable file in a Slicer-like layout)."""
+    import types
+
+    fake_slicer = types.SimpleNamespace(app=types.SimpleNamespace())  # harness-like: no slicerHome
+    monkeypatch.setitem(sys.modules, "slicer", fake_slicer)
+    assert jobs.pythonExecutable() == sys.executable
+    launcher = tmp_path / "Slicer-5.10" / "bin" / ("PythonSlicer.exe" if os.name == "nt" else "PythonSlicer")
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text('#!/bin/sh\nexec python3 "$@"\n')
+    launcher.chmod(0o755)
+    fake_slicer.app.slicerHome = str(tmp_path / "Slicer-5.10")
+    assert jobs.pythonExecutable() == str(launcher)
+
+
+# --- Part 2: the real trial analysis in the background ------------------------------------------
+
+N_IMPUTATIONS = 3
+SEED = 1
+
+
+@pytest.fixture(scope="module")
+def trial_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from TrialAnalysisLib.simulate import simulate_trial
+
+    return simulate_trial(tmp_path_factory.mktemp("bgtrial") / "trial", n=80, seed=3)
+
+
+@pytest.fixture(scope="module")
+def logic():
+    import slicer_harness
+
+    module = slicer_harness.import_module_file("TrialAnalysis")
+    return module.TrialAnalysisLogic()
+
+
+@pytest.fixture(scope="module")
+def sync_run(trial_dir: Path, logic, tmp_path_factory: pytest.TempPathFactory):
+    """The synchronous analysis (console/test path): (report dir, primary table as DataFrame)."""
+    import slicer
+
+    out = tmp_path_factory.mktemp("sync") / "report"
+    html, table = logic.analyze(trial_dir, out, imputations=N_IMPUTATIONS, seed=SEED)
+    assert Path(html) == out / "report.html"
+    df = slicer.util.dataframeFromTable(table)
+    slicer.mrmlScene.RemoveNode(table)
+    return out, df
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.slicer
+def test_cancel_soon_after_start_leaves_no_partial_outputs(trial_dir: Path, logic, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    job = logic.analyzeInBackground(trial_dir, out, imputations=N_IMPUTATIONS, seed=SEED)
+    _follow(job, until=lambda j: j.done >= 2)  # data loaded and validated: the analysis has started
+    assert job.running, "the analysis ended before it could be cancelled"
+    job.cancel()
+    assert _seconds_until_group_gone(job.pid) < 5.0
+    update = job.wait(timeout=10)
+    assert update.status == jobs.CANCELLED and job.errorMessage == ""
+    assert not out.exists() or list(out.iterdir()) == []  # no report, no results, no staging folder
+    with pytest.raises(FileNotFoundError, match=r"results\.json"):
+        logic.loadResults(out)
+
+
+@pytest.mark.slicer
+def test_background_run_equals_synchronous_run_and_cancel_keeps_earlier_report(
+    trial_dir: Path, logic, sync_run, slicer_scene
+) -> None:
+    """In the folder of a finished report: a run cancelled while it writes figures changes nothing;
+    running again completes with monotone progress and the synchronous run's numbers and table."""
+    import shutil
+
+    sync_out, sync_df = sync_run
+    out = sync_out.parent / "background"
+    shutil.copytree(sync_out, out)
+    before = _snapshot(out)
+    before_inodes = {name: (out / name).stat().st_ino for name in before}
+
+    job = logic.analyzeInBackground(trial_dir, out, imputations=N_IMPUTATIONS, seed=SEED)
+    _follow(job, until=lambda j: j.stage == "figures")
+    assert job.running, "the analysis ended before it could be cancelled"
+    job.cancel()
+    assert job.wait(timeout=10).status == jobs.CANCELLED
+    assert _snapshot(out) == before  # earlier report untouched, no staging folder left
+
+    job = logic.analyzeInBackground(trial_dir, out, imputations=N_IMPUTATIONS, seed=SEED)
+    seen = _follow(job)
+    assert job.status == jobs.SUCCEEDED, job.errorMessage or job.lines[-5:]
+    done = [s[0] for s in seen]
+    assert done == sorted(done) and len(set(done)) >= 4  # incremental, never backwards
+    assert {s[1] for s in seen} == {13} and seen[-1] == (13, 13, "done")
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    for name in ("report.html", "results.json", "report.pdf"):  # really rewritten: new files
+        assert (out / name).stat().st_ino != before_inodes[name], name
+
+    html, table = logic.loadResults(out)
+    assert html == out / "report.html" and table.GetAttribute("ParaspinalLBP.report") == str(html)
+    df = slicer_scene.util.dataframeFromTable(table)
+    assert list(df["analysis"]) == ["primary_mi", "primary_cc", "primary_pp"]
+    pd.testing.assert_frame_equal(df, sync_df, check_exact=False, rtol=1e-9)
+    mi = df.set_index("analysis").loc["primary_mi"]
+    assert mi["estimate"] == pytest.approx(
+        sync_df.set_index("analysis").loc["primary_mi", "estimate"], rel=1e-12
+    )
+    assert mi["ci_low"] < mi["estimate"] < mi["ci_high"]
+
+
+@pytest.mark.slicer
+def test_bad_data_folder_fails_with_the_cli_error_line(logic, tmp_path: Path) -> None:
+    missing = tmp_path / "no-trial-here"
+    job = logic.analyzeInBackground(missing, tmp_path / "report", imputations=N_IMPUTATIONS, seed=SEED)
+    assert job.wait(timeout=RUN_TIMEOUT).status == jobs.FAILED
+    assert job.returncode == 2
+    assert (
+        job.lastStderrLine.startswith("trial-analysis analyze: error:") and str(missing) in job.lastStderrLine
+    )
+    assert job.errorMessage.endswith(job.lastStderrLine) and "TrialAnalysisLib analyze" in job.errorMessage
+    with pytest.raises(RuntimeError, match="no-trial-here"):
+        job.raiseIfFailed()
+    assert not (tmp_path / "report" / "results.json").exists()
