@@ -208,6 +208,25 @@ def test_python_executable_outside_and_inside_slicer(tmp_path: Path, monkeypatch
 
 # --- Part 2: the real trial analysis in the background ------------------------------------------
 
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_sigterm_while_the_report_is_published_waits_for_the_whole_set() -> None:
+    """The CLI turns SIGTERM into exit 143; during the final moves into the report folder it is held."""
+    import signal
+
+    from TrialAnalysisLib.analyze_cli import sigterm_exits
+    from TrialAnalysisLib.report import _sigterm_deferred
+
+    order = []
+    with pytest.raises(SystemExit) as exc, sigterm_exits():
+        with _sigterm_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the signal arrives here and is only recorded
+            order.append("all files moved")
+        order.append("not reached")
+    assert order == ["all files moved"] and exc.value.code == 143
+
+
 N_IMPUTATIONS = 3
 SEED = 1
 

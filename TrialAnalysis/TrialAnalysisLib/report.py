@@ -24,8 +24,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -281,12 +284,29 @@ def render_report(
     try:
         _render(data, staging, imputations, seed, pdf, progress or _noop)
         written = sorted(staging.iterdir(), key=lambda f: f.name == "results.json")  # results.json last
-        for f in written:
-            os.chmod(f, 0o644)
-            os.replace(f, out / f.name)
+        with _sigterm_deferred():  # publish the whole set or nothing
+            for f in written:
+                os.chmod(f, 0o644)
+                os.replace(f, out / f.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "report.html"
+
+
+@contextmanager
+def _sigterm_deferred() -> Iterator[None]:
+    """Hold a SIGTERM that arrives while the block runs and re-raise it afterwards (main thread only)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if received:
+            signal.raise_signal(signal.SIGTERM)
 
 
 def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: Progress) -> None:
