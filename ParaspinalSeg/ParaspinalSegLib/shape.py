@@ -65,44 +65,73 @@ def postprocess(
     return out
 
 
-FAT_FF = 0.85  # voxels above this Dixon FF near the muscles give the adipose water/fat signal ratio
-REF_RING_PX = 10  # ... searched within this many voxels (in-plane) of any label
+FAT_FF = (
+    0.85  # voxels above this FF (Dixon) / fat-likeness (single image) near the muscles are the fat reference
+)
+REF_RING_PX = 10  # ... searched within this many voxels (in-plane) of the labels
 MIN_CORE_VOXELS = 30  # a slice's muscle reference needs this many core voxels, else the whole label's core
 
 
-def _fraction_parts(
-    lab: np.ndarray, ff: np.ndarray, water: np.ndarray, fat: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Muscle volume fraction of voxels from their Dixon signals, as numerator W - r F per voxel and
-    denominator W_m - r F_m per (slice, label).
-
-    Three compartments (the muscle, adipose tissue, signal void such as cortical bone, ligament or air) sum
-    to one and two signals are measured, so the unmixing is exact: fraction = (W - r F) / (W_m - r F_m) with
-    r = W/F of adipose tissue (from the fat next to the labels). Against fat it is the water signal relative
-    to the muscle's, corrected for fat's own small water signal; against a void, the signal relative to the
-    muscle's. The muscle reference is the median of the label's core (2-voxel in-plane erosion) on that
-    slice, or of its whole core where the slice has too few voxels (bias fields change it across slices).
-    """
+def _core_medians(lab: np.ndarray, arrays: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """Per label: medians of ``arrays`` over its core (2-voxel in-plane erosion) per slice, shape (nz, n);
+    slices with too few core voxels take the whole core's medians (bias fields change them across slices)."""
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
-    adipose = (ff > FAT_FF) & ndi.binary_dilation(lab > 0, st, iterations=REF_RING_PX)
-    if not adipose.any():
-        adipose = ff > FAT_FF
-    r = float(np.median(water[adipose]) / max(float(np.median(fat[adipose])), 1e-6)) if adipose.any() else 0.0
-    den = np.zeros((lab.shape[0], 256), np.float32)  # 0 = no reference: nothing grows
+    out = {}
     for v in (int(x) for x in np.unique(lab) if x > 0):
         m = lab == v
         core = ndi.binary_erosion(m, st, iterations=2)
         if not core.any():
             core = m
-        whole = float(np.median(water[core])) - r * float(np.median(fat[core]))
-        for k in np.flatnonzero(m.any(axis=(1, 2))):
-            ck = core[k]
-            if ck.sum() >= MIN_CORE_VOXELS:
-                den[k, v] = float(np.median(water[k][ck])) - r * float(np.median(fat[k][ck]))
-            else:
-                den[k, v] = whole
-    return (water - r * fat).astype(np.float32), den
+        med = np.tile([float(np.median(a[core])) for a in arrays], (lab.shape[0], 1))
+        for k in np.flatnonzero(core.sum(axis=(1, 2)) >= MIN_CORE_VOXELS):
+            med[k] = [float(np.median(a[k][core[k]])) for a in arrays]
+        out[v] = med
+    return out
+
+
+def _fat_near(lab: np.ndarray, ff: np.ndarray) -> np.ndarray:
+    """Fat voxels (``ff`` > FAT_FF) within REF_RING_PX in-plane voxels of the labels (all fat if none there)."""
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    near = (ff > FAT_FF) & ndi.binary_dilation(lab > 0, st, iterations=REF_RING_PX)
+    return near if near.any() else ff > FAT_FF
+
+
+def _fraction_bounds(
+    lab: np.ndarray, ff: np.ndarray, min_fraction: float, water=None, fat=None, image=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per voxel a signal x, per (slice, label) bounds lo <= x <= hi meaning muscle fraction >= ``min_fraction``.
+
+    Three compartments, the muscle, adipose tissue and a signal void (cortical bone, ligament, air), sum to one.
+    Dixon: two signals, so the unmixing is exact: fraction = (W - r F) / (W_m - r F_m), r = W/F of the fat next
+    to the muscles (against fat: the water signal relative to the muscle's, corrected for fat's own small water
+    signal; against a void: the signal relative to the muscle's). One image S: below the muscle's signal the
+    voxel is read as muscle + void (fraction S / S_m), above it as muscle + fat ((S_a - S) / (S_a - S_m)).
+    The muscle reference S_m, (W_m, F_m) is the median of the label's core on that slice.
+    """
+    nz = lab.shape[0]
+    lo = np.full((nz, 256), np.inf, np.float32)  # unlabelled values: nothing grows
+    hi = np.full((nz, 256), np.inf, np.float32)
+    fat_vox = _fat_near(lab, ff)
+    if image is None:
+        r = (
+            float(np.median(water[fat_vox]) / max(float(np.median(fat[fat_vox])), 1e-6))
+            if fat_vox.any()
+            else 0.0
+        )
+        x = (water - r * fat).astype(np.float32)
+        for v, med in _core_medians(lab, [water, fat]).items():
+            den = med[:, 0] - r * med[:, 1]
+            lo[:, v] = np.where(den > 0, min_fraction * den, np.inf)
+        return x, lo, hi
+    x = np.asarray(image, np.float32)
+    s_fat = float(np.median(x[fat_vox])) if fat_vox.any() else np.inf  # no fat: no upper bound
+    for v, med in _core_medians(lab, [x]).items():
+        sm = med[:, 0]
+        lo[:, v] = np.where(sm > 0, min_fraction * sm, np.inf)
+        hi[:, v] = np.where(s_fat > sm, sm + (1 - min_fraction) * (s_fat - sm), sm)
+    return x, lo, hi
 
 
 def add_rim(
@@ -113,32 +142,34 @@ def add_rim(
     water: np.ndarray | None = None,
     fat: np.ndarray | None = None,
     min_fraction: float = 0.5,
+    image: np.ndarray | None = None,
 ) -> np.ndarray:
     """Grow each label by up to ``rim_px`` voxels in-plane into unlabelled partial-volume voxels.
 
-    With the Dixon ``water`` and ``fat`` signals a voxel joins when its muscle volume fraction
-    (:func:`_fraction_parts`, against the muscle's own signal on that slice) is at least ``min_fraction``:
-    0.5 makes the label area an unbiased estimate of the partial-volume area (the CSA definition) against
-    fat as well as against signal voids. Without them (single images, where ``ff`` is the linear signal
-    fraction between lean muscle and fat) the rule is ``ff < max_ff``. Only voxels next to one label grow.
+    Given the signals (Dixon ``water`` and ``fat``, or a single ``image``) a voxel joins when its muscle volume
+    fraction (:func:`_fraction_bounds`, against the muscle's own signal on that slice) is at least
+    ``min_fraction``: 0.5 makes the label area an unbiased estimate of the partial-volume area (the CSA
+    definition) against fat as well as against signal voids. Without signals the rule is ``ff < max_ff``
+    (against fat, FF 0.6 is a muscle fraction of about 0.66 on Dixon; FF 0 includes voids). Only voxels next to
+    one label grow.
     """
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
     out = lab.copy()
-    parts = (
-        _fraction_parts(lab, ff, water, fat) if water is not None and fat is not None and rim_px > 0 else None
-    )
+    has_signal = image is not None or (water is not None and fat is not None)
+    bounds = _fraction_bounds(lab, ff, min_fraction, water, fat, image) if has_signal and rim_px > 0 else None
     for _ in range(rim_px):
         grown = ndi.grey_dilation(out, footprint=st)
         smallest = -ndi.grey_dilation(-np.where(out > 0, out, 255).astype(np.int16), footprint=st)
         ok = (out == 0) & (grown > 0) & (smallest == grown)  # one neighbouring label only
-        if parts is None:
+        if bounds is None:
             ok &= ff < max_ff
         else:
-            num, den = parts
+            x, lo, hi = bounds
             kk, jj, ii = np.nonzero(ok)
-            d = den[kk, grown[kk, jj, ii]]
-            ok[kk, jj, ii] = (d > 0) & (num[kk, jj, ii] >= min_fraction * d)
+            g = grown[kk, jj, ii]
+            xv = x[kk, jj, ii]
+            ok[kk, jj, ii] = (xv >= lo[kk, g]) & (xv <= hi[kk, g])
         if not ok.any():
             break
         out[ok] = grown[ok]
