@@ -69,3 +69,74 @@ def test_streak_next_to_a_boundary_already_on_a_fascia_is_ignored(monkeypatch) -
     mf = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.0)
     cols = [np.flatnonzero(mf[1, j]).min() for j in range(15, 35)]
     assert set(cols) == {39}, sorted(set(cols))
+
+
+def _two_muscle_mass(line: bool):
+    """One side's grown multifidus + erector mass (5 slices, rows 10–49, columns 10–79, 1 mm voxels):
+    multifidus = columns ≥ 51 (medial = larger i), erector = columns ≤ 49, fascia at column 50 (fat
+    bright, water dark) when ``line``; everything else is fat (background)."""
+    shape = (5, 60, 90)
+    region = np.zeros(shape, bool)
+    region[:, 10:50, 10:80] = True
+    water = np.where(region, 1.0, 0.05).astype(np.float32)
+    fat = np.where(region, 0.08, 1.0).astype(np.float32)
+    if line:
+        water[:, 10:50, 50] = 0.3
+        fat[:, 10:50, 50] = 0.6
+    ff = fat / (water + fat)
+    feats = np.stack([water, fat, ff])
+    return region, feats, split.ridge(fat, 1.0), ~region
+
+
+def _split(region, feats, ridge_, background, mf_click, es_click):
+    from ParaspinalSegLib.segment import SegmentParams
+
+    names = ["multifidus_left", "erector_spinae_left"]
+    clicks = {"multifidus_left": [mf_click], "erector_spinae_left": [es_click]}
+    seeds = {
+        n: [(k, j + dj, i + di) for k, j, i in c for dj in (-1, 0, 1) for di in (-1, 0, 1)]
+        for n, c in clicks.items()
+    }
+    res = split.split_pairs(
+        region.astype(np.int32),
+        [(names, 1)],
+        seeds,
+        clicks,
+        feats,
+        ridge_,
+        background,
+        (1.0, 1.0, 1.0),
+        True,
+        SegmentParams(),
+    )
+    return res["multifidus_left"], res["erector_spinae_left"]
+
+
+def test_split_pairs_follows_a_visible_fascia_wherever_the_clicks_are() -> None:
+    """Known answer: with a fascia line between the two muscles the split is the line, and it does not
+    move when either click moves by 4–8 mm inside its muscle (the click only says which muscle is which)."""
+    region, feats, ridge_, background = _two_muscle_mass(line=True)
+    truth_mf = region.copy()
+    truth_mf[:, :, :51] = False
+    for mf_click, es_click in [
+        ((2, 30, 65), (2, 30, 30)),
+        ((2, 22, 72), (2, 38, 22)),
+        ((2, 38, 56), (2, 24, 44)),
+    ]:
+        mf, es = _split(region, feats, ridge_, background, mf_click, es_click)
+        assert not (mf & es).any() and ((mf | es) == region).all()
+        wrong = int((mf ^ truth_mf).sum())
+        assert wrong <= 0.01 * truth_mf.sum(), (mf_click, es_click, wrong)
+
+
+def test_split_pairs_without_a_line_moves_with_the_clicks_but_stays_between_them() -> None:
+    """Without any image evidence the boundary comes from the clicks alone (the known limitation): it lies
+    between the two clicks, and moving the multifidus click laterally enlarges the multifidus."""
+    region, feats, ridge_, background = _two_muscle_mass(line=False)
+    sizes = []
+    for mf_i in (66, 60):
+        mf, _es = _split(region, feats, ridge_, background, (2, 30, mf_i), (2, 30, 30))
+        cols = [np.flatnonzero(mf[2, j]).min() for j in range(12, 48)]
+        assert min(cols) > 30 and max(cols) < mf_i
+        sizes.append(int(mf.sum()))
+    assert sizes[1] > sizes[0]
