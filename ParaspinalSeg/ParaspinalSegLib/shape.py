@@ -78,23 +78,25 @@ def _core_medians(lab: np.ndarray, arrays: list[np.ndarray]) -> dict[int, np.nda
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
     out = {}
-    for v in (int(x) for x in np.unique(lab) if x > 0):
-        m = lab == v
+    for v, box in enumerate(ndi.find_objects(lab), start=1):
+        if box is None:
+            continue
+        m = lab[box] == v
         core = ndi.binary_erosion(m, st, iterations=2)
         if not core.any():
             core = m
-        med = np.tile([float(np.median(a[core])) for a in arrays], (lab.shape[0], 1))
+        sub = [a[box] for a in arrays]
+        med = np.tile([float(np.median(a[core])) for a in sub], (lab.shape[0], 1))
         for k in np.flatnonzero(core.sum(axis=(1, 2)) >= MIN_CORE_VOXELS):
-            med[k] = [float(np.median(a[k][core[k]])) for a in arrays]
+            med[box[0].start + k] = [float(np.median(a[k][core[k]])) for a in sub]
         out[v] = med
     return out
 
 
 def _fat_near(lab: np.ndarray, ff: np.ndarray) -> np.ndarray:
-    """Fat voxels (``ff`` > FAT_FF) within REF_RING_PX in-plane voxels of the labels (all fat if none there)."""
-    st = np.zeros((3, 3, 3), bool)
-    st[1] = ndi.generate_binary_structure(2, 1)
-    near = (ff > FAT_FF) & ndi.binary_dilation(lab > 0, st, iterations=REF_RING_PX)
+    """Fat voxels (``ff`` > FAT_FF) within REF_RING_PX voxels in-plane (square) of the labels, else all fat given."""
+    ring = 2 * REF_RING_PX + 1
+    near = (ff > FAT_FF) & ndi.maximum_filter(lab > 0, size=(1, ring, ring))
     return near if near.any() else ff > FAT_FF
 
 
@@ -153,11 +155,30 @@ def add_rim(
     (against fat, FF 0.6 is a muscle fraction of about 0.66 on Dixon; FF 0 includes voids). Only voxels next to
     one label grow.
     """
+    out = lab.copy()
+    found = ndi.find_objects((lab > 0).astype(np.uint8))
+    if rim_px <= 0 or not found:
+        return out
+    # work inside the labels' in-plane bounding box plus the fat-reference ring (same result, less work)
+    pad = REF_RING_PX + rim_px + 1
+    _, js, is_ = found[0]
+    box = (
+        slice(None),
+        slice(max(js.start - pad, 0), js.stop + pad),
+        slice(max(is_.start - pad, 0), is_.stop + pad),
+    )
+    crop = [None if a is None else np.asarray(a)[box] for a in (water, fat, image)]
+    out[box] = _grow_rim(lab[box], np.asarray(ff)[box], rim_px, max_ff, min_fraction, *crop)
+    return out
+
+
+def _grow_rim(lab, ff, rim_px, max_ff, min_fraction, water, fat, image) -> np.ndarray:
+    """:func:`add_rim` on a crop."""
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
     out = lab.copy()
     has_signal = image is not None or (water is not None and fat is not None)
-    bounds = _fraction_bounds(lab, ff, min_fraction, water, fat, image) if has_signal and rim_px > 0 else None
+    bounds = _fraction_bounds(lab, ff, min_fraction, water, fat, image) if has_signal else None
     for _ in range(rim_px):
         grown = ndi.grey_dilation(out, footprint=st)
         smallest = -ndi.grey_dilation(-np.where(out > 0, out, 255).astype(np.int16), footprint=st)
