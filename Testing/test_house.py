@@ -225,44 +225,23 @@ def test_slicer_requirements_match_pyproject_pins() -> None:
         assert pins.get(name) == requirement, f"{import_name}: {requirement} vs pyproject {pins.get(name)}"
 
 
+# What a Slicer 5.10+ Python always has: the standard library and these bundled packages.
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+SLICER_BUNDLED = {"numpy", "slicer", "vtk", "qt", "ctk"}
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_module_file_imports_only_what_slicer_bundles(module: str) -> None:
     """Top-level imports of <M>.py stay within Slicer's bundled packages, so the module always loads and
     can offer to install the rest (ParaspinalSeg.ensureRequirements)."""
-    allowed = {
-        "__future__",
-        "json",
-        "logging",
-        "os",
-        "typing",
-        "pathlib",
-        "numpy",
-        "slicer",
-        "vtk",
-        "qt",
-        "ctk",
-        "ParaspinalSegLib",
-        "ParaspinalLBPSlicer",
-    }
+    allowed = STDLIB | SLICER_BUNDLED | {"ParaspinalSegLib", "ParaspinalLBPSlicer"}
     top = _imports(REPO / module / f"{module}.py", top_level_only=True)
     assert top <= allowed, f"{module}.py imports {sorted(top - allowed)} at module level"
 
 
 def test_slicer_helper_package_imports_only_what_slicer_bundles() -> None:
     """ParaspinalLBPSlicer is imported by every module file at start-up: it must load without the pins."""
-    allowed = {
-        "__future__",
-        "collections",
-        "importlib",
-        "json",
-        "os",
-        "pathlib",
-        "sys",
-        "slicer",
-        "vtk",
-        "numpy",
-        "ParaspinalSegLib",
-    }
+    allowed = STDLIB | SLICER_BUNDLED | {"ParaspinalSegLib"}
     for path in sorted((REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer").glob("*.py")):
         top = _imports(path, top_level_only=True)
         assert top <= allowed, f"{path.name} imports {sorted(top - allowed)} at module level"

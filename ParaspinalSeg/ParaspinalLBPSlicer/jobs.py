@@ -18,14 +18,20 @@ the Logic starts ``python -m <M>Lib …`` with :func:`startLibJob`, the Widget p
 - Python: the ``PythonSlicer`` launcher beside the running Slicer when there is one (it sets
   Slicer's library paths), else ``sys.executable`` (see :func:`pythonExecutable`).
 
-Only the standard library is used, imported inside functions (the house test allows this
-package only Slicer's bundled modules at top level), so this file also works outside Slicer.
+Only the standard library is used, so this file also works outside Slicer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
+import shutil
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections import namedtuple
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +66,6 @@ def pythonExecutable() -> str:
     ``bin`` folder, or on the PATH Slicer sets). Elsewhere (a venv, the test harness) use
     ``sys.executable``.
     """
-    import shutil
 
     name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
     candidates = [Path(sys.executable).parent / name]
@@ -94,10 +99,6 @@ class Job:
         name: str | None = None,
     ) -> None:
         """Start ``command`` now; ``pythonPath`` folders are put first on the child's PYTHONPATH."""
-        import queue
-        import subprocess
-        import threading
-        import time
 
         self.command = [str(c) for c in command]
         self.name = name or Path(self.command[0]).name
@@ -152,8 +153,6 @@ class Job:
 
     def poll(self) -> JobUpdate:
         """New log lines and the current state; never blocks (call it from a timer)."""
-        import queue
-        import time
 
         new: list[str] = []
         while True:
@@ -198,7 +197,6 @@ class Job:
     @property
     def elapsed(self) -> float:
         """Seconds from the start to the end of the job (or to now while it runs)."""
-        import time
 
         return (self._endTime or time.monotonic()) - self.startTime
 
@@ -228,9 +226,6 @@ class Job:
         return True
 
     def _signalGroup(self, kill: bool) -> None:
-        import contextlib
-        import signal
-        import subprocess
 
         if os.name == "nt":
             if self.process.poll() is None:
@@ -247,7 +242,6 @@ class Job:
         Returns at once; the status becomes ``cancelled`` on a later :meth:`poll` (a job that had
         already ended keeps its status).
         """
-        import threading
 
         if self.status != RUNNING or self._cancelRequested:
             return
@@ -264,7 +258,6 @@ class Job:
 
     def wait(self, timeout: float | None = None, interval: float = 0.1) -> JobUpdate:
         """Block until the job ends (or ``timeout`` seconds pass); returns the last :meth:`poll`."""
-        import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         update = self.poll()
