@@ -1,7 +1,10 @@
 """Per-slice shape regularisation of a label map (the segmenter's last step).
 
 :func:`postprocess` cuts thin necks, keeps the seeded component and fills holes; :func:`add_rim` adds the
-partial-volume edge ring that manual outlines and the CSA convention include.
+partial-volume edge ring that the CSA convention includes. Given the signals, a rim voxel needs a muscle volume
+fraction >= 0.5 (three-compartment unmixing: muscle, fat, signal void), which makes the label area an unbiased
+estimate of the partial-volume area (phantom: CSA error median 2.56 -> 0.48 %); without them it falls back to
+FF < ``max_ff``. TUM01's manual outline sits at a fraction of about 0.7 (see docs/segmentation.md).
 """
 
 from __future__ import annotations
