@@ -95,6 +95,7 @@ class SegmentParams:
     split_refine_straight: bool = False  # pull towards one column per slice (median of the first boundary)
     rim_px: int = 2
     rim_max_ff: float = 0.6
+    rim_min_fraction: float = 0.5  # muscle volume fraction a rim voxel needs (0.5: partial-volume CSA)
     open_radius_px: float = 1.0
     close_radius_px: int = 0
     anterolateral_factor: float = 1.25  # see priors.mark_anterolateral; 0 = off
@@ -416,7 +417,8 @@ def segment(
     clip_to_reach(out, reach, {n: BY_NAME[n].value for n in names})
     seeds_by_value = {BY_NAME[n].value: v for n, v in seeds_by_name.items()}
     out = postprocess(out, seeds_by_value, p.open_radius_px, p.close_radius_px)
-    out = add_rim(out, ff, p.rim_px, p.rim_max_ff)
+    signals = {"water": inp.water[roi], "fat": inp.fat[roi]} if inp.dixon else {"image": inp.image[roi]}
+    out = add_rim(out, ff, p.rim_px, p.rim_max_ff, min_fraction=p.rim_min_fraction, **signals)
 
     # --- assemble full volume ----------------------------------------------------------------
     if previous is not None:

@@ -135,12 +135,13 @@ def test_phantom_dixon_ff_measurement_and_segmentation_share(phantom) -> None:
         )
     # measured |error| median / max over 8 muscles × 5 levels (pp):
     #   truth labels: no erosion 2.91 / 5.12 (partial volume with the surrounding fat), 1-voxel erosion 0.30 / 0.74
-    #   segmenter labels: no erosion 1.72 / 3.97, 1-voxel erosion 0.38 / 1.07
+    #   segmenter labels: no erosion 2.88 / 5.08, 1-voxel erosion 0.34 / 1.18 (its rim now takes the partial-volume
+    #   voxels of muscle fraction >= 0.5, as the truth labels do: the raw mean carries the same ring)
     assert err[("truth", 1)].abs().max() < 0.9
     assert err[("truth", 1)].abs().median() < 0.45
     assert err[("seg", 1)].abs().max() < 1.5
     assert err[("truth", 0)].abs().median() > 2.0  # without erosion the rim's partial volume dominates
-    assert err[("seg", 0)].abs().max() < 4.5
+    assert err[("seg", 0)].abs().max() < 5.5
 
 
 def test_phantom_non_dixon_vs_truth(phantom) -> None:

@@ -1,10 +1,10 @@
 """segment() + measure_labels() on the digital phantom (ground truth): Dice, CSA and FF errors per structure × level.
 
-Measured (make_phantom(seed=0), all 8 muscles, one click per muscle per level, level landmarks; same
-numbers with and without the reach prior): Dice MF 0.970–0.974, ES 0.956–0.966, psoas 0.990–0.991,
-QL 0.972–0.973; |CSA error| median 2.56 %, max 9.40 % (erector right L1; all errors negative: the outer
-partial-volume ring), 31/40 structure × level within the issue's 5 %; |FF error| with the 1-voxel erosion
-the CLIs and the Logic use median 0.38 pp, max 1.05 pp (raw mean 1.72 / 3.97 pp: partial volume with fat).
+Measured (make_phantom(seed=0), all 8 muscles, one click per muscle per level, level landmarks): Dice MF
+0.982–0.986, ES 0.964–0.973, psoas 0.999, QL 0.995; |CSA error| median 0.48 %, max 8.15 % (erector right L1:
+the growth stops short of the lateral tip), 35/40 structure × level within the issue's 5 %, mean −1.39 %
+(with the earlier FF < 0.6 rim: 2.56 %, 9.40 %, 31/40, −3.58 %); |FF error| with the 1-voxel erosion the CLIs
+and the Logic use median 0.34 pp, max 1.18 pp (raw mean 2.88 / 5.08 pp: partial volume with fat).
 Thresholds = those numbers plus a small margin. See docs/segmentation.md.
 
 The second half checks shape.add_rim's signal rule (muscle volume fraction >= 0.5 from the Dixon pair or
@@ -96,21 +96,21 @@ def test_phantom_levels_from_landmarks_match_truth(evaluation) -> None:
 def test_phantom_dice(evaluation) -> None:
     _, dice, _, _ = evaluation
     for name, value in dice.items():
-        floor = 0.96 if name.startswith(("multifidus", "psoas", "quadratus")) else 0.95
+        floor = 0.978 if name.startswith(("multifidus", "psoas", "quadratus")) else 0.96
         assert value >= floor, (name, round(float(value), 3))
 
 
 def test_phantom_csa_and_ff_errors(evaluation) -> None:
     _, _, err, _ = evaluation
     assert len(err) == 8 * 5
-    assert err.csa_err_pct.abs().median() < 3.5  # measured 2.56
-    assert err.csa_err_pct.abs().max() < 11.0  # measured 9.40
-    assert (err.csa_err_pct.abs() <= 5.0).sum() >= 29  # measured 31 of 40
-    assert err.ff_err_pp.abs().median() < 0.6  # measured 0.38 (1-voxel erosion; raw mean 1.72)
-    assert err.ff_err_pp.abs().max() < 1.5  # measured 1.05 (raw mean 3.97)
-    # erector spinae (the largest muscles): measured |CSA error| ≤ 9.40 %, |FF error| ≤ 0.36 pp
+    assert err.csa_err_pct.abs().median() < 0.8  # measured 0.48
+    assert err.csa_err_pct.abs().max() < 8.5  # measured 8.15
+    assert (err.csa_err_pct.abs() <= 5.0).sum() >= 34  # measured 35 of 40
+    assert err.ff_err_pp.abs().median() < 0.6  # measured 0.34 (1-voxel erosion; raw mean 2.88)
+    assert err.ff_err_pp.abs().max() < 1.5  # measured 1.18 (raw mean 5.08)
+    # erector spinae (the largest muscles): measured |CSA error| ≤ 8.15 %, |FF error| ≤ 0.37 pp
     es = err[err.structure.str.startswith("erector")]
-    assert (es.csa_err_pct.abs() < 10.0).all(), es.round(2).to_dict("records")
+    assert (es.csa_err_pct.abs() < 8.5).all(), es.round(2).to_dict("records")
     assert (es.ff_err_pp.abs() < 0.6).all(), es.round(2).to_dict("records")
 
 
