@@ -4,9 +4,12 @@
 module), and the calculator needs p99 < 100 ms, so prediction-time explanations are computed here:
 
 - logistic regression: exact linear SHAP, ``coef * (z - mean_background(z))`` in log-odds;
-- XGBoost / LightGBM: their native TreeSHAP (``pred_contribs`` / ``pred_contrib``), log-odds;
+- XGBoost / LightGBM: TreeSHAP in log-odds from compiled paths (:mod:`treeshap`) once a bundle's
+  load-time check has compared them with the library's ``pred_contribs`` / ``pred_contrib``, else
+  the library's own;
 - random forest: path-dependent TreeSHAP (Lundberg et al. 2018, Algorithm 2) on the predicted
-  probability, implemented below;
+  probability: vectorised over all root-to-leaf paths by :mod:`treeshap` once a bundle's load-time
+  check has compared it with the recursive reference below (:func:`forest_shap`), else recursive;
 - MLP: Monte-Carlo permutation Shapley values (antithetic permutations, fixed seed) of the
   log-odds against a small stored background sample (interventional; converges to exact Shapley).
 
@@ -17,9 +20,12 @@ The training report uses the real ``shap`` package; tests check that these value
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
+
+from LBPRiskModelLib import treeshap
 
 CONTRIBUTION_UNITS = {
     "logistic_regression": "log-odds",
@@ -82,9 +88,12 @@ def tree_shap_sklearn(tree: Any, x: np.ndarray, class_index: int = 1) -> np.ndar
     """Path-dependent TreeSHAP values of one sklearn decision tree for one row ``x``.
 
     Returns (n_features + 1,) with the expected value (bias) last, on the scale of the tree's
-    ``tree_.value`` for ``class_index`` (class proportions for classifiers).
+    ``tree_.value`` for ``class_index`` (class proportions for classifiers). A missing value takes
+    the tree's ``missing_go_to_left`` branch, as ``predict`` does; ``x`` is compared as given
+    (:func:`forest_shap` rounds it to float32 first, as scikit-learn does).
     """
     t = tree.tree_
+    missing_left = np.asarray(getattr(t, "missing_go_to_left", np.zeros(t.node_count)), dtype=bool)
     left, right, feat, thr = t.children_left, t.children_right, t.feature, t.threshold
     cover = t.weighted_n_node_samples
     vals = t.value[:, 0, :]
@@ -100,7 +109,9 @@ def tree_shap_sklearn(tree: Any, x: np.ndarray, class_index: int = 1) -> np.ndar
                 phi[int(m[i][0])] += w * (m[i][2] - m[i][1]) * v[j]
             return
         d = feat[j]
-        hot, cold = (left[j], right[j]) if x[d] <= thr[j] else (right[j], left[j])
+        xd = x[d]
+        goes_left = xd <= thr[j] if xd == xd else bool(missing_left[j])  # xd != xd: NaN
+        hot, cold = (left[j], right[j]) if goes_left else (right[j], left[j])
         iz = io = 1.0
         for k in range(1, len(m)):
             if m[k][0] == d:
@@ -123,13 +134,33 @@ def _expected_value(t: Any, v: np.ndarray) -> float:
 
 
 def forest_shap(forest: Any, X: np.ndarray) -> np.ndarray:
-    """TreeSHAP of a RandomForestClassifier for class 1 (probability scale); (n, p + 1), bias last."""
-    X = np.asarray(X, dtype=float)
+    """Recursive TreeSHAP of a RandomForestClassifier for class 1 (probability scale); (n, p + 1),
+    bias last. The reference for :mod:`treeshap`; rows are rounded to float32 as sklearn's predict does
+    (so a value on a threshold goes the way ``predict_proba`` sends it)."""
+    X = np.asarray(X, dtype=float).astype(np.float32).astype(float)
     out = np.zeros((X.shape[0], X.shape[1] + 1))
     for est in forest.estimators_:
         for r in range(X.shape[0]):
             out[r] += tree_shap_sklearn(est, X[r])
     return out / len(forest.estimators_)
+
+
+# Vectorised TreeSHAP (treeshap.py), used only for tree models whose compiled paths were checked.
+_VERIFIED: weakref.WeakKeyDictionary[Any, treeshap.TreePaths] = weakref.WeakKeyDictionary()
+
+
+def use_compiled_paths(model: Any, paths: treeshap.TreePaths | None) -> None:
+    """Explain ``model`` with ``paths`` from now on (after a check against :func:`forest_shap`);
+    None goes back to the recursive implementation."""
+    if paths is None:
+        _VERIFIED.pop(model, None)
+    else:
+        _VERIFIED[model] = paths
+
+
+def compiled_paths(model: Any) -> treeshap.TreePaths | None:
+    """The checked compiled paths in use for ``model`` (None: recursive TreeSHAP)."""
+    return _VERIFIED.get(model)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +210,9 @@ def model_contributions(
         phi = coef * (Z - mu)
         bias = model.intercept_[0] + coef @ mu
         return np.column_stack([phi, np.full(Z.shape[0], bias)])
+    paths = _VERIFIED.get(model)
+    if paths is not None and family in ("random_forest", "xgboost", "lightgbm"):
+        return paths.shap_values(Z)
     if family == "xgboost":
         import xgboost as xgb
 

@@ -15,10 +15,19 @@ matrix product for the model and all bootstrap models; other families through
 ``explain.fast_proba`` on the fast model-space row). Anything else raises :class:`UnsupportedError`
 and the caller keeps the scikit-learn path. :meth:`Bundle` checks the compiled path against
 scikit-learn on probe rows at load time and disables it on any difference above 1e-12.
+
+Tree models are also explained from compiled arrays: :mod:`treeshap` turns the final model into
+root-to-leaf paths, and :func:`max_difference` (through :func:`check_explanations`) compares its
+TreeSHAP values with the reference on the probe rows (a forest: the recursive ``explain.forest_shap``;
+XGBoost / LightGBM: their own ``pred_contribs`` / ``pred_contrib``); only when they agree is it
+switched on for the bundle's explanations (``explain.use_compiled_paths``). Binary XGBoost and
+LightGBM models and their bootstrap refits are also *predicted* from one set of compiled paths
+(:class:`_StackedBoosters`), summed and transformed exactly as the libraries do.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,10 +35,15 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from LBPRiskModelLib import explain
+from LBPRiskModelLib import explain, treeshap
 
 #: agreement required between the fast path and scikit-learn (absolute, model space and probability)
 TOLERANCE = 1e-12
+#: probe rows on which a forest's compiled TreeSHAP is compared with the recursive one (~25 ms a row)
+EXPLAIN_PROBES = 12
+#: XGBoost computes its SHAP values in float32: the compiled (float64) ones agree to ~1e-6
+XGBOOST_CONTRIB_TOLERANCE = 2e-5
+_LOG = logging.getLogger(__name__)
 
 
 class UnsupportedError(Exception):
@@ -232,6 +246,67 @@ class _StackedForests:
         return out
 
 
+class _StackedBoosters:
+    """The trees of the model's and the bootstrap models' XGBoost or LightGBM boosters as one set of
+    compiled paths; each model's output is summed the way the library sums it (LightGBM: float64 in
+    tree order; XGBoost: float32 in tree order from its base margin) and turned into P(class 1) with
+    the library's sigmoid, so the probabilities equal ``predict_proba`` bit for bit (tested)."""
+
+    def __init__(self, kind: str, paths: treeshap.TreePaths, bounds: list[int], bases: list[Any]) -> None:
+        self.kind, self.paths, self.bounds, self.bases = kind, paths, bounds, bases
+        self.expf = treeshap.libm_float("expf") if kind == "XGBClassifier" else None
+
+    @classmethod
+    def build(cls, models: list[Any]) -> _StackedBoosters | None:
+        """None unless every model is a binary LGBMClassifier, or every one a binary XGBClassifier."""
+        kind = _cls(models[0])
+        if kind not in ("LGBMClassifier", "XGBClassifier"):
+            return None
+        if any(_cls(m) != kind or len(getattr(m, "classes_", ())) != 2 for m in models):
+            return None
+        try:
+            compile_one = (
+                treeshap.lightgbm_tree_paths if kind == "LGBMClassifier" else treeshap.xgboost_tree_paths
+            )
+            paths: list[treeshap.Path] = []
+            trees: list[int] = []
+            bounds = [0]
+            bases: list[Any] = []
+            for m in models:
+                p, t = compile_one(m)
+                paths += p
+                trees += [bounds[-1] + i for i in t]
+                bounds.append(bounds[-1] + (max(t) + 1 if t else 0))
+                bases.append(treeshap.xgboost_base_margin(m) if kind == "XGBClassifier" else 0.0)
+            stacked = treeshap.TreePaths(
+                paths,
+                int(models[0].n_features_in_),
+                strict_left=kind == "XGBClassifier",
+                input_dtype=np.float32 if kind == "XGBClassifier" else np.float64,
+                trees=trees,
+                zero_below=0.0 if kind == "XGBClassifier" else treeshap.LIGHTGBM_ZERO,
+            )
+            return cls(kind, stacked, bounds, bases)
+        except treeshap.UnsupportedTreeError as exc:
+            raise UnsupportedError(str(exc)) from exc
+
+    def proba(self, Z: np.ndarray) -> np.ndarray:
+        """(n, k) P(class 1) of every model."""
+        leaves = self.paths.leaf_values(Z)
+        out = np.empty((Z.shape[0], len(self.bases)))
+        for g, base in enumerate(self.bases):
+            block = leaves[:, self.bounds[g] : self.bounds[g + 1]]
+            if self.expf is None:  # LightGBM: double sum in tree order, 1 / (1 + exp(-raw))
+                raw = np.cumsum(block, axis=1)[:, -1] if block.shape[1] else np.zeros(len(Z))
+                out[:, g] = 1.0 / (1.0 + np.exp(-raw))
+            else:  # XGBoost: float32 sum from the base margin, float32 sigmoid with C expf
+                acc = np.column_stack([np.full(len(Z), base, dtype=np.float32), block.astype(np.float32)])
+                margin = np.cumsum(acc, axis=1, dtype=np.float32)[:, -1]
+                one = np.float32(1.0)
+                out[:, g] = [one / (np.float32(self.expf(min(-float(m), 88.7))) + one) for m in margin]
+        return out
+
+
 class FastPath:
     """Compiled records → model space → P(class 1) for the main model and the bootstrap models."""
 
@@ -258,7 +333,21 @@ class FastPath:
         self.final = final
         self.ci_models = list(ci_models)
         self.linear = self._stack_linear([final, *self.ci_models])
-        self.forests = None if self.linear is not None else _StackedForests.build([final, *self.ci_models])
+        models = [final, *self.ci_models]
+        self.forests = None if self.linear is not None else _StackedForests.build(models)
+        self.boosters: _StackedBoosters | None = None
+        if self.linear is None and self.forests is None:
+            try:
+                self.boosters = _StackedBoosters.build(models)
+            except UnsupportedError as exc:  # keep the library's predict for this booster
+                _LOG.info("boosted trees not compiled (%s); library predict used", exc)
+        #: compiled TreeSHAP of the final tree model (switched on by :func:`max_difference` if it agrees)
+        self.tree_paths: treeshap.TreePaths | None = None
+        if self.forests is not None:
+            self.tree_paths = treeshap.from_sklearn_forest(final)
+        elif self.boosters is not None:
+            lgbm = self.boosters.kind == "LGBMClassifier"
+            self.tree_paths = treeshap.from_lightgbm(final) if lgbm else treeshap.from_xgboost(final)
 
     def _compile_columns(self, ct: Any, num_index: dict[str, int], cat_index: dict[str, int]) -> list:
         if getattr(ct, "sparse_output_", False):
@@ -320,6 +409,9 @@ class FastPath:
         if self.forests is not None and not np.isnan(Z).any():
             p = self.forests.proba(Z)
             return p[:, 0], p[:, 1:]
+        if self.boosters is not None:
+            p = self.boosters.proba(Z)
+            return p[:, 0], p[:, 1:]
         risk = explain.fast_proba(self.final, Z)
         boot = np.column_stack([explain.fast_proba(m, Z) for m in self.ci_models]) if self.ci_models else None
         return risk, (boot if boot is not None else np.zeros((len(Z), 0)))
@@ -368,14 +460,47 @@ def probe_records(
 
 def max_difference(fast: FastPath, reference: Callable[[list[dict]], tuple], records: list[dict]) -> float:
     """Largest absolute difference of model space, risk and bootstrap risks between the fast path
-    and ``reference(records) -> (Z, risk, boot)`` (the scikit-learn path)."""
+    and ``reference(records) -> (Z, risk, boot)`` (the scikit-learn / library path).
+
+    Side effect for tree models: :func:`check_explanations` compares the compiled TreeSHAP with
+    its reference on the same rows and switches it on only if both agree."""
     Z = fast.model_space(records)
     risk, boot = fast.probabilities(Z)
     Zr, rr, br = reference(records)
     if Z.shape != Zr.shape or boot.shape != br.shape:
         return math.inf
     diffs = [np.abs(Z - Zr), np.abs(risk - rr), np.abs(boot - br)]
-    return float(max((d.max() if d.size else 0.0) for d in diffs))
+    worst = float(max((d.max() if d.size else 0.0) for d in diffs))
+    if fast.tree_paths is not None:
+        check_explanations(fast, Zr, predictions_agree=worst <= TOLERANCE)
+    return worst
+
+
+def _reference_contributions(model: Any, Z: np.ndarray) -> tuple[np.ndarray, float]:
+    """The reference TreeSHAP values of ``model`` (recursive for forests, the library's own for
+    boosters) and the agreement required of the compiled ones."""
+    if _cls(model) == "RandomForestClassifier":
+        return explain.forest_shap(model, Z[:EXPLAIN_PROBES]), TOLERANCE
+    if _cls(model) == "LGBMClassifier":
+        return np.asarray(model.predict(Z, pred_contrib=True)), TOLERANCE
+    import xgboost as xgb
+
+    ref = model.get_booster().predict(xgb.DMatrix(Z), pred_contribs=True)
+    return np.asarray(ref, dtype=float), XGBOOST_CONTRIB_TOLERANCE
+
+
+def check_explanations(fast: FastPath, Z: np.ndarray, predictions_agree: bool = True) -> float:
+    """Compare the compiled TreeSHAP of the final model with its reference on model-space rows ``Z``
+    and use it for the model's explanations only if it agrees (and the predictions did); returns the
+    largest difference. A disagreement is logged as a warning and keeps the reference path."""
+    ref, tol = _reference_contributions(fast.final, Z)
+    mine = fast.tree_paths.shap_values(Z[: len(ref)]) if fast.tree_paths is not None else None
+    diff = float(np.abs(mine - ref).max()) if mine is not None and mine.shape == ref.shape else math.inf
+    if not diff <= tol:
+        _LOG.warning("compiled TreeSHAP differs from the reference by %.3g; not used", diff)
+    ok = diff <= tol and predictions_agree
+    explain.use_compiled_paths(fast.final, fast.tree_paths if ok else None)
+    return diff
 
 
 def percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:

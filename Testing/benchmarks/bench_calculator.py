@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "LBPRiskModel" / "Testing"))
 
 from test_webapp_support import build_bundle, running_server  # noqa: E402
 
+from LBPRiskModelLib import explain  # noqa: E402
 from LBPRiskModelLib.bundle import load_bundle  # noqa: E402
 
 PAYLOAD = {"age": 70, "sex": "M", "odi_baseline": 40, "bmi": 26.5, "mean_ff_pct": 20}
@@ -227,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     fast, bundle._fast = bundle._fast, None
     sk_ms = median_ms(100)
     bundle._fast = fast
+    compiled = explain.compiled_paths(bundle.pipeline.steps[-1][1]) is not None
     print(
-        f"bundle {bundle_dir} ({bundle.family}); tool {tool}; {args.clients} clients, {args.requests} requests"
+        f"bundle {bundle_dir} ({bundle.family}{', compiled TreeSHAP' if compiled else ''}); tool {tool}; "
+        f"{args.clients} clients, {args.requests} requests"
     )
     print(
         f"in-process predict_one: numpy fast path {fast_ms:.3f} ms, scikit-learn path {sk_ms:.2f} ms "
