@@ -80,6 +80,8 @@ def midline_columns(
 
 __all__ = [
     "DEFAULT_EXTENT_MM",
+    "anterior_seam",
+    "clip_erector_front",
     "clip_to_reach",
     "deepest_near",
     "extent_cap_mm",
@@ -161,3 +163,113 @@ def mark_anterolateral(
             zone = zones[int(np.argmin(np.abs(ks - kk)))][1]
             sl = seed_arr[kk]
             sl[zone & (sl == 0)] = bg_label
+
+
+def anterior_seam(
+    strength: np.ndarray,
+    prior_rows: np.ndarray,
+    start_cols: np.ndarray,
+    step: int,
+    band_px: float,
+    pull: float,
+) -> np.ndarray:
+    """Rows of the erector's anterior fascia, per slice and step lateral of the erector's deepest point.
+
+    ``strength`` (k, j, i): fascia line strength; ``prior_rows`` (k, t): prior row at column
+    ``start_cols[k] + step·t`` (``step`` = −1 on the right side, +1 on the left). Per slice, the cheapest path
+    over t (moving at most one row per column) within ``band_px`` rows of the prior, at cost −strength +
+    ``pull`` × |offset| / band: it follows a visible line near the prior and the prior where none shows
+    (also outside the image). All slices run at once (vectorised over k), so this stays fast.
+    """
+    nk, nj, ni = strength.shape
+    nt = prior_rows.shape[1]
+    band = max(1, round(band_px))
+    offs = np.arange(-band, band + 1)
+    base = np.round(prior_rows).astype(np.int64)  # (k, t)
+    ks = np.arange(nk)[:, None]
+    pen = pull / band * np.abs(offs)[None, :]
+
+    def cost(t: int) -> np.ndarray:
+        rows = base[:, t, None] + offs[None, :]
+        col = start_cols + step * t
+        ok = (rows >= 0) & (rows < nj) & ((col >= 0) & (col < ni))[:, None]
+        st = strength[ks, np.clip(rows, 0, nj - 1), np.clip(col, 0, ni - 1)[:, None]]
+        return np.where(ok, -st, 1e6) + pen
+
+    acc = cost(0)
+    back = np.zeros((nt, nk, offs.size), np.int64)
+    for t in range(1, nt):
+        shift = base[:, t] - base[:, t - 1]  # row change of the prior between the two columns
+        padded = np.pad(acc, ((0, 0), (2, 2)), constant_values=np.inf)
+        # previous offset o' = o + shift − d for a row move d ∈ {−1, 0, +1}
+        idx = offs[None, :, None] + band + 2 + shift[:, None, None] - np.array([-1, 0, 1])[None, None, :]
+        cand = np.take_along_axis(padded[:, :, None], np.clip(idx, 0, offs.size + 3).reshape(nk, -1, 1), 1)
+        cand = cand.reshape(nk, offs.size, 3)
+        cand[(idx < 0) | (idx > offs.size + 3)] = np.inf
+        best = np.argmin(cand, axis=2)
+        acc = np.take_along_axis(cand, best[:, :, None], 2)[:, :, 0] + cost(t)
+        back[t] = np.take_along_axis(idx, best[:, :, None], 2)[:, :, 0] - band - 2
+    out = np.asarray(prior_rows, float).copy()
+    o = np.argmin(acc, axis=1)
+    for t in range(nt - 1, -1, -1):
+        rows = base[:, t] + offs[o]
+        inside = (rows >= 0) & (rows < nj)
+        out[inside, t] = rows[inside]
+        if t:
+            o = back[t][np.arange(nk), o] + band
+    return out
+
+
+def clip_erector_front(
+    labels: np.ndarray,
+    value: int,
+    right: bool,
+    spacing_ji: tuple[float, float],
+    factor: float,
+    slope: float,
+    strength: np.ndarray | None = None,
+    band_mm: float = 4.0,
+    pull: float = 0.02,
+) -> int:
+    """Remove, in place, erector voxels (``value`` in ``labels`` (k, j, i)) in front of its anterior fascia.
+
+    The erector's anterior boundary is the middle layer of the thoracolumbar fascia, running from the
+    transverse-process tip laterally and slightly backwards; the quadratus lumborum / lateral layer in front
+    of it has the same signal, so the growth leaks across its gaps. Per slice, from the erector's own deepest
+    point (inscribed radius r; a thin leak barely moves it, and it does not depend on the click), the prior
+    boundary lateral of that point lies ``factor`` × r in front of it, less ``slope`` × the lateral distance
+    (mm); with ``strength`` (fascia line strength, same shape as ``labels``) it is re-drawn along the line
+    within ``band_mm`` (:func:`anterior_seam`). Voxels in front of it are removed; returns how many.
+    """
+    nk, nj, ni = labels.shape
+    sj, si = spacing_ji
+    step = -1 if right else 1
+    anchors = np.zeros((nk, 3))  # r (mm), j, i of the deepest point; r = 0: slice skipped
+    n_lat = 1
+    for k in range(nk):
+        m = labels[k] == value
+        if m.sum() < 20:
+            continue
+        jr, ir = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        j0, i0 = jr[0], ir[0]
+        crop = np.pad(m[j0 : jr[-1] + 1, i0 : ir[-1] + 1], 1)
+        dt = ndi.distance_transform_edt(crop, sampling=spacing_ji)
+        dj, di = np.unravel_index(int(np.argmax(dt)), dt.shape)
+        anchors[k] = dt[dj, di], dj + j0 - 1, di + i0 - 1
+        n_lat = max(n_lat, int(anchors[k, 2] - ir[0] if right else ir[-1] - anchors[k, 2]) + 1)
+    valid = anchors[:, 0] > 0
+    if not valid.any():
+        return 0
+    t = np.arange(n_lat)
+    rows = anchors[:, 1, None] - (factor * anchors[:, 0, None] - slope * t[None, :] * si) / sj  # (k, t)
+    start = anchors[:, 2].astype(np.int64)
+    if strength is not None:
+        rows = anterior_seam(strength, rows, start, step, band_mm / sj, pull)
+    limit = np.full((nk, ni), -1.0)  # most anterior row allowed per column (−1: no limit)
+    for k in np.flatnonzero(valid):
+        cols = start[k] + step * t[1:]
+        ok = (cols >= 0) & (cols < ni)
+        limit[k, cols[ok]] = rows[k, 1:][ok]
+    cut = (labels == value) & (np.arange(nj)[None, :, None] < limit[:, None, :])
+    labels[cut] = 0
+    return int(cut.sum())

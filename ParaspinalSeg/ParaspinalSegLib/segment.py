@@ -47,6 +47,7 @@ from ParaspinalSegLib.io import check_finite, check_volume, match_grid
 from ParaspinalSegLib.levels import levels_from_landmarks, levels_from_seed_slices, ranges_from_centres
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.priors import (
+    clip_erector_front,
     clip_to_reach,
     mark_anterolateral,
     mark_unreachable,
@@ -100,6 +101,13 @@ class SegmentParams:
     close_radius_px: int = 0
     anterolateral_factor: float = 1.25  # see priors.mark_anterolateral; 0 = off
     anterolateral_search_mm: float = 8.0
+    # priors.clip_erector_front: the erector's anterior fascia, a prior line factor × its inscribed radius in
+    # front of its deepest point (less slope × lateral mm), re-drawn along the fat ridge within band_mm (0 = the
+    # line itself); only without psoas/QL clicks; factor 0 = off
+    erector_front_factor: float = 1.0
+    erector_front_slope: float = 0.3
+    erector_front_band_mm: float = 4.0
+    erector_front_pull: float = 0.02
     extent_scale: float = 1.0  # × priors.DEFAULT_EXTENT_MM (a muscle's reach from its clicks); 0 = off
 
 
@@ -415,6 +423,25 @@ def segment(
         for n, mask in pair_choice.items():
             out[mask] = BY_NAME[n].value
     clip_to_reach(out, reach, {n: BY_NAME[n].value for n in names})
+    erectors_here = [n for n in names if n.startswith("erector")]
+    if (
+        p.erector_front_factor > 0
+        and erectors_here
+        and not any(n.startswith(("psoas", "quadratus")) for n in names)
+    ):
+        # the erector's anterior fascia (priors.clip_erector_front); clicked psoas/QL compete themselves
+        for n in erectors_here:
+            clip_erector_front(
+                out,
+                BY_NAME[n].value,
+                n.endswith("_right"),
+                (sj_, si_),
+                p.erector_front_factor,
+                p.erector_front_slope,
+                ridge if p.erector_front_band_mm > 0 else None,
+                p.erector_front_band_mm,
+                p.erector_front_pull,
+            )
     seeds_by_value = {BY_NAME[n].value: v for n, v in seeds_by_name.items()}
     out = postprocess(out, seeds_by_value, p.open_radius_px, p.close_radius_px)
     signals = {"water": inp.water[roi], "fat": inp.fat[roi]} if inp.dixon else {"image": inp.image[roi]}

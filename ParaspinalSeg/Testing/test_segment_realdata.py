@@ -24,8 +24,8 @@ pytestmark = pytest.mark.realdata
 # 0.890/0.913, MF right/left 0.850/0.872 (refinement off: 0.882/0.904, 0.832/0.852; session start 0.869/0.888,
 # 0.832/0.852). Targets ES 0.92 / MF 0.90: not met; docs/segmentation.md says where the Dice is lost.
 MIN_DICE = {
-    "erector_spinae_right": 0.885,
-    "erector_spinae_left": 0.908,
+    "erector_spinae_right": 0.910,  # 0.914/0.925 with the anterior-fascia clip (priors.clip_erector_front)
+    "erector_spinae_left": 0.921,
     "multifidus_right": 0.845,
     "multifidus_left": 0.867,
 }
@@ -182,8 +182,8 @@ def test_auto_non_dixon_on_synthesised_inphase_vs_dixon(tum01) -> None:
 # TUM01 with the seam refinement off (SegmentParams(split_refine_band_mm=0)): the previous default,
 # measured ES R/L 0.882/0.904, MF R/L 0.832/0.852.
 MIN_DICE_UNREFINED = {
-    "erector_spinae_right": 0.877,
-    "erector_spinae_left": 0.899,
+    "erector_spinae_right": 0.903,  # 0.907/0.915 with the anterior-fascia clip (priors.clip_erector_front)
+    "erector_spinae_left": 0.911,
     "multifidus_right": 0.827,
     "multifidus_left": 0.847,
 }
