@@ -65,9 +65,9 @@ class _Bucket:
         self.ext_one = [None] + [(j[k] + 1) / (k + 1) for k in range(1, length)]
         # UNWOUND-SUM (one fraction 1): n <- w[e] - t z (L - 1 - e)/L, t = n L/(e + 1)
         self.unw_zero = [self.zero * ((length - 1 - e) / length) for e in range(length - 1)]
-        # UNWOUND-SUM (one fraction 0): sum_e w[e] L/(z (L - 1 - e))
+        # UNWOUND-SUM (one fraction 0) = S / z with S = sum_e w[e] L/(L - 1 - e): times (0 - z) = -S
         self.unw_scale = (length / (length - 1 - np.arange(length - 1)))[:, None]
-        self.inv_zero = 1.0 / np.where(self.zero == 0, 1.0, self.zero)
+        self.one_minus_zero = 1.0 - self.zero
 
 
 Path = tuple[dict[int, list[Any]], float]  # {feature: [lower, upper, nan_follows, zero]}, leaf value
@@ -167,6 +167,8 @@ class TreePaths:
         xf = X[:, b.feature]
         strict = self.strict_left
         inside = (xf >= b.lower) & (xf < b.upper) if strict else (xf > b.lower) & (xf <= b.upper)
+        if not np.isnan(X).any():  # the common case (the bundle's imputer leaves no NaN)
+            return inside
         return inside | (np.isnan(xf) & b.nan_ok)
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
@@ -213,7 +215,8 @@ class TreePaths:
         """EXTEND all elements of every path, then UNWOUND-SUM every element, for rows ``X``.
 
         Layout (rows, elements, paths): the path axis is the long, contiguous one."""
-        o = self._follows(X, b).astype(float)  # (n, D, P) one fractions
+        follows = self._follows(X, b)
+        o = follows.astype(float)  # (n, D, P) one fractions
         n, d, n_paths = o.shape
         length = d + 1  # with Algorithm 2's initial (bias) element
         w = np.zeros((n, length, n_paths))
@@ -231,10 +234,9 @@ class TreePaths:
             total += t
             t *= b.unw_zero[e]
             nxt = np.subtract(w[:, e, None], t, out=t)
+        total *= b.one_minus_zero  # one fraction 1: unwound sum * (1 - z)
         s0 = (w[:, : length - 1] * b.unw_scale).sum(axis=1)  # (n, P)
-        zero_case = s0[:, None] * b.inv_zero
-        np.copyto(total, zero_case, where=o == 0.0)
-        total *= o - b.zero
+        np.copyto(total, -s0[:, None], where=~follows)  # one fraction 0: (S / z) * (0 - z) = -S
         total *= b.value
         idx = (np.arange(n)[:, None, None] + row0) * width + b.feature[None]
         phi += np.bincount(idx.ravel(), weights=total.ravel(), minlength=phi.size)

@@ -191,6 +191,31 @@ def show(name: str, r: dict) -> None:
     )
 
 
+def run_workers(tool: str, bundle_dir: Path, body: Path, workers: int, args: argparse.Namespace) -> bool:
+    """One server with ``workers`` processes: /healthz, one client, then the C-client predict runs."""
+    ok = True
+    with running_server(bundle_dir, extra_args=("--workers", str(workers))) as server:
+        measure(
+            tool, server, "/api/predict", body, args.clients, max(200, args.requests // 10), args.pin_client
+        )
+        health = measure(tool, server, "/healthz", None, args.clients, args.requests, args.pin_client)
+        show("GET /healthz", health)
+        single = measure(
+            tool, server, "/api/predict", body, 1, max(200, args.requests // 10), args.pin_client
+        )
+        show("POST /api/predict 1 cl.", single)
+        for _ in range(args.repeat):
+            pred = measure(tool, server, "/api/predict", body, args.clients, args.requests, args.pin_client)
+            show(f"POST /api/predict {args.clients} cl.", pred)
+            print(
+                f"    ratios predict/healthz: p50 {pred['p50'] / health['p50']:.2f}x, p99 "
+                f"{pred['p99'] / health['p99']:.2f}x, throughput {pred['rps'] / health['rps']:.2f}x; "
+                f"goal p99 < 100 ms: {'met' if pred['p99'] < 100 else 'NOT met'}"
+            )
+            ok &= pred["p99"] < 100
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -240,33 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for workers in [int(w) for w in args.workers.split(",")]:
         print(f"serve --workers {workers}:")
-        with running_server(bundle_dir, extra_args=("--workers", str(workers))) as server:
-            measure(
-                tool,
-                server,
-                "/api/predict",
-                body,
-                args.clients,
-                max(200, args.requests // 10),
-                args.pin_client,
-            )
-            health = measure(tool, server, "/healthz", None, args.clients, args.requests, args.pin_client)
-            show("GET /healthz", health)
-            single = measure(
-                tool, server, "/api/predict", body, 1, max(200, args.requests // 10), args.pin_client
-            )
-            show("POST /api/predict 1 cl.", single)
-            for _ in range(args.repeat):
-                pred = measure(
-                    tool, server, "/api/predict", body, args.clients, args.requests, args.pin_client
-                )
-                show(f"POST /api/predict {args.clients} cl.", pred)
-                print(
-                    f"    ratios predict/healthz: p50 {pred['p50'] / health['p50']:.2f}x, p99 "
-                    f"{pred['p99'] / health['p99']:.2f}x, throughput {pred['rps'] / health['rps']:.2f}x; "
-                    f"goal p99 < 100 ms: {'met' if pred['p99'] < 100 else 'NOT met'}"
-                )
-                ok &= pred["p99"] < 100
+        try:
+            ok &= run_workers(tool, bundle_dir, body, workers, args)
+        except RuntimeError as exc:  # e.g. a large tree bundle loading slower than the start timeout
+            print(f"  not measured: {str(exc).splitlines()[0]}")
+            ok = False
     print(
         f"goal p99 < 100 ms with {args.clients} clients: {'met in every run' if ok else 'NOT met in every run'}"
     )
