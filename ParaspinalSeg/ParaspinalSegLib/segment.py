@@ -94,6 +94,9 @@ class SegmentParams:
     split_refine_contrast: float = 0.3  # weight of split.side_contrast (FF differs across the seam)
     split_refine_slices: int = 3  # fascia strength averaged over this many neighbouring slices
     split_refine_straight: bool = False  # pull towards one column per slice (median of the first boundary)
+    split_radius_away_mm: float = 8.0  # split.muscle_radii: deepest point within 8 mm of a click (0 = at it)
+    split_radius_toward_mm: float = 5.0  # ... advancing at most 5 mm towards the other muscle's clicks
+    split_radius_pool_sides: bool = True  # ... one size per muscle for both sides (mean over their clicks)
     rim_px: int = 2
     rim_max_ff: float = 0.6
     rim_min_fraction: float = 0.5  # muscle volume fraction a rim voxel needs (0.5: partial-volume CSA)

@@ -198,6 +198,87 @@ def local_radius(
     return deepest_near(mask2d, ji_, spacing_ji, search_mm)[0]
 
 
+def away_radius(
+    mask2d: np.ndarray,
+    ji_: tuple[int, int],
+    toward_ji: tuple[float, float] | None,
+    spacing_ji: tuple[float, float],
+    search_mm: float,
+    toward_mm: float = 5.0,
+) -> float:
+    """Largest distance to the edge of ``mask2d`` (mm) within ``search_mm`` of a click, and at most
+    ``toward_mm`` further towards ``toward_ji`` (the neighbouring muscle's clicks) than the click.
+
+    The distance to background at a click changes by as much as the click moves (a click near the muscle's
+    edge gives a small radius, and the split then shrinks that muscle on every level: the largest single
+    cause of the click dependence on TUM01). The deepest point near the click is the same for any click
+    within reach of it. The multifidus and erector form one non-background mass whose depth grows towards
+    the erector's bulk, so the search may advance only ``toward_mm`` (the 5 mm click tolerance of the
+    issue) in that direction: otherwise it ends at the erector's depth.
+    """
+    j, i = ji_
+    rj, ri = (max(1, int(search_mm / s)) for s in spacing_ji)
+    j0, i0 = max(0, j - rj - 60), max(0, i - ri - 60)
+    crop = mask2d[j0 : j + rj + 61, i0 : i + ri + 61]
+    dt = ndi.distance_transform_edt(crop, sampling=spacing_ji)
+    jj, ii = np.ogrid[: crop.shape[0], : crop.shape[1]]
+    dj, di = (jj - (j - j0)) * spacing_ji[0], (ii - (i - i0)) * spacing_ji[1]
+    near = dj**2 + di**2 <= search_mm**2
+    if toward_ji is not None:
+        vj, vi = (toward_ji[0] - j) * spacing_ji[0], (toward_ji[1] - i) * spacing_ji[1]
+        near &= (dj * vj + di * vi) / max(float(np.hypot(vj, vi)), 1e-6) <= toward_mm
+    return float(np.max(np.where(near, dt, 0.0)))
+
+
+def muscle_radii(
+    groups: list[list[str]],
+    clicks: dict[str, list[tuple[int, int, int]]],
+    tissue: np.ndarray,
+    spacing_ji: tuple[float, float],
+    p,
+) -> dict[str, float]:
+    """Size (mm) of each muscle of ``groups`` for the size-normalised split: mean inscribed radius of the
+    non-background ``tissue`` at its clicks (k, j, i).
+
+    ``p.split_radius_away_mm`` > 0: :func:`away_radius` (deepest point within that distance, advancing at
+    most ``p.split_radius_toward_mm`` towards the other muscle of the group); else :func:`local_radius` with
+    ``p.radius_search_mm``.
+    ``p.split_radius_pool_sides``: one size per muscle for both sides (mean over the left and right clicks:
+    twice the clicks, so one click near a muscle's edge moves the size half as much).
+    """
+    away = float(p.split_radius_away_mm)
+    per: dict[str, list[float]] = {}
+    for g in groups:
+        for n in g:
+            other = [m for m in g if m != n and clicks.get(m)]
+            toward = tuple(np.mean([c[1:] for c in clicks[other[0]]], axis=0)) if other else None
+            rs = []
+            for k, j, i in clicks.get(n, []):
+                if away > 0:
+                    rs.append(
+                        away_radius(
+                            tissue[k],
+                            (j, i),
+                            toward,
+                            spacing_ji,
+                            away,
+                            p.split_radius_toward_mm,
+                        )
+                    )
+                else:
+                    rs.append(local_radius(tissue[k], (j, i), spacing_ji, p.radius_search_mm))
+            per[n] = rs
+    out = {}
+    for g in groups:
+        for n in g:
+            rs = per[n]
+            if p.split_radius_pool_sides:
+                family = n.rsplit("_", 1)[0]
+                rs = [r for m, v in per.items() if m.rsplit("_", 1)[0] == family for r in v]
+            out[n] = max(float(np.mean(rs)), 1.0) if rs else 1.0
+    return out
+
+
 def split_pairs(
     grown: np.ndarray,
     pairs: list[tuple[list[str], int]],
@@ -232,19 +313,15 @@ def split_pairs(
         eps_per_mm=p.split_eps_per_mm,
         blocked=~in_pair[box],
     )
+    # radius: inscribed radius of the non-background tissue at the clicks (muscle_radii)
+    radii = muscle_radii([g for g, _ in pairs], clicks, ~background, (sj_, si_), p)
     for g, value in pairs:
         region = (grown == value)[box]
-        # initial sources: the clicked seeds; radius: inscribed radius of the non-background tissue there
+        # initial sources: the clicked seeds
         srcs: dict[str, list[tuple[int, int, int]]] = {}
-        radii: dict[str, float] = {}
         for n in g:
             cs = [tuple(int(x) for x in np.array(c) - offset) for c in seeds_by_name[n]]
             srcs[n] = [c for c in cs if all(0 <= a < b for a, b in zip(c, bshape, strict=True)) and region[c]]
-            rs = [
-                local_radius(~background[loc[0]], (loc[1], loc[2]), (sj_, si_), p.radius_search_mm)
-                for loc in clicks.get(n, [])
-            ]
-            radii[n] = max(float(np.mean(rs)), 1.0) if rs else 1.0
         seed_slices = sorted({c[0] for n in g for c in srcs[n]})
         for it in range(1 + p.split_recentre_iterations):
             scores = []
@@ -281,4 +358,13 @@ def split_pairs(
     return result
 
 
-__all__ = ["fascia_strength", "local_radius", "refine_choice", "refine_split", "side_contrast", "split_pairs"]
+__all__ = [
+    "away_radius",
+    "fascia_strength",
+    "local_radius",
+    "muscle_radii",
+    "refine_choice",
+    "refine_split",
+    "side_contrast",
+    "split_pairs",
+]

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.realdata
 # 0.832/0.852). Targets ES 0.92 / MF 0.90: not met; docs/segmentation.md says where the Dice is lost.
 MIN_DICE = {
     "erector_spinae_right": 0.910,  # 0.914/0.925 with the anterior-fascia clip (priors.clip_erector_front)
-    "erector_spinae_left": 0.921,
+    "erector_spinae_left": 0.917,  # 0.921 with split.muscle_radii (click-independent sizes: robustness, see split.py)
     "multifidus_right": 0.845,
     "multifidus_left": 0.867,
 }
@@ -183,7 +183,7 @@ def test_auto_non_dixon_on_synthesised_inphase_vs_dixon(tum01) -> None:
 # measured ES R/L 0.882/0.904, MF R/L 0.832/0.852.
 MIN_DICE_UNREFINED = {
     "erector_spinae_right": 0.903,  # 0.907/0.915 with the anterior-fascia clip (priors.clip_erector_front)
-    "erector_spinae_left": 0.911,
+    "erector_spinae_left": 0.907,  # 0.911 with split.muscle_radii
     "multifidus_right": 0.827,
     "multifidus_left": 0.847,
 }

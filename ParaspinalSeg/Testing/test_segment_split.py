@@ -140,3 +140,55 @@ def test_split_pairs_without_a_line_moves_with_the_clicks_but_stays_between_them
         assert min(cols) > 30 and max(cols) < mf_i
         sizes.append(int(mf.sum()))
     assert sizes[1] > sizes[0]
+
+
+def _two_discs():
+    """A 'multifidus' disc (centre (40, 30), radius 8 mm) merged with an 'erector' disc (centre (40, 50),
+    radius 16 mm) on 1 mm voxels: one non-background mass, as the two muscles are after the growth."""
+    jj, ii = np.mgrid[:80, :90]
+    mf = (jj - 40) ** 2 + (ii - 30) ** 2 <= 8**2
+    es = (jj - 40) ** 2 + (ii - 50) ** 2 <= 16**2
+    return mf | es
+
+
+def test_away_radius_is_the_multifidus_radius_wherever_the_click_is() -> None:
+    """Known answer 8 mm (the disc's radius) for clicks up to 4 mm from the centre in any direction, also
+    towards the erector, whose bulk (16 mm deep) lies 12 mm away; the distance at the click itself varies."""
+    mass = _two_discs()
+    at_click = []
+    for dj, di in [(0, 0), (0, -4), (0, 4), (4, 0), (-3, -3), (3, 3)]:
+        click = (40 + dj, 30 + di)
+        r = split.away_radius(mass, click, (40.0, 50.0), (1.0, 1.0), 8.0, 5.0)
+        assert 7.5 <= r <= 8.5, (click, r)
+        at_click.append(split.local_radius(mass, click, (1.0, 1.0), 0.0))
+    assert min(at_click) <= 5.0  # the old estimate: a click 4 mm off-centre gives half the radius
+    # a wider search stays on the multifidus; unrestricted, it ends in the erector's bulk
+    assert 7.5 <= split.away_radius(mass, (40, 34), (40.0, 50.0), (1.0, 1.0), 12.0, 5.0) <= 8.5
+    assert split.away_radius(mass, (40, 34), None, (1.0, 1.0), 12.0) > 12.0
+
+
+def test_muscle_radii_pools_the_sides_when_asked() -> None:
+    from types import SimpleNamespace
+
+    mass = np.stack([_two_discs()] * 2)
+    # left multifidus clicked at its centre (radius 8); right one 4 mm off-centre away from the erector
+    clicks = {
+        "multifidus_left": [(0, 40, 30)],
+        "erector_spinae_left": [(0, 40, 50)],
+        "multifidus_right": [(1, 40, 26)],
+        "erector_spinae_right": [(1, 40, 50)],
+    }
+    groups = [["multifidus_left", "erector_spinae_left"], ["multifidus_right", "erector_spinae_right"]]
+    old = SimpleNamespace(split_radius_away_mm=0.0, radius_search_mm=0.0, split_radius_pool_sides=False)
+    r = split.muscle_radii(groups, clicks, mass, (1.0, 1.0), old)
+    assert (
+        abs(r["multifidus_left"] - 8.0) < 0.5 and abs(r["multifidus_right"] - 4.0) < 0.5
+    )  # follows the click
+    new = SimpleNamespace(split_radius_away_mm=8.0, split_radius_toward_mm=5.0, split_radius_pool_sides=False)
+    r = split.muscle_radii(groups, clicks, mass, (1.0, 1.0), new)
+    assert abs(r["multifidus_left"] - 8.0) < 0.5 and abs(r["multifidus_right"] - 8.0) < 0.5
+    assert abs(r["erector_spinae_left"] - 16.0) < 0.5
+    pooled = SimpleNamespace(split_radius_away_mm=0.0, radius_search_mm=0.0, split_radius_pool_sides=True)
+    r = split.muscle_radii(groups, clicks, mass, (1.0, 1.0), pooled)
+    assert r["multifidus_left"] == r["multifidus_right"]
+    assert abs(r["multifidus_left"] - 6.0) < 0.5
