@@ -294,8 +294,9 @@ def split_pairs(
     """Split each grown multifidus + erector region (``pairs``: names, label in ``grown``) into its muscles.
 
     Size-normalised geodesic distance on the fascia-ridge cost from each muscle's seed voxels
-    (``seeds_by_name``, k, j, i in ``grown``'s frame), divided by the muscle's inscribed radius at its
-    clicks (``clicks``), then the fascia seam (:func:`refine_choice`). Returns a boolean mask per muscle.
+    (``seeds_by_name``, k, j, i in ``grown``'s frame), divided by the muscle's size near its clicks
+    (``clicks``; :func:`muscle_radii`), then the fascia seam (:func:`refine_choice`). Returns a boolean
+    mask per muscle.
     """
     _, sj_, si_ = spacing
     result: dict[str, np.ndarray] = {}
