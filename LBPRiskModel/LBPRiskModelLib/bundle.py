@@ -414,6 +414,9 @@ class Bundle:
         if not diff <= fastpath.TOLERANCE:
             _LOG.warning("%s: numpy fast path differs from scikit-learn by %.3g; not used", self.path, diff)
             return None
+        # compiled TreeSHAP: used only if it equals the reference on the probe rows
+        if fast.tree_paths is not None:
+            fastpath.check_explanations(fast, fast.model_space(probes))
         return fast
 
     def _reference_parts(self, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

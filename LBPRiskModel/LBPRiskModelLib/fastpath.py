@@ -17,8 +17,8 @@ and the caller keeps the scikit-learn path. :meth:`Bundle` checks the compiled p
 scikit-learn on probe rows at load time and disables it on any difference above 1e-12.
 
 Tree models are also explained from compiled arrays: :mod:`treeshap` turns the final model into
-root-to-leaf paths, and :func:`max_difference` (through :func:`check_explanations`) compares its
-TreeSHAP values with the reference on the probe rows (a forest: the recursive ``explain.forest_shap``;
+root-to-leaf paths, and :func:`check_explanations` (called by the bundle once :func:`max_difference`
+passed) compares its TreeSHAP values with the reference on the probe rows (a forest: the recursive ``explain.forest_shap``;
 XGBoost / LightGBM: their own ``pred_contribs`` / ``pred_contrib``); only when they agree is it
 switched on for the bundle's explanations (``explain.use_compiled_paths``). Binary XGBoost and
 LightGBM models and their bootstrap refits are also *predicted* from one set of compiled paths
@@ -341,7 +341,7 @@ class FastPath:
                 self.boosters = _StackedBoosters.build(models)
             except UnsupportedError as exc:  # keep the library's predict for this booster
                 _LOG.info("boosted trees not compiled (%s); library predict used", exc)
-        #: compiled TreeSHAP of the final tree model (switched on by :func:`max_difference` if it agrees)
+        #: compiled TreeSHAP of the final tree model (switched on by :func:`check_explanations` if it agrees)
         self.tree_paths: treeshap.TreePaths | None = None
         if self.forests is not None:
             self.tree_paths = treeshap.from_sklearn_forest(final)
@@ -460,20 +460,14 @@ def probe_records(
 
 def max_difference(fast: FastPath, reference: Callable[[list[dict]], tuple], records: list[dict]) -> float:
     """Largest absolute difference of model space, risk and bootstrap risks between the fast path
-    and ``reference(records) -> (Z, risk, boot)`` (the scikit-learn / library path).
-
-    Side effect for tree models: :func:`check_explanations` compares the compiled TreeSHAP with
-    its reference on the same rows and switches it on only if both agree."""
+    and ``reference(records) -> (Z, risk, boot)`` (the scikit-learn / library path)."""
     Z = fast.model_space(records)
     risk, boot = fast.probabilities(Z)
     Zr, rr, br = reference(records)
     if Z.shape != Zr.shape or boot.shape != br.shape:
         return math.inf
     diffs = [np.abs(Z - Zr), np.abs(risk - rr), np.abs(boot - br)]
-    worst = float(max((d.max() if d.size else 0.0) for d in diffs))
-    if fast.tree_paths is not None:
-        check_explanations(fast, Zr, predictions_agree=worst <= TOLERANCE)
-    return worst
+    return float(max((d.max() if d.size else 0.0) for d in diffs))
 
 
 def _reference_contributions(model: Any, Z: np.ndarray) -> tuple[np.ndarray, float]:
