@@ -1,10 +1,11 @@
 """segment() + measure_labels() on the digital phantom (ground truth): Dice, CSA and FF errors per structure × level.
 
 Measured (make_phantom(seed=0), all 8 muscles, one click per muscle per level, level landmarks): Dice MF
-0.982–0.986, ES 0.964–0.973, psoas 0.999, QL 0.995; |CSA error| median 0.48 %, max 8.15 % (erector right L1:
-the growth stops short of the lateral tip), 35/40 structure × level within the issue's 5 %, mean −1.39 %
-(with the earlier FF < 0.6 rim: 2.56 %, 9.40 %, 31/40, −3.58 %); |FF error| with the 1-voxel erosion the CLIs
-and the Logic use median 0.34 pp, max 1.18 pp (raw mean 2.88 / 5.08 pp: partial volume with fat).
+0.986–0.990, ES 0.985–0.991, psoas 0.999, QL 0.995; |CSA error| median 0.35 %, max 4.92 % (multifidus right
+L5), 40/40 structure × level within the issue's 5 %, mean −0.38 % (with the FF < 0.6 rim and a growth distance
+penalty of 0.05/mm: 2.56 %, 9.40 %, 31/40, −3.58 %: the outer partial-volume ring and the erector's lateral
+tips were missed); |FF error| with the 1-voxel erosion the CLIs and the Logic use median 0.30 pp, max 1.01 pp
+(raw mean ≈ 2.9 / 5.1 pp: partial volume with fat).
 Thresholds = those numbers plus a small margin. See docs/segmentation.md.
 
 The second half checks shape.add_rim's signal rule (muscle volume fraction >= 0.5 from the Dixon pair or
@@ -96,21 +97,20 @@ def test_phantom_levels_from_landmarks_match_truth(evaluation) -> None:
 def test_phantom_dice(evaluation) -> None:
     _, dice, _, _ = evaluation
     for name, value in dice.items():
-        floor = 0.978 if name.startswith(("multifidus", "psoas", "quadratus")) else 0.96
+        floor = 0.982  # measured ≥ 0.985
         assert value >= floor, (name, round(float(value), 3))
 
 
 def test_phantom_csa_and_ff_errors(evaluation) -> None:
     _, _, err, _ = evaluation
     assert len(err) == 8 * 5
-    assert err.csa_err_pct.abs().median() < 0.8  # measured 0.48
-    assert err.csa_err_pct.abs().max() < 8.5  # measured 8.15
-    assert (err.csa_err_pct.abs() <= 5.0).sum() >= 34  # measured 35 of 40
-    assert err.ff_err_pp.abs().median() < 0.6  # measured 0.34 (1-voxel erosion; raw mean 2.88)
-    assert err.ff_err_pp.abs().max() < 1.5  # measured 1.18 (raw mean 5.08)
-    # erector spinae (the largest muscles): measured |CSA error| ≤ 8.15 %, |FF error| ≤ 0.37 pp
+    assert err.csa_err_pct.abs().median() < 0.6  # measured 0.35
+    assert err.csa_err_pct.abs().max() <= 5.0  # the issue's target; measured 4.92 (multifidus right L5)
+    assert err.ff_err_pp.abs().median() < 0.5  # measured 0.30 (1-voxel erosion; raw mean ≈ 2.9)
+    assert err.ff_err_pp.abs().max() < 1.3  # measured 1.01 (raw mean ≈ 5.1); target ≤ 2 pp
+    # erector spinae (the largest muscles): measured |CSA error| ≤ 3.16 %, |FF error| ≤ 0.35 pp
     es = err[err.structure.str.startswith("erector")]
-    assert (es.csa_err_pct.abs() < 8.5).all(), es.round(2).to_dict("records")
+    assert (es.csa_err_pct.abs() < 4.0).all(), es.round(2).to_dict("records")
     assert (es.ff_err_pp.abs() < 0.6).all(), es.round(2).to_dict("records")
 
 
