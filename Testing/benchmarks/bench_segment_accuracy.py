@@ -32,6 +32,7 @@ from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_N
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TS_NAMES = {46: "erector_spinae_left", 47: "erector_spinae_right"}  # total_mr autochthon L/R
+ROBUSTNESS_DRAWS = 12
 PARAMS = SegmentParams()  # --split-refine-mm sets split_refine_band_mm
 
 
@@ -85,8 +86,10 @@ def tum01(figure: str | None) -> None:
     base = dice(out, truth, TUM01_LABEL_NAMES)
     show("TUM01 Dice", base)
     print(f"  {t_seg:.2f} s = {t_seg / t_read:.1f}x reading the 3 NIfTI files")
-    rng, worst = np.random.default_rng(7), 0.0
-    for _ in range(3):
+    # every click moved 3-5 mm inside its muscle; 12 draws (3 draws, as the test runs, gave an optimistic
+    # worst case: the worst change grows with the number of draws)
+    rng, changes, moved_mean = np.random.default_rng(7), [], []
+    for _ in range(ROBUSTNESS_DRAWS):
         o = sitk.GetArrayFromImage(
             segment(
                 inputs,
@@ -96,8 +99,14 @@ def tum01(figure: str | None) -> None:
             ).labels
         )
         dd = dice(o, truth, TUM01_LABEL_NAMES)
-        worst = max(worst, *(abs(dd[n] - base[n]) for n in base))
-    print(f"  seeds moved 3-5 mm inside (3 draws): largest Dice change {worst:.3f} (target < 0.02)")
+        changes += [abs(dd[n] - base[n]) for n in base]
+        moved_mean.append(np.mean(list(dd.values())))
+    first3 = max(changes[: 3 * len(base)])
+    print(
+        f"  seeds moved 3-5 mm inside ({ROBUSTNESS_DRAWS} draws): largest Dice change {max(changes):.3f} "
+        f"(first 3 draws {first3:.3f}; target < 0.02), mean |change| {np.mean(changes):.4f}, "
+        f"mean Dice {np.mean(list(base.values())):.4f} centred / {np.mean(moved_mean):.4f} moved"
+    )
     ours = np.zeros_like(truth)
     for v, n in TUM01_LABEL_NAMES.items():
         ours[out == BY_NAME[n].value] = v
