@@ -31,10 +31,18 @@ muscles' width), at least 4 mm thick; quadratus lumborum = same, lateral to the 
 structure is not found on the level's middle slice, the level's neighbouring slices are tried, then
 a ValueError names the structure and level (or, with ``allow_missing``, it is listed in
 ``info["missing"]``). The vertebral body and level landmarks are not located (see the report).
+(7) optional refinement (``refine=True``; off by default): segment() runs from the points and each
+point moves to the deepest voxel (distance-transform maximum, mm) of its own resulting label on its
+own slice, in the label's part that holds the point; it cannot leave its own segmented label. Measured
+on TUM01 it brings the points closer to the manual muscles' centres (median 5.5 -> 4.4 mm) but not the
+Dice of segment() from them (mean of 4 muscles +0.004, MF right and ES right lower), and it lowers
+MuscleMap's Dice and moves a T1-like point out of its manual muscle, so it stays opt-in: a segmentation
+grown from an off-centre click is centred on that click's own errors (a fixed point, not the muscle).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -53,7 +61,8 @@ from ParaspinalSegLib.autoseed_anatomy import (
 )
 from ParaspinalSegLib.levels import levels_from_landmarks
 from ParaspinalSegLib.markups import MarkupPoint, write_points
-from ParaspinalSegLib.structures import MUSCLE_NAMES
+from ParaspinalSegLib.segment import segment
+from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES
 
 __all__ = [
     "DEFAULT_STRUCTURES",
@@ -61,6 +70,7 @@ __all__ = [
     "SeedProposal",
     "canal_lps",
     "propose_seeds",
+    "refine_seeds",
     "write_proposal",
 ]
 
@@ -300,12 +310,16 @@ def propose_seeds(
     assume_same_grid: bool = False,
     allow_missing: bool = False,
     params: AutoSeedParams | None = None,
+    refine: bool = False,
+    refine_iterations: int = 1,
 ) -> SeedProposal:
     """Propose one interior seed per requested muscle per level (see the module docstring).
 
     A structure that cannot be found on its level's middle slice is searched on the neighbouring
     slices of that level; if it is still missing, a ValueError names the structure and level (or,
-    with ``allow_missing``, it is skipped and listed in ``info["missing"]``).
+    with ``allow_missing``, it is skipped and listed in ``info["missing"]``). With ``refine`` the
+    points are then centred in their segmented muscles (:func:`refine_seeds`, ``refine_iterations``
+    segment() runs; ``info["refine"]`` lists how far each pass moved them).
     """
     p = params or AutoSeedParams()
     names = list(DEFAULT_STRUCTURES if structures is None else structures)
@@ -361,7 +375,97 @@ def propose_seeds(
             proposal.info["missing"].append({"structure": name, "level": level, "slices": tried})
     order = {n: i for i, n in enumerate(MUSCLE_NAMES)}
     points.sort(key=lambda pt: (pt.description, order[pt.label]))
+    if refine and points:
+        refine_seeds(proposal, image_or_dixon, levels, assume_same_grid, refine_iterations)
     return proposal
+
+
+def refine_seeds(
+    proposal: SeedProposal,
+    image_or_dixon,
+    levels: Sequence[MarkupPoint] | Mapping[str, tuple[int, int]] | None = None,
+    assume_same_grid: bool = False,
+    iterations: int = 1,
+    segment_params=None,
+    max_move_mm: float | None = None,
+) -> SeedProposal:
+    """Centre each proposed point in its own segmented muscle, in place (``iterations`` segment() runs).
+
+    Per pass: segment() from the current points, then each point moves to the distance-transform
+    maximum (mm) of its structure's label on its slice, within the connected part that holds it (or,
+    if the label missed the point, the part nearest to it), at most ``max_move_mm`` away if given.
+    Structure, level and slice are kept, so a point never leaves its own segmented label (it can leave
+    the true muscle where segment() is wrong). ``info["refine"]`` gets, per pass, the median/max move
+    (mm) and the segment() time; a segment() error leaves the points where they are and is noted.
+    """
+    log = proposal.info.setdefault("refine", [])
+    for _ in range(max(0, int(iterations))):
+        t0 = time.perf_counter()
+        try:
+            seg = segment(
+                image_or_dixon,
+                proposal.points,
+                levels=levels,
+                assume_same_grid=assume_same_grid,
+                params=segment_params,
+            )
+        except ValueError as err:  # the unrefined points are still a valid proposal
+            proposal.info.setdefault("notes", []).append(f"seed refinement skipped: {err}")
+            break
+        lab = sitk.GetArrayViewFromImage(seg.labels)
+        sx, sy = seg.labels.GetSpacing()[:2]
+        moves = []
+        for n, pt in enumerate(proposal.points):
+            i, j, k = seg.labels.TransformPhysicalPointToIndex([float(v) for v in pt.position_lps])
+            if not (0 <= k < lab.shape[0] and 0 <= j < lab.shape[1] and 0 <= i < lab.shape[2]):
+                continue
+            ji = _deepest_part(lab[k] == BY_NAME[pt.label].value, (j, i), (sy, sx), max_move_mm)
+            if ji is None:
+                continue
+            cont = seg.labels.TransformPhysicalPointToContinuousIndex([float(v) for v in pt.position_lps])
+            xyz = seg.labels.TransformContinuousIndexToPhysicalPoint((float(ji[1]), float(ji[0]), cont[2]))
+            new = np.asarray(xyz, dtype=float)
+            moves.append(float(np.linalg.norm(new - pt.position_lps)))
+            proposal.points[n] = MarkupPoint(pt.label, new, pt.description)
+        _sync_seed_info(proposal, seg.labels)
+        log.append(
+            {
+                "median_move_mm": round(float(np.median(moves)), 2) if moves else 0.0,
+                "max_move_mm": round(float(np.max(moves)), 2) if moves else 0.0,
+                "moved": len(moves),
+                "segment_s": round(time.perf_counter() - t0, 2),
+            }
+        )
+    return proposal
+
+
+def _deepest_part(
+    mask: np.ndarray, ji: tuple[int, int], spacing: tuple[float, float], max_move_mm: float | None = None
+) -> tuple[int, int] | None:
+    """Distance-transform maximum (mm) of the connected part of ``mask`` holding ``ji`` (else the nearest part)."""
+    if mask.sum() < 4:
+        return None
+    lab, _n = ndi.label(mask)
+    v = lab[ji]
+    if v == 0:  # the label missed the point: its nearest part
+        _d, (nj, ni) = ndi.distance_transform_edt(lab == 0, sampling=spacing, return_indices=True)
+        v = lab[nj[ji], ni[ji]]
+    dt = _edt(lab == v, spacing)
+    if max_move_mm is not None:
+        jj, ii = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
+        dt = np.where(np.hypot((jj - ji[0]) * spacing[0], (ii - ji[1]) * spacing[1]) <= max_move_mm, dt, -1.0)
+    j, i = np.unravel_index(int(np.argmax(dt)), dt.shape)
+    return int(j), int(i)
+
+
+def _sync_seed_info(proposal: SeedProposal, ref: sitk.Image) -> None:
+    """Rewrite ``info["seeds"]`` (voxel indices) from the current points, keeping the other fields."""
+    rows = {(r["structure"], r["level"]): r for r in proposal.info.get("seeds", [])}
+    for pt in proposal.points:
+        r = rows.get((pt.label, pt.description))
+        if r is not None:
+            i, j, k = ref.TransformPhysicalPointToIndex([float(v) for v in pt.position_lps])
+            r["kji"] = [int(k), int(j), int(i)]
 
 
 def canal_lps(proposal: SeedProposal, reference: sitk.Image) -> dict[int, np.ndarray]:

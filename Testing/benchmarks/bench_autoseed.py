@@ -11,6 +11,7 @@ the same case, measured in this process, plus absolute seconds.
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from ParaspinalSegLib.autoseed import propose_seeds, seed_accuracy
+from ParaspinalSegLib.autoseed import propose_seeds, refine_seeds, seed_accuracy
 from ParaspinalSegLib.autoseed_anatomy import AutoSeedParams, prepare_maps, slice_anatomy
 from ParaspinalSegLib.markups import MarkupPoint, read_points
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
@@ -82,15 +83,8 @@ def canal_errors(inputs, truth_arr: np.ndarray, canal_value: int, spacing) -> li
     return errs
 
 
-def evaluate(
-    case: str, inputs, truth: sitk.Image, names: dict[int, str], levels, structures, run_segment: bool
-):
-    """Print the seed accuracy (and optionally segment() Dice from auto vs reference seeds) of one case."""
-    t0 = time.perf_counter()
-    prop = propose_seeds(
-        inputs, structures=structures, levels=levels, assume_same_grid=True, allow_missing=True
-    )
-    t_prop = time.perf_counter() - t0
+def placement(case: str, prop, truth: sitk.Image, names: dict[int, str], seconds: float) -> None:
+    """Print how many proposed points lie in the right reference muscle, their depth and distance to its centre."""
     rows = seed_accuracy(prop.points, truth, names)
     inside = [r["inside"] for r in rows]
     depth = [r["depth_mm"] for r in rows if r["inside"]]
@@ -98,13 +92,42 @@ def evaluate(
     print(
         f"{case:<22} seeds inside correct muscle {sum(inside)}/{len(inside)} ({100 * np.mean(inside):.1f} %), "
         f"missing {len(prop.info['missing'])}; depth median {np.median(depth):.1f} mm; "
-        f"to interior median {np.nanmedian(far):.1f} / max {np.nanmax(far):.1f} mm; propose {t_prop:.2f} s"
+        f"to interior median {np.nanmedian(far):.1f} / max {np.nanmax(far):.1f} mm; propose {seconds:.2f} s"
     )
     for r in rows:
         if not r["inside"]:
             print(
                 f"{'':<24}off: {r['structure']} {r['level'] or 'k=' + str(r['k'])} -> {r['found'] or 'background'}"
             )
+
+
+def evaluate(
+    case: str,
+    inputs,
+    truth: sitk.Image,
+    names: dict[int, str],
+    levels,
+    structures,
+    run_segment: bool,
+    refine: bool = False,
+):
+    """Print the seed accuracy (and optionally segment() Dice from auto vs reference seeds) of one case."""
+    t0 = time.perf_counter()
+    prop = propose_seeds(
+        inputs, structures=structures, levels=levels, assume_same_grid=True, allow_missing=True
+    )
+    t_prop = time.perf_counter() - t0
+    placement(case, prop, truth, names, t_prop)
+    refined = None
+    if refine:
+        t0 = time.perf_counter()
+        refined = refine_seeds(copy.deepcopy(prop), inputs, levels, assume_same_grid=True)
+        t_ref = time.perf_counter() - t0
+        step = refined.info["refine"][0] if refined.info["refine"] else {}
+        placement(f"  refined (+{t_ref:.2f} s)", refined, truth, names, t_prop + t_ref)
+        print(
+            f"{'':<24}refinement move median {step.get('median_move_mm')} / max {step.get('max_move_mm')} mm"
+        )
     if not run_segment:
         return
     slices = {}
@@ -115,23 +138,24 @@ def evaluate(
     ref_pts = [p for p in ref_pts if p.label in wanted]
     if not any(s["level"] for s in prop.info["seeds"]):  # untagged slabs: give both runs the same tags
         ref_pts = [MarkupPoint(p.label, p.position_lps, "") for p in ref_pts]
-    t0 = time.perf_counter()
-    seg_auto = segment(inputs, prop.points, levels=levels, assume_same_grid=True)
-    t_seg = time.perf_counter() - t0
-    seg_ref = segment(inputs, ref_pts, levels=levels, assume_same_grid=True)
     t_arr = sitk.GetArrayFromImage(truth)
-    d_auto = dice(
-        sitk.GetArrayFromImage(seg_auto.labels), t_arr, {}, {v: n for v, n in names.items() if n in wanted}
-    )
-    d_ref = dice(
-        sitk.GetArrayFromImage(seg_ref.labels), t_arr, {}, {v: n for v, n in names.items() if n in wanted}
-    )
-    worst = max(d_ref[n] - d_auto.get(n, 0.0) for n in d_ref)
-    print(
-        f"{'':<24}segment Dice auto/reference seeds: "
-        + ", ".join(f"{n} {d_auto.get(n, 0):.3f}/{d_ref[n]:.3f}" for n in sorted(d_ref))
-        + f"; worst loss {worst:.3f}; time propose/segment = {t_prop / t_seg:.2f} ({t_seg:.2f} s segment)"
-    )
+    wanted_names = {v: n for v, n in names.items() if n in wanted}
+    seg_ref = segment(inputs, ref_pts, levels=levels, assume_same_grid=True)
+    d_ref = dice(sitk.GetArrayFromImage(seg_ref.labels), t_arr, {}, wanted_names)
+    for tag, pts in (("auto", prop), ("refined", refined)):
+        if pts is None:
+            continue
+        t0 = time.perf_counter()
+        seg_auto = segment(inputs, pts.points, levels=levels, assume_same_grid=True)
+        t_seg = time.perf_counter() - t0
+        d_auto = dice(sitk.GetArrayFromImage(seg_auto.labels), t_arr, {}, wanted_names)
+        worst = max(d_ref[n] - d_auto.get(n, 0.0) for n in d_ref)
+        print(
+            f"{'':<24}segment Dice {tag}/reference seeds: "
+            + ", ".join(f"{n} {d_auto.get(n, 0):.3f}/{d_ref[n]:.3f}" for n in sorted(d_ref))
+            + f"; mean {np.mean([d_auto.get(n, 0.0) for n in d_ref]):.3f}/{np.mean(list(d_ref.values())):.3f}"
+            + f"; worst loss {worst:.3f}; time propose/segment = {t_prop / t_seg:.2f} ({t_seg:.2f} s segment)"
+        )
 
 
 def main() -> None:
@@ -139,7 +163,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--phantoms", type=int, default=3, help="phantom seeds 0..N-1 (default 3)")
     ap.add_argument("--no-segment", action="store_true", help="skip the segment() Dice comparison")
+    ap.add_argument(
+        "--refine", action="store_true", help="also evaluate the opt-in refinement (refine_seeds)"
+    )
     args = ap.parse_args()
+    rf = args.refine
     run_seg = not args.no_segment
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.phantoms):
@@ -161,6 +189,7 @@ def main() -> None:
                     levels,
                     list(MUSCLE_NAMES),
                     run_seg and vname == "female",
+                    rf,
                 )
                 for contrast in ("t1w", "t2w"):
                     img = sitk.ReadImage(str(out / f"{contrast}.nii.gz"))
@@ -172,6 +201,7 @@ def main() -> None:
                         levels,
                         list(MUSCLE_NAMES),
                         False,
+                        rf,
                     )
                 errs = canal_errors(
                     dixon, sitk.GetArrayFromImage(truth), BY_NAME["spinal_canal"].value, truth.GetSpacing()
@@ -198,18 +228,18 @@ def main() -> None:
         slabs = np.array_split(np.arange(truth.GetSize()[2]), 4)
         levels = {f"L{n + 2}": (int(s[0]), int(s[-1])) for n, s in enumerate(slabs)}
         structures = list(TUM01_LABEL_NAMES.values())
-        evaluate("tum01 dixon", inputs, truth, TUM01_LABEL_NAMES, levels, structures, run_seg)
+        evaluate("tum01 dixon", inputs, truth, TUM01_LABEL_NAMES, levels, structures, run_seg, rf)
         w = sitk.Cast(inputs["water"], sitk.sitkFloat32)
         w.CopyInformation(inputs["fat"])
         inphase = w + sitk.Cast(inputs["fat"], sitk.sitkFloat32)
-        evaluate("tum01 in-phase (F+W)", inphase, truth, TUM01_LABEL_NAMES, levels, structures, False)
+        evaluate("tum01 in-phase (F+W)", inphase, truth, TUM01_LABEL_NAMES, levels, structures, False, rf)
         evaluate("tum01 dixon, no levels", inputs, truth, TUM01_LABEL_NAMES, None, structures, False)
     mm = SHARED / "musclemap_sub0001"
     if mm.exists():
         img, truth = sitk.ReadImage(str(mm / "image.nii.gz")), sitk.ReadImage(str(mm / "labels.nii.gz"))
         six = [n for n in MUSCLE_NAMES if "quadratus" not in n]
-        evaluate("musclemap t1 (6)", img, truth, MUSCLEMAP_LABEL_NAMES, None, six, run_seg)
-        evaluate("musclemap t1 (MF+ES)", img, truth, MUSCLEMAP_LABEL_NAMES, None, six[:4], False)
+        evaluate("musclemap t1 (6)", img, truth, MUSCLEMAP_LABEL_NAMES, None, six, run_seg, rf)
+        evaluate("musclemap t1 (MF+ES)", img, truth, MUSCLEMAP_LABEL_NAMES, None, six[:4], False, rf)
         evaluate(
             "musclemap t1 (QL)",
             img,
