@@ -78,16 +78,113 @@ def midline_columns(
     return cols
 
 
+def midline_path(
+    nonmuscle: np.ndarray,
+    cols_lr: tuple[float, float],
+    rows: tuple[int, int],
+    search: int,
+    move_cost: float = 0.5,
+    saturate: float = 1.0,
+    slice_median: int = 5,
+) -> np.ndarray:
+    """Per slice and row, the midline column: the cheapest top-to-bottom path through a midline-likeness map.
+
+    The spinous process / interspinous ligament is a thin dark vertical structure between the two
+    multifidi, often tilted or curved in the slice; one column per slice cuts into the muscle where it is.
+    ``nonmuscle`` (k, j, i) is high on the midline structure (segment() passes darkness, 1 − signal / muscle
+    signal, clipped to [0, 1]); values are capped at ``saturate`` and averaged over 3 columns and 3 slices.
+    Per slice the path takes one column per row of ``rows`` within ``search`` columns of the midpoint of
+    ``cols_lr`` (and strictly between them), moving at most one column per row, at cost −map +
+    ``move_cost`` per column moved + a light pull to the midpoint; a median over ``slice_median`` slices
+    per row removes single-slice detours (the spine is continuous). Returns (k, rows[1] − rows[0]) columns.
+    """
+    nk = nonmuscle.shape[0]
+    c0 = round(0.5 * (cols_lr[0] + cols_lr[1]))
+    lo, hi = max(1, c0 - search), min(nonmuscle.shape[2] - 2, c0 + search)
+    lo = max(lo, int(min(cols_lr)) + 1)
+    hi = min(hi, int(max(cols_lr)) - 1)
+    nr = rows[1] - rows[0]
+    if hi < lo or nr <= 0:
+        return np.full((nk, max(nr, 0)), c0, np.int64)
+    band = np.minimum(nonmuscle[:, rows[0] : rows[1], lo : hi + 1].astype(np.float64), saturate)
+    band = ndi.uniform_filter1d(band, 3, axis=2)
+    if nk >= 3:
+        band = ndi.uniform_filter1d(band, 3, axis=0, mode="nearest")
+    cols = np.arange(lo, hi + 1)
+    cost = -band + 0.05 * (np.abs(cols - c0) / max(search, 1))[None, None, :]
+    nc = cols.size
+    acc = cost[:, 0].copy()
+    back = np.zeros((nr, nk, nc), np.int8)
+    for r in range(1, nr):
+        pad = np.pad(acc, ((0, 0), (1, 1)), constant_values=np.inf)
+        cand = np.stack([pad[:, :-2] + move_cost, pad[:, 1:-1], pad[:, 2:] + move_cost], axis=2)
+        best = np.argmin(cand, axis=2)  # 0: from column −1, 1: same, 2: from column +1
+        acc = np.take_along_axis(cand, best[:, :, None], 2)[:, :, 0] + cost[:, r]
+        back[r] = best - 1
+    out = np.zeros((nk, nr), np.int64)
+    c = np.argmin(acc, axis=1)
+    ks = np.arange(nk)
+    for r in range(nr - 1, -1, -1):
+        out[:, r] = c
+        c = c + back[r][ks, c]
+    if nk >= 3 and slice_median > 1:  # the spine is continuous: single-slice detours go
+        out = ndi.median_filter(out, size=(min(slice_median, nk | 1), 1), mode="nearest")
+    return out + lo
+
+
+def midline_barrier(
+    path: np.ndarray, rows: tuple[int, int], shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The left/right barrier along a midline path (:func:`midline_path`): (k, j, i) mask, (k, j) columns.
+
+    Rows outside ``rows`` (in front of the spinous process: canal, vertebral body) take the path's median
+    column; on each row every column between this row's and the previous row's column is blocked, so that
+    no 6-neighbour step crosses the barrier.
+    """
+    nk, nj, ni = shape
+    full = np.empty((nk, nj), np.int64)
+    straight = np.round(np.median(path, axis=1, keepdims=True)).astype(np.int64)
+    full[:, : rows[0]] = straight
+    full[:, rows[0] : rows[1]] = path
+    full[:, rows[1] :] = straight
+    prev = np.concatenate([full[:, :1], full[:, :-1]], axis=1)
+    lo, hi = np.minimum(full, prev), np.maximum(full, prev)
+    ii = np.arange(ni)[None, None, :]
+    return (ii >= lo[:, :, None]) & (ii <= hi[:, :, None]), full
+
+
+def clip_midline_margin(
+    labels: np.ndarray,
+    values: Sequence[int],
+    path_cols: np.ndarray,
+    nonmuscle: np.ndarray,
+    margin_px: float,
+    max_nonmuscle: float,
+) -> int:
+    """Remove, in place, voxels of ``values`` closer than ``margin_px`` columns to the midline path that are
+    not clearly muscle (``nonmuscle`` above ``max_nonmuscle``): the interspinous ligament / lamina tissue beside
+    the spinous process has an intermediate signal that the growth takes into the multifidus. Returns how many.
+    """
+    ii = np.arange(labels.shape[2])[None, None, :]
+    near = np.abs(ii - path_cols[:, :, None]) < margin_px
+    cut = near & np.isin(labels, list(values)) & (nonmuscle > max_nonmuscle)
+    labels[cut] = 0
+    return int(cut.sum())
+
+
 __all__ = [
     "DEFAULT_EXTENT_MM",
     "anterior_seam",
     "clip_erector_front",
+    "clip_midline_margin",
     "clip_to_reach",
     "deepest_near",
     "extent_cap_mm",
     "mark_anterolateral",
     "mark_unreachable",
+    "midline_barrier",
     "midline_columns",
+    "midline_path",
     "reach_masks",
 ]
 

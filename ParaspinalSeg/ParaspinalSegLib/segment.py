@@ -20,7 +20,8 @@ Algorithm (numpy/scipy; see docs/segmentation.md): on a region around the seeds,
 competing seeds mark what is certainly not muscle — fat (FF > 0.7: subcutaneous and
 intermuscular fat, fat lines of the fascia, marrow) and signal voids (cortical bone, ligaments,
 air); (2) a hard left/right barrier is placed at the midline, found in the image (the
-non-muscle column of the spinous process / interspinous ligament between the seeds); (3) all
+cheapest dark path, one column per row, of the spinous process / interspinous ligament between the
+multifidus seeds: priors.midline_path); (3) all
 structures grow together by shortest paths on a 3D voxel graph whose step cost combines the
 water, fat and fat-fraction differences plus a ridge (bright fat line = fascia) term, with
 multifidus + erector spinae of one side grown as one region; (4) that region is split between
@@ -28,7 +29,8 @@ multifidus and erector spinae by size-normalised geodesic distance (each muscle'
 divided by its own inscribed radius at the seed, so the large erector is not cut at the
 bisector; then, within ``split_refine_band_mm``, re-drawn per slice along the fascia by split.py);
 (5) per slice, each label keeps the component holding its seed (or the largest), holes are filled
-and spurs removed. Labels never overlap by construction.
+and spurs removed; multifidus voxels within ``midline_margin_mm`` of the midline path that are not
+clearly muscle (ligament / lamina tissue) are removed. Labels never overlap by construction.
 """
 
 from __future__ import annotations
@@ -48,10 +50,13 @@ from ParaspinalSegLib.levels import levels_from_landmarks, levels_from_seed_slic
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.priors import (
     clip_erector_front,
+    clip_midline_margin,
     clip_to_reach,
     mark_anterolateral,
     mark_unreachable,
+    midline_barrier,
     midline_columns,
+    midline_path,
     reach_masks,
 )
 from ParaspinalSegLib.seeds import VoxelSeed, check_structures, seeds_from_labelmap, seeds_from_points
@@ -79,6 +84,17 @@ class SegmentParams:
     margin_mm: float = 45.0
     anterior_limit_mm: float = 25.0
     midline_search_mm: float = 8.0
+    # priors.midline_path: the midline as a per-row path through dark (signal-void) tissue midway between the
+    # multifidus clicks (± midline_search_mm; follows a tilted spinous process); False = one column per slice
+    # (priors.midline_columns). midline_margin_mm: multifidus voxels closer than this to it that are not
+    # clearly muscle (|water/ref − 1| + FF above midline_margin_nonmuscle: the interspinous ligament / lamina
+    # tissue has water ≈ 0.55 × muscle, FF ≈ 0.2) are removed after the rim (0 = off; Dixon, or T1 whose
+    # muscle is clear of the noise floor)
+    midline_path: bool = True
+    midline_path_dark: bool = True  # path cost: darkness (1 − signal / muscle's), else the non-muscle index
+    midline_path_rows_mm: float = 25.0  # the path spans the paraspinal clicks' rows ± this (a muscle's depth)
+    midline_margin_mm: float = 2.5
+    midline_margin_nonmuscle: float = 0.3
     size_normalised_split: bool = True
     split_ridge_weight: float = 30.0
     split_radius_power: float = 1.0
@@ -366,7 +382,7 @@ def segment(
 
     # --- midline barrier ---------------------------------------------------------------------
     blocked = None
-    midline_cols = None
+    midline_cols = path_cols = nonmuscle = None
     left = [s for s, loc in zip(vseeds, local, strict=True) if s.name.endswith("_left")]
     right = [s for s, loc in zip(vseeds, local, strict=True) if s.name.endswith("_right")]
     if left and right:
@@ -385,12 +401,28 @@ def segment(
         )
         rows_para = [loc_by[id(s)][1] for s in vseeds if "multifidus" in s.name or "erector" in s.name]
         if rows_para:
-            r0 = max(0, int(min(rows_para) - 10 / sj_))
-            r1 = min(rshape[1], int(max(rows_para) + 10 / sj_) + 1)
+            ext = (p.midline_path_rows_mm if p.midline_path else 10.0) / sj_
+            r0 = max(0, int(min(rows_para) - ext))
+            r1 = min(rshape[1], int(max(rows_para) + ext) + 1)
             nonmuscle = np.abs(feats[0] - 1.0) + ff
-            midline_cols = midline_columns(nonmuscle, (cl, cr), (r0, r1), round(p.midline_search_mm / si_))
-            blocked = np.zeros(rshape, bool)
-            blocked[np.arange(rshape[0]), :, midline_cols] = True
+            search = round(p.midline_search_mm / si_)
+            mf_l = [loc_by[id(s)][2] for s in left if s.name.startswith("multifidus")]
+            mf_r = [loc_by[id(s)][2] for s in right if s.name.startswith("multifidus")]
+            if p.midline_path and mf_l and mf_r:
+                # the spinous process lies midway between the two multifidi (the erectors may be asymmetric)
+                cl, cr = float(np.mean(mf_l)), float(np.mean(mf_r))
+            if p.midline_path:
+                # signal void (bone, ligament) on every sequence; bright fat also flanks the multifidus
+                total = feats[0] + feats[1] if inp.dixon else feats[0]
+                dark = np.clip(1.0 - total, 0.0, 1.0) if p.midline_path_dark else nonmuscle
+                path = midline_path(dark, (cl, cr), (r0, r1), search)
+                blocked, path_cols = midline_barrier(path, (r0, r1), rshape)
+                midline_cols = np.round(np.median(path, axis=1)).astype(np.int64)
+            else:
+                midline_cols = midline_columns(nonmuscle, (cl, cr), (r0, r1), search)
+                path_cols = np.repeat(midline_cols[:, None], rshape[1], axis=1)
+                blocked = np.zeros(rshape, bool)
+                blocked[np.arange(rshape[0]), :, midline_cols] = True
             seed_arr[blocked] = 0
     t_graph = time.perf_counter()
     stage1_cost = p.ridge_weight * np.maximum(ridge - p.ridge_floor, 0) if p.ridge_weight else None
@@ -449,6 +481,12 @@ def segment(
     out = postprocess(out, seeds_by_value, p.open_radius_px, p.close_radius_px)
     signals = {"water": inp.water[roi], "fat": inp.fat[roi]} if inp.dixon else {"image": inp.image[roi]}
     out = add_rim(out, ff, p.rim_px, p.rim_max_ff, min_fraction=p.rim_min_fraction, **signals)
+    # on T1 images whose muscle sits at the noise level, signal cannot tell ligament from muscle: no margin
+    if p.midline_margin_mm > 0 and path_cols is not None and (inp.dixon or refs["lean_ref"] > 2 * floor):
+        mf = [BY_NAME[n].value for n in names if n.startswith("multifidus")]
+        clip_midline_margin(
+            out, mf, path_cols, nonmuscle, p.midline_margin_mm / si_, p.midline_margin_nonmuscle
+        )
 
     # --- assemble full volume ----------------------------------------------------------------
     if previous is not None:
