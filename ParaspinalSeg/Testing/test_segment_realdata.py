@@ -20,17 +20,17 @@ from ParaspinalSegLib.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LA
 
 pytestmark = pytest.mark.realdata
 
-# Measured (gated fascia-seam refinement of the MF/ES split on by default, 2026-11-25): ES right/left
-# 0.890/0.913, MF right/left 0.850/0.872 (refinement off: 0.882/0.904, 0.832/0.852; session start 0.869/0.888,
-# 0.832/0.852). Targets ES 0.92 / MF 0.90: not met; docs/segmentation.md says where the Dice is lost.
+# Measured (third session's end): ES right/left 0.9154/0.9198, MF right/left 0.8666/0.8842 (second session's
+# end 0.890/0.913, 0.850/0.872; first 0.869/0.888, 0.832/0.852). Targets ES 0.92 / MF 0.90: not met (ES left
+# 0.0002 short); docs/segmentation.md says where the Dice is lost.
 MIN_DICE = {
     "erector_spinae_right": 0.910,  # 0.914/0.925 with the anterior-fascia clip (priors.clip_erector_front)
     "erector_spinae_left": 0.917,  # 0.921 with split.muscle_radii (click-independent sizes: robustness, see split.py)
     "multifidus_right": 0.862,  # 0.867 with the midline path + margin (priors.midline_path, clip_midline_margin)
     "multifidus_left": 0.880,  # 0.884 with the midline path + margin
 }
-# MuscleMap sub0001 (T1-like, labels probably a model's output), same seeding rule: measured MF 0.770/0.782,
-# ES 0.755/0.821, psoas 0.569/0.519, QL 0.487/0.464 (R/L); psoas/QL were 0.11–0.23 before the reach prior.
+# MuscleMap sub0001 (T1-like, labels probably a model's output), same seeding rule: measured MF 0.784/0.815,
+# ES 0.779/0.843, psoas 0.578/0.495, QL 0.519/0.485 (R/L); psoas/QL were 0.11–0.23 before the reach prior.
 MIN_DICE_MUSCLEMAP = {
     "multifidus_right": 0.76,
     "multifidus_left": 0.81,  # 0.815 with the midline path (priors.midline_path)
@@ -179,8 +179,8 @@ def test_auto_non_dixon_on_synthesised_inphase_vs_dixon(tum01) -> None:
     assert (auto["fat_fraction_pct"] < 20).all()
 
 
-# TUM01 with the seam refinement off (SegmentParams(split_refine_band_mm=0)): the previous default,
-# measured ES R/L 0.882/0.904, MF R/L 0.832/0.852.
+# TUM01 with the seam refinement off (SegmentParams(split_refine_band_mm=0)): measured ES R/L 0.9071/0.9116,
+# MF R/L 0.8465/0.8670.
 MIN_DICE_UNREFINED = {
     "erector_spinae_right": 0.903,  # 0.907/0.915 with the anterior-fascia clip (priors.clip_erector_front)
     "erector_spinae_left": 0.907,  # 0.911 with split.muscle_radii
@@ -213,8 +213,8 @@ def test_tum01_unrefined_split_dice(tum01) -> None:
 
 @pytest.mark.slow
 def test_seed_robustness_5mm(result, tum01) -> None:
-    """Moving every seed 3–5 mm inside its muscle (three random draws): Dice change measured 0.029 with the
-    gated seam refinement (0.040 without; target < 0.02: not met)."""
+    """Moving every seed 3–5 mm inside its muscle (three random draws): largest Dice change measured 0.0223
+    (target < 0.02: not met; over 12 draws, bench_segment_accuracy.py, 0.037)."""
     water, fat, _labels, truth = tum01
     base = dice_per_structure(sitk.GetArrayFromImage(result.labels), truth)
     rng = np.random.default_rng(7)
@@ -228,13 +228,13 @@ def test_seed_robustness_5mm(result, tum01) -> None:
     assert worst < MAX_SEED_SHIFT_DICE_CHANGE, worst
 
 
-MAX_SEED_SHIFT_DICE_CHANGE = 0.035
+MAX_SEED_SHIFT_DICE_CHANGE = 0.026
 _ = pd  # pandas is used through measure_labels' DataFrames
 
 
 @pytest.mark.slow
 def test_seed_robustness_5mm_unrefined_split(tum01) -> None:
-    """Same as above with the seam refinement off (split_refine_band_mm=0): measured 0.040."""
+    """Same as above with the seam refinement off (split_refine_band_mm=0): measured 0.0325."""
     water, fat, _labels, truth = tum01
     params = SegmentParams(split_refine_band_mm=0.0)
     run = lambda seeds: dice_per_structure(  # noqa: E731
@@ -249,4 +249,4 @@ def test_seed_robustness_5mm_unrefined_split(tum01) -> None:
     for _ in range(3):
         d = run(tum01_seeds(truth, fat, 5.0, rng))
         worst = max(worst, *(abs(d[n] - base[n]) for n in base))
-    assert worst < 0.045, worst
+    assert worst < 0.036, worst
