@@ -91,7 +91,8 @@ def placement(case: str, prop, truth: sitk.Image, names: dict[int, str], seconds
     far = [r["to_interior_mm"] for r in rows]
     print(
         f"{case:<22} seeds inside correct muscle {sum(inside)}/{len(inside)} ({100 * np.mean(inside):.1f} %), "
-        f"missing {len(prop.info['missing'])}; depth median {np.median(depth):.1f} mm; "
+        f"missing {len(prop.info['missing'])}; depth median "
+        f"{f'{np.median(depth):.1f} mm' if depth else '- (none inside)'}; "
         f"to interior median {np.nanmedian(far):.1f} / max {np.nanmax(far):.1f} mm; propose {seconds:.2f} s"
     )
     for r in rows:
