@@ -133,6 +133,21 @@ def make_bundle(out: Path, estimator, combat: bool, onehot_drop: str | None = No
     return out
 
 
+def calculator_records(n: int, seed: int = 3) -> list[dict]:
+    """Rows of the calculator bundles' schema (test_webapp_support), 20 % of the optional inputs missing."""
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "age": float(rng.uniform(55, 90)),
+            "sex": ["F", "M"][rng.integers(2)],
+            "odi_baseline": float(rng.integers(0, 101)),
+            "bmi": None if rng.uniform() < 0.2 else float(rng.uniform(15, 40)),
+            "mean_ff_pct": None if rng.uniform() < 0.2 else float(rng.uniform(0, 60)),
+        }
+        for _ in range(n)
+    ]
+
+
 def random_records(n: int, seed: int = 1) -> list[dict]:
     """Rows across and beyond the training ranges, with missing values and unseen categories."""
     rng = np.random.default_rng(seed)
@@ -226,17 +241,7 @@ def test_calculator_and_trained_bundles_use_the_fast_path(which: str) -> None:
     for path in [calculator_bundle() if which == "calculator" else trained_bundle()]:
         bundle = load_bundle(path)
         assert bundle._fast is not None
-        rng = np.random.default_rng(3)
-        rows = [
-            {
-                "age": float(rng.uniform(55, 90)),
-                "sex": ["F", "M"][rng.integers(2)],
-                "odi_baseline": float(rng.integers(0, 101)),
-                "bmi": None if rng.uniform() < 0.2 else float(rng.uniform(15, 40)),
-                "mean_ff_pct": None if rng.uniform() < 0.2 else float(rng.uniform(0, 60)),
-            }
-            for _ in range(300)
-        ]
+        rows = calculator_records(300)
         assert_paths_equal(bundle, rows)
         assert_predict_one_equal(path, [r for r in rows if bundle.validate(r).ok][:20])
 

@@ -25,7 +25,7 @@ from xgboost import XGBClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_bundle_fastpath import make_bundle, random_records
+from test_bundle_fastpath import calculator_records, make_bundle, random_records
 from test_webapp_support import CATEGORICAL, NUMERIC, _schema, synthetic_cohort
 
 from LBPRiskModelLib import explain, fastpath, treeshap
@@ -312,17 +312,7 @@ def test_booster_bundle_predicts_and_explains_from_arrays(tmp_path: Path, family
     assert bundle._fast is not None and bundle._fast.boosters is not None
     assert len(bundle._fast.boosters.bases) == 21
     assert explain.compiled_paths(final) is bundle._fast.tree_paths
-    rng = np.random.default_rng(3)
-    rows = [
-        {
-            "age": float(rng.uniform(55, 90)),
-            "sex": ["F", "M"][rng.integers(2)],
-            "odi_baseline": float(rng.integers(0, 101)),
-            "bmi": None if rng.uniform() < 0.2 else float(rng.uniform(15, 40)),
-            "mean_ff_pct": None if rng.uniform() < 0.2 else float(rng.uniform(0, 60)),
-        }
-        for _ in range(200)
-    ]
+    rows = calculator_records(200)
     Zf, rf, bf = bundle._parts(rows)
     Zs, rs, bs = bundle._reference_parts(rows)
     np.testing.assert_allclose(Zf, Zs, rtol=0, atol=1e-12)

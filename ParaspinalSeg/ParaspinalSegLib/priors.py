@@ -212,12 +212,18 @@ def clip_to_reach(labels: np.ndarray, reach: Mapping[str, np.ndarray], value_of:
 
 
 def deepest_near(
-    mask2d: np.ndarray, ji_: tuple[int, int], spacing_ji: tuple[float, float], search_mm: float
+    mask2d: np.ndarray,
+    ji_: tuple[int, int],
+    spacing_ji: tuple[float, float],
+    search_mm: float,
+    toward_ji: tuple[float, float] | None = None,
+    toward_mm: float = 0.0,
 ) -> tuple[float, int, int]:
     """Deepest point of ``mask2d`` within ``search_mm`` of a click: (distance to the mask's edge in mm, j, i).
 
     Clicks anywhere in the middle of a muscle give the same point, so geometry derived from it does not
-    depend on where exactly the user clicked.
+    depend on where exactly the user clicked. With ``toward_ji``, the search advances at most ``toward_mm``
+    further in that direction than the click.
     """
     j, i = ji_
     rj, ri = (max(1, int(search_mm / s)) for s in spacing_ji)
@@ -225,7 +231,11 @@ def deepest_near(
     crop = mask2d[j0 : j + rj + 61, i0 : i + ri + 61]
     dt = ndi.distance_transform_edt(crop, sampling=spacing_ji)
     jj, ii = np.ogrid[: crop.shape[0], : crop.shape[1]]
-    near = ((jj - (j - j0)) * spacing_ji[0]) ** 2 + ((ii - (i - i0)) * spacing_ji[1]) ** 2 <= search_mm**2
+    dj, di = (jj - (j - j0)) * spacing_ji[0], (ii - (i - i0)) * spacing_ji[1]
+    near = dj**2 + di**2 <= search_mm**2
+    if toward_ji is not None:
+        vj, vi = (toward_ji[0] - j) * spacing_ji[0], (toward_ji[1] - i) * spacing_ji[1]
+        near = near & ((dj * vj + di * vi) / max(float(np.hypot(vj, vi)), 1e-6) <= toward_mm)
     bj, bi = np.unravel_index(int(np.argmax(np.where(near, dt, -1.0))), dt.shape)
     return float(dt[bj, bi]), int(bj) + j0, int(bi) + i0
 

@@ -216,18 +216,7 @@ def away_radius(
     the erector's bulk, so the search may advance only ``toward_mm`` (the 5 mm click tolerance of the
     issue) in that direction: otherwise it ends at the erector's depth.
     """
-    j, i = ji_
-    rj, ri = (max(1, int(search_mm / s)) for s in spacing_ji)
-    j0, i0 = max(0, j - rj - 60), max(0, i - ri - 60)
-    crop = mask2d[j0 : j + rj + 61, i0 : i + ri + 61]
-    dt = ndi.distance_transform_edt(crop, sampling=spacing_ji)
-    jj, ii = np.ogrid[: crop.shape[0], : crop.shape[1]]
-    dj, di = (jj - (j - j0)) * spacing_ji[0], (ii - (i - i0)) * spacing_ji[1]
-    near = dj**2 + di**2 <= search_mm**2
-    if toward_ji is not None:
-        vj, vi = (toward_ji[0] - j) * spacing_ji[0], (toward_ji[1] - i) * spacing_ji[1]
-        near &= (dj * vj + di * vi) / max(float(np.hypot(vj, vi)), 1e-6) <= toward_mm
-    return float(np.max(np.where(near, dt, 0.0)))
+    return max(deepest_near(mask2d, ji_, spacing_ji, search_mm, toward_ji, toward_mm)[0], 0.0)
 
 
 def muscle_radii(
