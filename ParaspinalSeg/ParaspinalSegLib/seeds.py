@@ -6,7 +6,7 @@ A seed point is checked against the image (inside it, not in air) and tagged wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,3 +88,46 @@ def check_structures(seeds: Sequence[VoxelSeed], structures: Sequence[str] | Non
     if not names:
         raise ValueError("no seeds: place at least one point per muscle (labels = structure names)")
     return names
+
+
+def points_from_labels(
+    labels: np.ndarray,
+    reference: sitk.Image,
+    names: Mapping[int, str],
+    slabs: int = 4,
+    first_level: int = 1,
+    shift_mm: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> list[MarkupPoint]:
+    """One click per structure per slab from a label map (k, j, i on ``reference``'s grid): the label's most
+    interior voxel on the slab's middle slice, level ``L<first_level + slab>``.
+
+    This is the validation's seeding rule (a user clicking "in the middle of the muscle"); it also turns an
+    earlier segmentation into clicks. ``shift_mm`` > 0 moves each click 0.6–1 × ``shift_mm`` in-plane to a
+    voxel ≥ 2 voxels inside the label (drawn with ``rng``), to measure how much the result depends on
+    where the click sits. A structure absent from a slab's middle slice gets no click there.
+    """
+    from scipy import ndimage as ndi
+
+    if shift_mm and rng is None:
+        raise ValueError("points_from_labels: shift_mm needs a random generator (rng)")
+    sx, sy = reference.GetSpacing()[:2]
+    points = []
+    for index, slab in enumerate(np.array_split(np.arange(labels.shape[0]), slabs)):
+        k = int(slab[len(slab) // 2])
+        for value, name in names.items():
+            mask = labels[k] == value
+            if not mask.any():
+                continue
+            dt = ndi.distance_transform_edt(mask)
+            j, i = np.unravel_index(np.argmax(dt), dt.shape)
+            if shift_mm:
+                jj, ii = np.nonzero(mask & (dt >= 2))
+                dist = np.hypot((jj - j) * sy, (ii - i) * sx)
+                ok = np.flatnonzero((dist <= shift_mm) & (dist >= 0.6 * shift_mm))
+                if ok.size:
+                    pick = ok[rng.integers(ok.size)]
+                    j, i = jj[pick], ii[pick]
+            xyz = reference.TransformIndexToPhysicalPoint((int(i), int(j), k))
+            points.append(MarkupPoint(name, np.array(xyz), f"L{index + first_level}"))
+    return points

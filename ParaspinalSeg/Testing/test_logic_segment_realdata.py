@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
-from scipy import ndimage as ndi
 
 from ParaspinalSegLib.markups import MarkupPoint
+from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import segment
 from ParaspinalSegLib.structures import BY_NAME, TUM01_LABEL_NAMES
 
@@ -22,18 +22,7 @@ pytestmark = [pytest.mark.slicer, pytest.mark.realdata]
 
 
 def _seed_points(truth: np.ndarray, ref: sitk.Image) -> list[MarkupPoint]:
-    points = []
-    for li, slab in enumerate(np.array_split(np.arange(truth.shape[0]), 4)):
-        k = int(slab[len(slab) // 2])
-        for value, name in TUM01_LABEL_NAMES.items():
-            dt = ndi.distance_transform_edt(truth[k] == value)
-            j, i = np.unravel_index(np.argmax(dt), dt.shape)
-            points.append(
-                MarkupPoint(
-                    name, np.array(ref.TransformIndexToPhysicalPoint((int(i), int(j), k))), f"L{li + 2}"
-                )
-            )
-    return points
+    return points_from_labels(truth, ref, TUM01_LABEL_NAMES, first_level=2)
 
 
 def test_logic_segment_tum01(slicer_scene, slicer_module) -> None:

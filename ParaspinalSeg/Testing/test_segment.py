@@ -253,3 +253,32 @@ def test_segmenter_and_measurement_share_the_oblique_limit(degrees: float, accep
         with pytest.raises(ValueError, match="not axial"):
             check_axial(img, "image")
 
+
+def test_points_from_labels_clicks_the_middle_and_shifted_clicks_stay_inside() -> None:
+    """seeds.points_from_labels: one click per structure per slab at the label's most interior voxel; shifted
+    clicks move 0.6–1 × shift_mm and stay ≥ 2 voxels inside; a structure absent from a slab gets none."""
+    from ParaspinalSegLib.seeds import points_from_labels
+
+    lab = np.zeros((8, 60, 80), np.uint8)
+    yy, xx = np.mgrid[:60, :80]
+    lab[:, (yy - 30) ** 2 + (xx - 20) ** 2 <= 100] = 1  # disc r = 10 voxels centred at (30, 20)
+    lab[:4, (yy - 30) ** 2 + (xx - 55) ** 2 <= 64] = 3  # only in the first two slabs
+    ref = sitk.GetImageFromArray(lab)
+    ref.SetSpacing((0.8, 0.8, 4.0))
+    names = {1: "multifidus_left", 3: "erector_spinae_left"}
+    pts = points_from_labels(lab, ref, names, slabs=4, first_level=2)
+    assert [(p.label, p.description) for p in pts] == [
+        ("multifidus_left", "L2"), ("erector_spinae_left", "L2"), ("multifidus_left", "L3"),
+        ("erector_spinae_left", "L3"), ("multifidus_left", "L4"), ("multifidus_left", "L5"),
+    ]  # fmt: skip
+    centre = ref.TransformIndexToPhysicalPoint((20, 30, 1))
+    np.testing.assert_allclose(pts[0].position_lps, centre)
+    rng = np.random.default_rng(0)
+    for p in points_from_labels(lab, ref, names, shift_mm=5.0, rng=rng):
+        i, j, k = ref.TransformPhysicalPointToIndex(p.position_lps.tolist())
+        value = {n: v for v, n in names.items()}[p.label]
+        assert lab[k, j, i] == value
+        cj, ci = (30, 20) if value == 1 else (30, 55)
+        assert 3.0 - 1e-9 <= np.hypot((j - cj) * 0.8, (i - ci) * 0.8) <= 5.0 + 1e-9
+    with pytest.raises(ValueError, match="rng"):
+        points_from_labels(lab, ref, names, shift_mm=5.0)

@@ -19,6 +19,7 @@ from ParaspinalSegLib.priors import (
     midline_barrier,
     midline_path,
 )
+from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import SegmentParams, segment
 from ParaspinalSegLib.structures import BY_NAME, TUM01_LABEL_NAMES
 
@@ -114,17 +115,7 @@ def test_clip_erector_front_snaps_to_the_fascia_and_is_mm_based() -> None:
 
 
 def _tum01_clicks(truth: np.ndarray, ref: sitk.Image):
-    from scipy import ndimage as ndi
-
-    pts = []
-    for li, slab in enumerate(np.array_split(np.arange(truth.shape[0]), 4)):
-        k = int(slab[len(slab) // 2])
-        for v, name in TUM01_LABEL_NAMES.items():
-            dt = ndi.distance_transform_edt(truth[k] == v)
-            j, i = np.unravel_index(np.argmax(dt), dt.shape)
-            xyz = ref.TransformIndexToPhysicalPoint((int(i), int(j), k))
-            pts.append(MarkupPoint(name, np.array(xyz), f"L{li + 2}"))
-    return pts
+    return points_from_labels(truth, ref, TUM01_LABEL_NAMES, first_level=2)
 
 
 @pytest.mark.realdata

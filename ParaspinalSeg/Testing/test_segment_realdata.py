@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.measure import measure_labels
+from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import SegmentParams, segment
 from ParaspinalSegLib.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
@@ -51,26 +52,8 @@ def tum01_seeds(
     names: dict[int, str] = TUM01_LABEL_NAMES,
     first_level: int = 2,
 ) -> list[MarkupPoint]:
-    """One interior point per muscle per level; optionally moved up to ``shift_mm`` in-plane, staying inside."""
-    pts = []
-    sx, sy = ref.GetSpacing()[:2]
-    for li, slab in enumerate(np.array_split(np.arange(truth.shape[0]), 4)):
-        k = int(slab[len(slab) // 2])
-        for v, name in names.items():
-            m = truth[k] == v
-            if not m.any():  # a structure absent from this slab's middle slice gets no click there
-                continue
-            dt = ndi.distance_transform_edt(m)
-            j, i = np.unravel_index(np.argmax(dt), dt.shape)
-            if shift_mm:
-                jj, ii = np.nonzero(m & (dt >= 2))  # stay inside the muscle, off its outline
-                dist = np.hypot((jj - j) * sy, (ii - i) * sx)
-                ok = np.flatnonzero((dist <= shift_mm) & (dist >= 0.6 * shift_mm))
-                pick = ok[rng.integers(ok.size)]
-                j, i = jj[pick], ii[pick]
-            xyz = ref.TransformIndexToPhysicalPoint((int(i), int(j), k))
-            pts.append(MarkupPoint(name, np.array(xyz), f"L{li + first_level}"))
-    return pts
+    """One interior point per muscle per level; optionally moved 3–5 mm in-plane, staying inside."""
+    return points_from_labels(truth, ref, names, first_level=first_level, shift_mm=shift_mm, rng=rng)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from scipy import ndimage as ndi
 from ParaspinalSegLib.markups import MarkupPoint, read_points
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
+from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import SegmentParams, segment
 from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
@@ -38,26 +39,7 @@ PARAMS = SegmentParams()  # --split-refine-mm sets split_refine_band_mm
 
 def clicks(truth, ref, names, first_level=1, shift_mm=0.0, rng=None) -> list[MarkupPoint]:
     """One interior point per muscle per slab (4 slabs); optionally moved 0.6–1 × ``shift_mm`` inside the label."""
-    pts = []
-    sx, sy = ref.GetSpacing()[:2]
-    for li, slab in enumerate(np.array_split(np.arange(truth.shape[0]), 4)):
-        k = int(slab[len(slab) // 2])
-        for v, name in names.items():
-            m = truth[k] == v
-            if not m.any():
-                continue
-            dt = ndi.distance_transform_edt(m)
-            j, i = np.unravel_index(np.argmax(dt), dt.shape)
-            if shift_mm:
-                jj, ii = np.nonzero(m & (dt >= 2))
-                dist = np.hypot((jj - j) * sy, (ii - i) * sx)
-                ok = np.flatnonzero((dist <= shift_mm) & (dist >= 0.6 * shift_mm))
-                if ok.size:
-                    pick = ok[rng.integers(ok.size)]
-                    j, i = jj[pick], ii[pick]
-            xyz = ref.TransformIndexToPhysicalPoint((int(i), int(j), k))
-            pts.append(MarkupPoint(name, np.array(xyz), f"L{li + first_level}"))
-    return pts
+    return points_from_labels(truth, ref, names, first_level=first_level, shift_mm=shift_mm, rng=rng)
 
 
 def dice(out, truth, names) -> dict[str, float]:
