@@ -26,11 +26,10 @@ from xgboost import XGBClassifier
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_bundle_fastpath import calculator_records, make_bundle, random_records
-from test_webapp_support import CATEGORICAL, NUMERIC, _schema, synthetic_cohort
+from test_webapp_support import build_bundle
 
 from LBPRiskModelLib import explain, fastpath, treeshap
-from LBPRiskModelLib.bundle import load_bundle, save_bundle
-from LBPRiskModelLib.preprocess import build_preprocessor, transformed_to_fields
+from LBPRiskModelLib.bundle import load_bundle
 
 EXACT = 1e-10  # vs the recursive implementation (the brief's bound; observed ~1e-16)
 SHAP = 1e-9  # vs the real shap package
@@ -270,36 +269,7 @@ def _lgbm_splits(model) -> list[dict]:  # type: ignore[no-untyped-def]
 
 def booster_bundle(out: Path, family: str) -> Path:
     """The calculator's synthetic bundle (cohort, schema, preprocessing, 20 refits) with a booster."""
-    from sklearn.base import clone
-    from sklearn.pipeline import Pipeline
-
-    df = synthetic_cohort(seed=7)
-    X, y = df[NUMERIC + CATEGORICAL], df["outcome"].to_numpy()
-    pipe = Pipeline([("prep", build_preprocessor(NUMERIC, CATEGORICAL)), ("model", booster(family))])
-    pipe.fit(X, y)
-    Z = pipe.steps[0][1].transform(X)
-    rng = np.random.default_rng(7)
-    ci = [
-        clone(pipe.steps[-1][1]).fit(Z[i], y[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(20))
-    ]
-    save_bundle(
-        out,
-        pipeline=pipe,
-        family=family,
-        ci_models=ci,
-        schema=_schema(df),
-        metadata={"model_version": "t", "risk_groups": {"names": ["low", "high"], "cutoffs": [0.4]}},
-        metrics={},
-        explain_info={
-            "columns_to_fields": transformed_to_fields(pipe.steps[0][1]),
-            "background_mean": Z.mean(axis=0).tolist(),
-            "background_sample": Z[:8].tolist(),
-            "input_columns": {**dict.fromkeys(NUMERIC, "number"), **dict.fromkeys(CATEGORICAL, "category")},
-        },
-        model_card_md="# card\n",
-        model_card_html="<p>card</p>",
-    )
-    return out
+    return build_bundle(out, 7, model=booster(family), family=family)
 
 
 @pytest.mark.parametrize("family", ["xgboost", "lightgbm"])

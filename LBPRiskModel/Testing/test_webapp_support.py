@@ -120,23 +120,23 @@ def _schema(df: pd.DataFrame) -> list[FieldSpec]:
     ]
 
 
-def build_bundle(out_dir: Path, seed: int = 7) -> Path:
-    """Fit preprocessor + logistic regression (and 20 bootstrap refits) and save a real bundle."""
+def build_bundle(out_dir: Path, seed: int = 7, model=None, family: str = "logistic_regression") -> Path:  # type: ignore[no-untyped-def]
+    """Fit preprocessor + ``model`` (default logistic regression) and 20 bootstrap refits; save a real bundle."""
+    from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
     df = synthetic_cohort(seed=seed)
     X, y = df[NUMERIC + CATEGORICAL], df["outcome"].to_numpy()
-    pipe = Pipeline(
-        [("prep", build_preprocessor(NUMERIC, CATEGORICAL)), ("model", LogisticRegression(C=1.0))]
-    )
+    model = LogisticRegression(C=1.0) if model is None else model
+    pipe = Pipeline([("prep", build_preprocessor(NUMERIC, CATEGORICAL)), ("model", model)])
     pipe.fit(X, y)
     Z = pipe.steps[0][1].transform(X)
     rng = np.random.default_rng(seed)
     ci_models = []
     for _ in range(20):
         idx = rng.integers(0, len(y), len(y))
-        ci_models.append(LogisticRegression(C=1.0).fit(Z[idx], y[idx]))
+        ci_models.append(clone(model).fit(Z[idx], y[idx]))
     explain_info = {
         "columns_to_fields": transformed_to_fields(pipe.steps[0][1]),
         "background_mean": Z.mean(axis=0).tolist(),
@@ -154,11 +154,11 @@ def build_bundle(out_dir: Path, seed: int = 7) -> Path:
     save_bundle(
         out_dir,
         pipeline=pipe,
-        family="logistic_regression",
+        family=family,
         ci_models=ci_models,
         schema=_schema(df),
         metadata=metadata,
-        metrics={"selected": "logistic_regression"},
+        metrics={"selected": family},
         explain_info=explain_info,
         model_card_md=card,
         model_card_html="<html><body><h1>Model card</h1></body></html>",

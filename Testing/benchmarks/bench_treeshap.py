@@ -29,11 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "LBPRiskModel" / "Testing"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_webapp_support import CATEGORICAL, NUMERIC, _schema, synthetic_cohort  # noqa: E402
+from test_webapp_support import build_bundle  # noqa: E402
 
 from LBPRiskModelLib import explain, treeshap  # noqa: E402
-from LBPRiskModelLib.bundle import load_bundle, save_bundle  # noqa: E402
-from LBPRiskModelLib.preprocess import build_preprocessor, transformed_to_fields  # noqa: E402
+from LBPRiskModelLib.bundle import load_bundle  # noqa: E402
 
 PAYLOAD = {"age": 70, "sex": "M", "odi_baseline": 40, "bmi": 26.5, "mean_ff_pct": 20}
 
@@ -64,40 +63,7 @@ def estimator(family: str):  # type: ignore[no-untyped-def]
 
 def build_tree_bundle(out_dir: Path, family: str, seed: int = 7) -> Path:
     """The calculator's synthetic bundle (same cohort, schema and preprocessing) with a tree model."""
-    from sklearn.base import clone
-    from sklearn.pipeline import Pipeline
-
-    df = synthetic_cohort(seed=seed)
-    X, y = df[NUMERIC + CATEGORICAL], df["outcome"].to_numpy()
-    pipe = Pipeline([("prep", build_preprocessor(NUMERIC, CATEGORICAL)), ("model", estimator(family))])
-    pipe.fit(X, y)
-    Z = pipe.steps[0][1].transform(X)
-    rng = np.random.default_rng(seed)
-    ci_models = []
-    for _ in range(20):
-        idx = rng.integers(0, len(y), len(y))
-        ci_models.append(clone(pipe.steps[-1][1]).fit(Z[idx], y[idx]))
-    save_bundle(
-        out_dir,
-        pipeline=pipe,
-        family=family,
-        ci_models=ci_models,
-        schema=_schema(df),
-        metadata={
-            "model_version": f"bench-{family}",
-            "risk_groups": {"names": ["low", "intermediate", "high"], "cutoffs": [0.2, 0.5]},
-        },
-        metrics={"selected": family},
-        explain_info={
-            "columns_to_fields": transformed_to_fields(pipe.steps[0][1]),
-            "background_mean": Z.mean(axis=0).tolist(),
-            "background_sample": Z[:20].tolist(),
-            "input_columns": {**dict.fromkeys(NUMERIC, "number"), **dict.fromkeys(CATEGORICAL, "category")},
-        },
-        model_card_md="# bench\n",
-        model_card_html="<p>bench</p>",
-    )
-    return out_dir
+    return build_bundle(out_dir, seed, model=estimator(family), family=family)
 
 
 def median_ms(fn: Callable[[], object], reps: int) -> float:
