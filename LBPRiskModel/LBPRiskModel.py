@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import slicer
+import vtk
 from slicer import vtkMRMLTableNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
@@ -25,8 +25,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-if TYPE_CHECKING:
-    import pandas as pd
+from ParaspinalLBPSlicer.requirements import ensureRequirements
+from ParaspinalLBPSlicer.tables import dataFrameToTable, tableToDataFrame
+from ParaspinalLBPSlicer.widgets import optionalPath
 
 
 class LBPRiskModel(ScriptedLoadableModule):
@@ -55,11 +56,13 @@ class LBPRiskModel(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class LBPRiskModelParameterNode:
-    """Widget state."""
+    """Every choice of the Widget, saved with the scene (the clinical values typed into the form too)."""
 
+    bundlePath: Path
     featuresTable: vtkMRMLTableNode
     measurementsTable: vtkMRMLTableNode
     contributionsTable: vtkMRMLTableNode
+    clinicalValues: dict[str, str]
 
 
 class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -69,54 +72,109 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
         self.bundle = None
+        self._bundleSource = None  # the path self.bundle was loaded (or refused) from
 
     def setup(self) -> None:
+        """Load the UI, create the Logic, observe scene closing, bind the parameter node."""
         ScriptedLoadableModuleWidget.setup(self)
-        import ParaspinalSeg
-
-        ParaspinalSeg.ensureRequirements(
-            ["pandas", "scipy", "sklearn", "lightgbm", "xgboost", "skops", "yaml"]
-        )
+        ensureRequirements(["pandas", "scipy", "sklearn", "lightgbm", "xgboost", "skops", "yaml"])
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/LBPRiskModel.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LBPRiskModelLogic()
-        self._parameterNode = self.logic.getParameterNode()
-        self._parameterNode.connectGui(self.ui)
-        self.ui.bundlePathLineEdit.filters = 0x1  # directories
-        self.ui.bundlePathLineEdit.connect("currentPathChanged(QString)", self.onBundleChanged)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.clinicalTableWidget.connect("cellChanged(int,int)", self.onClinicalValueChanged)
         self.ui.predictButton.connect("clicked(bool)", self.onPredict)
+        self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        """Module widget destroyed (application exit): unbind, stop observing."""
+        self.setParameterNode(None)
         self.removeObservers()
 
-    def onBundleChanged(self, path: str) -> None:
-        """Verify and load the bundle, then list its clinical fields in the form."""
-        self.bundle = None
-        self.ui.predictButton.enabled = False
-        with slicer.util.tryWithErrorDisplay(_("The model bundle could not be loaded."), waitCursor=True):
-            self.bundle = self.logic.loadBundle(path)
-            meta = self.bundle.metadata
-            self.ui.bundleInfoLabel.text = f"{meta.get('model_name', '')} · {self.bundle.bundle_hash[:12]}"
-            fields = [f for f in self.bundle.schema if f.group == "clinical"]
-            table = self.ui.clinicalTableWidget
-            table.setColumnCount(2)
-            table.setRowCount(len(fields))
-            table.setHorizontalHeaderLabels([_("Variable"), _("Value")])
-            import qt
+    def enter(self) -> None:
+        """Module shown: make sure the parameter node exists and drives the GUI."""
+        self.initializeParameterNode()
 
-            for row, spec in enumerate(fields):
-                unit = f" ({spec.unit})" if spec.unit else ""
-                item = qt.QTableWidgetItem(spec.label_en + unit)
-                item.setData(qt.Qt.UserRole, spec.name)
-                item.setToolTip(spec.help_en)
-                table.setItem(row, 0, item)
-                table.setItem(row, 1, qt.QTableWidgetItem(""))
-            self.ui.predictButton.enabled = True
+    def exit(self) -> None:
+        """Another module shown: stop reacting to parameter node changes until enter()."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
-    def _clinicalValues(self) -> dict:
+    def onSceneStartClose(self, caller, event) -> None:
+        """The scene is closing: its parameter node goes away with it."""
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """The scene was closed: a new parameter node if the module is shown."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Use the scene's parameter node."""
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode: LBPRiskModelParameterNode | None) -> None:
+        """Bind the GUI to ``inputParameterNode`` (None: unbind) and observe it (bundle, form, buttons)."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Follow the bundle path (load and verify a new bundle), then enable Predict when one is loaded."""
+        p = self._parameterNode
+        path = optionalPath(p.bundlePath) if p else None
+        if path != self._bundleSource:
+            self._loadBundle(path)
+        self.ui.predictButton.enabled = self.bundle is not None
+
+    def _loadBundle(self, path: Path | None) -> None:
+        """Verify and load the bundle, then list its clinical fields in the form (errors in the label)."""
+        import qt
+
+        self.bundle, self._bundleSource = None, path
+        self.ui.bundleInfoLabel.text = ""
+        fields = []
+        if path is not None:
+            try:
+                with slicer.util.WaitCursor():
+                    self.bundle = self.logic.loadBundle(path)
+            except Exception as exc:  # shown where the user looks; the Logic names the bad file
+                self.ui.bundleInfoLabel.text = _("Not loaded: ") + str(exc)
+            else:
+                meta = self.bundle.metadata
+                self.ui.bundleInfoLabel.text = f"{meta.get('model_name', '')} · {self.bundle.bundle_hash[:12]}"
+                fields = [f for f in self.bundle.schema if f.group == "clinical"]
+        values = dict(self._parameterNode.clinicalValues or {}) if self._parameterNode else {}
+        table = self.ui.clinicalTableWidget
+        wasBlocked = table.blockSignals(True)  # filling the form is not the user typing
+        table.setColumnCount(2)
+        table.setRowCount(len(fields))
+        table.setHorizontalHeaderLabels([_("Variable"), _("Value")])
+        for row, spec in enumerate(fields):
+            unit = f" ({spec.unit})" if spec.unit else ""
+            item = qt.QTableWidgetItem(spec.label_en + unit)
+            item.setData(qt.Qt.UserRole, spec.name)
+            item.setFlags(qt.Qt.ItemIsEnabled | qt.Qt.ItemIsSelectable)
+            item.setToolTip(spec.help_en)
+            table.setItem(row, 0, item)
+            table.setItem(row, 1, qt.QTableWidgetItem(values.get(spec.name, "")))
+        table.blockSignals(wasBlocked)
+
+    def _clinicalValues(self) -> dict[str, str]:
+        """{field name: typed text} of the non-empty rows of the form."""
         import qt
 
         values = {}
@@ -127,6 +185,11 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if text:
                 values[name] = text
         return values
+
+    def onClinicalValueChanged(self, row: int, column: int) -> None:
+        """Keep the typed clinical values in the parameter node (saved with the scene)."""
+        if self._parameterNode:
+            self._parameterNode.clinicalValues = self._clinicalValues()
 
     def onPredict(self) -> None:
         p = self._parameterNode
@@ -154,10 +217,6 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
 
         return bundle_api.load_bundle(Path(path))
 
-    @staticmethod
-    def _tableDataFrame(tableNode) -> pd.DataFrame | None:
-        return None if tableNode is None else slicer.util.dataframeFromTable(tableNode)
-
     def caseRecord(
         self, bundle, featuresTable=None, measurementsTable=None, clinical: dict | None = None
     ) -> dict:
@@ -167,10 +226,10 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
         from LBPRiskModelLib import dataset
 
         wide = []
-        features = self._tableDataFrame(featuresTable)
+        features = tableToDataFrame(featuresTable)
         if features is not None and len(features):
             wide.append(dataset.pivot_features(features.assign(case_id="case")))
-        measurements = self._tableDataFrame(measurementsTable)
+        measurements = tableToDataFrame(measurementsTable)
         if measurements is not None and len(measurements):
             measurements = measurements.assign(case_id="case")
             if "slice" in measurements.columns:
@@ -195,11 +254,7 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
         prediction = bundle.predict_one(record)
         df = pd.DataFrame(prediction.contributions, columns=["feature", "value", "contribution"])
         df["value"] = df["value"].astype(str)
-        import ParaspinalSeg
-
-        table = ParaspinalSeg.ParaspinalSegLogic.dataFrameToTable(
-            df, contributionsTable, "Risk contributions"
-        )
+        table = dataFrameToTable(df, contributionsTable, "Risk contributions")
         table.SetAttribute("ParaspinalLBP.risk", f"{prediction.risk:.6f}")
         table.SetAttribute("ParaspinalLBP.risk_group", prediction.risk_group)
         logging.info("LBPRiskModel: risk %.3f (%s)", prediction.risk, prediction.risk_group)
@@ -257,9 +312,7 @@ class LBPRiskModelTest(ScriptedLoadableModuleTest):
                 }
             )
             measNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "meas")
-            import ParaspinalSeg
-
-            ParaspinalSeg.ParaspinalSegLogic.dataFrameToTable(meas, measNode)
+            dataFrameToTable(meas, measNode)
             fields = {f.name for f in bundle.schema}
             clinical = {"age": 70.0} if "age" in fields else {}
             record_hi = logic.caseRecord(bundle, None, measNode, clinical)
@@ -267,7 +320,7 @@ class LBPRiskModelTest(ScriptedLoadableModuleTest):
                 self.assertEqual(record_hi["fat_fraction_pct__multifidus_left__L4"], 40.0)
             pred_hi, table = logic.predict(bundle, record_hi)
             meas.loc[0, "fat_fraction_pct"] = 8.0
-            ParaspinalSeg.ParaspinalSegLogic.dataFrameToTable(meas, measNode)
+            dataFrameToTable(meas, measNode)
             pred_lo, _ = logic.predict(bundle, logic.caseRecord(bundle, None, measNode, clinical))
             # The planted predictor drives the risk: fatty multifidus → higher predicted risk.
             self.assertGreater(pred_hi.risk, pred_lo.risk + 0.2)

@@ -1,8 +1,8 @@
 """ParaspinalSeg: segment and measure paraspinal muscles on lumbar MRI (METNLBP imaging workflow).
 
 Thin Slicer layer over ``ParaspinalSegLib``: the Widget binds the UI to a parameter node; the
-Logic converts MRML nodes (volumes, segmentations, markups, tables) to SimpleITK/pandas, calls the
-library and writes results back as nodes. The Logic never opens dialogs and runs headless, e.g.::
+Logic converts MRML nodes (volumes, segmentations, markups, tables) to SimpleITK/pandas with the
+shared conversions of ``ParaspinalLBPSlicer``, calls the library and writes results back as nodes. The Logic never opens dialogs and runs headless, e.g.::
 
     logic = slicer.modules.paraspinalseg.logic()  # or ParaspinalSegLogic()
     table = logic.measure(volumeNode, segmentationNode, levelsNode=levels)
@@ -33,16 +33,11 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from ParaspinalLBPSlicer import mrml
-
-# Re-exported: the other modules call ParaspinalSeg.ensureRequirements; Slicer calls registerSampleData.
-from ParaspinalLBPSlicer.requirements import PYTHON_REQUIREMENTS as PYTHON_REQUIREMENTS
-from ParaspinalLBPSlicer.requirements import ensureRequirements as ensureRequirements
-from ParaspinalLBPSlicer.requirements import missingRequirements as missingRequirements
+from ParaspinalLBPSlicer import mrml, segmentations
+from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.sampledata import registerSampleData
-from ParaspinalLBPSlicer.sampledata import sampleDataSources as sampleDataSources
 from ParaspinalLBPSlicer.tables import dataFrameToTable
-from ParaspinalSegLib import geometry, levels, structures
+from ParaspinalSegLib import geometry, structures
 
 #
 # Module
@@ -114,6 +109,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
+        """Load the UI, create the Logic, observe scene closing, bind the parameter node."""
         ScriptedLoadableModuleWidget.setup(self)
         ensureRequirements(["pandas", "scipy"])  # asks first; actions report what is still missing
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ParaspinalSeg.ui"))
@@ -130,40 +126,49 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        """Module widget destroyed (application exit): disconnect the GUI, stop observing."""
+        self.setParameterNode(None)
         self.removeObservers()
 
     def enter(self) -> None:
+        """Module shown: make sure the parameter node exists and drives the GUI."""
         self.initializeParameterNode()
 
     def exit(self) -> None:
+        """Another module shown: stop reacting to parameter node changes until enter()."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
+        """The scene is closing: its parameter node goes away with it."""
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        """The scene was closed: a new parameter node if the module is shown."""
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
+        """Use the scene's parameter node; preselect the first image to save a click."""
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
 
-    def setParameterNode(self, inputParameterNode) -> None:
+    def setParameterNode(self, inputParameterNode: ParaspinalSegParameterNode | None) -> None:
+        """Bind the GUI to ``inputParameterNode`` (None: unbind) and observe it for the buttons' state."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-            self._updateButtons()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
 
-    def _updateButtons(self, caller=None, event=None) -> None:
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Enable each action only when its inputs are selected."""
         p = self._parameterNode
         hasImage = bool(p and (p.inputVolume or (p.fatVolume and p.waterVolume)))
         self.ui.segmentButton.enabled = bool(hasImage and p.seeds)
@@ -234,93 +239,6 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return ParaspinalSegParameterNode(super().getParameterNode())
 
-    # -- conversions -------------------------------------------------------------------------
-
-    # MRML ⇄ SimpleITK / LPS points (ParaspinalLBPSlicer.mrml; the other modules use them too).
-    volumeToImage = staticmethod(mrml.volumeToImage)
-    imageToVolume = staticmethod(mrml.imageToVolume)
-    markupsToPoints = staticmethod(mrml.markupsToPoints)
-    pointsToMarkups = staticmethod(mrml.pointsToMarkups)
-
-    def segmentationToLabels(self, segmentationNode, referenceVolume):
-        """Label map (SimpleITK) of all segments on the reference grid, and {value: canonical name}."""
-        if segmentationNode is None or segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
-            raise ValueError("the segmentation is empty: add or compute segments first")
-        segmentation = segmentationNode.GetSegmentation()
-        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
-        idArray = vtk.vtkStringArray()
-        for segmentId in ids:
-            idArray.InsertNextValue(segmentId)
-        labelNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__tmp_labels")
-        try:
-            ok = slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
-                segmentationNode, idArray, labelNode, referenceVolume
-            )
-            if not ok:
-                raise ValueError(
-                    f"could not export segmentation '{segmentationNode.GetName()}' to a label map"
-                )
-            labels = self.volumeToImage(labelNode)
-            reference = self.volumeToImage(referenceVolume)
-            # Exported on the reference grid: carry its exact geometry (the export re-derives it with
-            # rounding noise that would make downstream resampling differ from the volume's own grid).
-            geometry.check_same_grid(reference, labels, referenceVolume.GetName(), segmentationNode.GetName())
-            labels.CopyInformation(reference)
-        finally:
-            slicer.mrmlScene.RemoveNode(labelNode)
-        names = {
-            i + 1: structures.canonical_name(segmentation.GetSegment(sid).GetName())
-            for i, sid in enumerate(ids)
-        }
-        return labels, names
-
-    def labelsToSegmentation(
-        self, labels, labelNames, segmentationNode=None, referenceVolume=None, name="Segmentation"
-    ):
-        """Write a label map into a segmentation node with canonical names, colours and SNOMED terms."""
-        import SimpleITK as sitk
-
-        if segmentationNode is None:
-            segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-        if referenceVolume is not None:
-            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
-        array = sitk.GetArrayFromImage(labels)
-        segmentation = segmentationNode.GetSegmentation()
-        for value, structureName in sorted(labelNames.items()):
-            info = structures.BY_NAME.get(structureName)
-            segmentId = segmentation.GetSegmentIdBySegmentName(structureName)
-            if not segmentId:
-                segmentId = segmentation.AddEmptySegment(structureName, structureName)
-            segment = segmentation.GetSegment(segmentId)
-            if info is not None:
-                segment.SetColor(*(c / 255.0 for c in info.color))
-                if info.terminology_entry():
-                    segment.SetTag("TerminologyEntry", info.terminology_entry())
-            mask = (array == int(value)).astype(np.uint8)
-            labelImage = self.imageToVolume(
-                sitk.Cast(labels, sitk.sitkUInt8), name="__tmp_mask", labelmap=True
-            )
-            try:
-                slicer.util.updateVolumeFromArray(labelImage, mask)
-                slicer.util.updateSegmentBinaryLabelmapFromArray(
-                    mask, segmentationNode, segmentId, labelImage
-                )
-            finally:
-                slicer.mrmlScene.RemoveNode(labelImage)
-        return segmentationNode
-
-    @classmethod
-    def levelsFromMarkups(cls, levelsNode, image):
-        """Slice ranges {level: (k0, k1)} from vertebral-level landmarks (labels L1..L5) on ``image``."""
-        if levelsNode is None:
-            return None
-        return levels.levels_from_landmarks(
-            cls.markupsToPoints(levelsNode), image, source=levelsNode.GetName()
-        )
-
-    #: DataFrame → table node (numbers as doubles); the other modules use it too.
-    dataFrameToTable = staticmethod(dataFrameToTable)
-
     # -- actions -----------------------------------------------------------------------------
 
     def measure(
@@ -348,12 +266,12 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         referenceVolume = volumeNode or fatVolume or waterVolume
         if referenceVolume is None:
             raise ValueError("select the image the segmentation belongs to (or a Dixon fat/water pair)")
-        image = self.volumeToImage(referenceVolume)
-        labels, names = self.segmentationToLabels(segmentationNode, referenceVolume)
-        levels = self.levelsFromMarkups(levelsNode, image)
+        image = mrml.volumeToImage(referenceVolume)
+        labels, names = segmentations.segmentationToLabels(segmentationNode, referenceVolume)
+        levels = mrml.levelsFromMarkups(levelsNode, image)
         kwargs = {}
         if fatVolume is not None and waterVolume is not None:
-            dixon = {"fat": self.volumeToImage(fatVolume), "water": self.volumeToImage(waterVolume)}
+            dixon = {"fat": mrml.volumeToImage(fatVolume), "water": mrml.volumeToImage(waterVolume)}
             for role, img in dixon.items():
                 if assumeSameGrid and img.GetSize() == image.GetSize():
                     img.CopyInformation(image)
@@ -372,7 +290,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             erode_px=erosionVoxels,
             **kwargs,
         )
-        tableNode = self.dataFrameToTable(df, tableNode)
+        tableNode = dataFrameToTable(df, tableNode)
         tableNode.SetAttribute("ParaspinalLBP.table", "measurements")
         logging.info("ParaspinalSeg: measured %d structures into %s", len(names), tableNode.GetName())
         return tableNode
@@ -407,18 +325,18 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             and segmentationNode is not None
             and segmentationNode.GetSegmentation().GetNumberOfSegments()
         ):
-            labels, names = self.segmentationToLabels(segmentationNode, reference)
-            previous = self._canonicalValues(labels, names)
+            labels, names = segmentations.segmentationToLabels(segmentationNode, reference)
+            previous = segmentations.canonicalLabels(labels, names)
         result = seglib.segment(
             source,
-            self.markupsToPoints(seedsNode),
+            mrml.markupsToPoints(seedsNode),
             structures=structures,
-            levels=self.markupsToPoints(levelsNode) if levelsNode is not None else None,
+            levels=mrml.markupsToPoints(levelsNode) if levelsNode is not None else None,
             only_level=onlyLevel,
             previous=previous,
             assume_same_grid=assumeSameGrid,
         )
-        segmentationNode = self.labelsToSegmentation(
+        segmentationNode = segmentations.labelsToSegmentation(
             result.labels, result.label_names, segmentationNode, reference
         )
         segmentationNode.SetAttribute("ParaspinalLBP.levels", json.dumps(result.levels))
@@ -442,11 +360,11 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         proposal = autoseed.propose_seeds(
             source,
             structures=structures,
-            levels=self.markupsToPoints(levelsNode) if levelsNode is not None else None,
+            levels=mrml.markupsToPoints(levelsNode) if levelsNode is not None else None,
             assume_same_grid=assumeSameGrid,
             allow_missing=True,
         )
-        seedsNode = self.pointsToMarkups(proposal.points, seedsNode, "Seeds (proposed)")
+        seedsNode = mrml.pointsToMarkups(proposal.points, seedsNode, "Seeds (proposed)")
         missing = [f"{m['structure']} ({m['level']})" for m in proposal.info["missing"]]
         seedsNode.SetAttribute("ParaspinalLBP.missingSeeds", ", ".join(missing))
         if missing:
@@ -456,31 +374,17 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
     def _source(self, inputVolume, fatVolume, waterVolume):
         """(reference volume node, Lib input): a Dixon {water, fat} dict (fat grid) or one image."""
         if fatVolume is not None and waterVolume is not None:
-            source = {"water": self.volumeToImage(waterVolume), "fat": self.volumeToImage(fatVolume)}
+            source = {"water": mrml.volumeToImage(waterVolume), "fat": mrml.volumeToImage(fatVolume)}
             return fatVolume, source  # the Lib returns Dixon results on the fat image's grid
         if inputVolume is not None:
-            return inputVolume, self.volumeToImage(inputVolume)
+            return inputVolume, mrml.volumeToImage(inputVolume)
         raise ValueError("select a T1/T2-weighted image, or a Dixon water + fat pair")
-
-    @staticmethod
-    def _canonicalValues(labels, names):
-        """Relabel an exported label map to the canonical values of structures.py (unknown names dropped)."""
-        import SimpleITK as sitk
-
-        array = sitk.GetArrayFromImage(labels)
-        out = np.zeros(array.shape, dtype=np.uint8)
-        for value, name in names.items():
-            if name in structures.BY_NAME:
-                out[array == value] = structures.BY_NAME[name].value
-        image = sitk.GetImageFromArray(out)
-        image.CopyInformation(labels)
-        return image
 
     def showBarChart(self, tableNode, column: str = "csa_cm2", level: str = "all"):
         """Bar chart of one measurement per structure (whole-volume rows by default) in a plot chart node."""
         df = slicer.util.dataframeFromTable(tableNode)
         rows = df[(df["level"] == level) & (df["slice"].astype(str).isin(["", "nan"]))]
-        chartTable = self.dataFrameToTable(
+        chartTable = dataFrameToTable(
             rows[["structure", column]].reset_index(drop=True), None, f"{tableNode.GetName()} {column}"
         )
         series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{column} ({level})")
@@ -529,8 +433,8 @@ class ParaspinalSegTest(ScriptedLoadableModuleTest):
             image, np.diag([-spacing[0], -spacing[1], spacing[2], 1.0]), "T1"
         )
         labelImage = sitk.GetImageFromArray(labels)
-        labelImage.CopyInformation(logic.volumeToImage(volume))
-        seg = logic.labelsToSegmentation(
+        labelImage.CopyInformation(mrml.volumeToImage(volume))
+        seg = segmentations.labelsToSegmentation(
             labelImage, {1: "multifidus_left", 2: "erector_spinae_left"}, None, volume
         )
         table = logic.measure(volume, seg, caseId="box")
@@ -564,8 +468,8 @@ class ParaspinalSegTest(ScriptedLoadableModuleTest):
         import SimpleITK as sitk
 
         labels = sitk.GetImageFromArray(box.astype(np.uint8))
-        labels.CopyInformation(logic.volumeToImage(waterNode))
-        seg = logic.labelsToSegmentation(labels, {1: "multifidus_right"}, None, waterNode)
+        labels.CopyInformation(mrml.volumeToImage(waterNode))
+        seg = segmentations.labelsToSegmentation(labels, {1: "multifidus_right"}, None, waterNode)
         rows = {}
         for erosion in (0, 1):
             table = logic.measure(

@@ -70,6 +70,8 @@ def _connector_accepts(widget_class: str, annotation: str) -> bool:
         return "Choice(" in annotation
     if widget_class.startswith("qMRML"):
         return base.startswith("vtkMRML")
+    if widget_class in ("ctkPathLineEdit", "ctkDirectoryButton"):  # ctkPathLineEditToPathConnector
+        return base in ("Path", "pathlib.Path")
     return {"QCheckBox": "bool", "QLineEdit": "str", "QSpinBox": "int", "QSlider": "int"}.get(
         widget_class
     ) == base or (widget_class in ("QDoubleSpinBox", "ctkSliderWidget") and base == "float")
@@ -245,3 +247,125 @@ def test_slicer_helper_package_imports_only_what_slicer_bundles() -> None:
     for path in sorted((REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer").glob("*.py")):
         top = _imports(path, top_level_only=True)
         assert top <= allowed, f"{path.name} imports {sorted(top - allowed)} at module level"
+
+
+# --- Widgets follow Slicer's scripted-module template lifecycle (Utilities/Templates/Modules/Scripted) ---
+
+#: Widget method -> calls it must make (by attribute name). ``setParameterNode`` is the only place that
+#: connects the GUI to the parameter node, and every place that lets go of the node disconnects it.
+LIFECYCLE = {
+    "setup": {"loadUI", "setMRMLScene", "addObserver", "initializeParameterNode"},
+    "cleanup": {"removeObservers", "setParameterNode"},
+    "enter": {"initializeParameterNode"},
+    "exit": {"disconnectGui", "removeObserver"},
+    "onSceneStartClose": {"setParameterNode"},
+    "onSceneEndClose": {"initializeParameterNode"},
+    "initializeParameterNode": {"setParameterNode", "getParameterNode"},
+    "setParameterNode": {"disconnectGui", "connectGui", "removeObserver", "addObserver", "_checkCanApply"},
+    "_checkCanApply": set(),
+}
+
+
+def _widget_class(module: str, source: str | None = None) -> ast.ClassDef:
+    source = source if source is not None else (REPO / module / f"{module}.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    return next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}Widget")
+
+
+def _called_names(node: ast.AST) -> set[str]:
+    """Names of everything called inside ``node`` (``a.b.c()`` -> ``c``, ``f()`` -> ``f``)."""
+    names = set()
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call):
+            func = call.func
+            names.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return names
+
+
+def lifecycle_problems(widget: ast.ClassDef) -> list[str]:
+    """What the Widget class lacks of the template lifecycle (empty when it follows it)."""
+    methods = {n.name: n for n in widget.body if isinstance(n, ast.FunctionDef)}
+    problems = [f"no {name}()" for name in LIFECYCLE if name not in methods]
+    for name, needed in LIFECYCLE.items():
+        if name in methods:
+            missing = needed - _called_names(methods[name])
+            problems += [f"{name}() does not call {call}()" for call in sorted(missing)]
+    setup = ast.unparse(methods["setup"]) if "setup" in methods else ""
+    for event in ("StartCloseEvent", "EndCloseEvent"):
+        if event not in setup:
+            problems.append(f"setup() does not observe the scene's {event}")
+    for name, method in methods.items():
+        if name != "setParameterNode" and "connectGui" in _called_names(method):
+            problems.append(f"{name}() connects the GUI outside setParameterNode (never disconnected)")
+    if "setParameterNode" in methods and "self._parameterNodeGuiTag = " not in ast.unparse(
+        methods["setParameterNode"]
+    ):
+        problems.append("setParameterNode() does not keep the GUI tag that disconnectGui needs")
+    if "exit" in methods and "self._parameterNodeGuiTag = None" not in ast.unparse(methods["exit"]):
+        problems.append("exit() does not forget the disconnected GUI tag")
+    background = any(m in _called_names(widget) for m in ("JobMonitor", "startLibJob")) or re.search(
+        r"InBackground\(", ast.unparse(widget)
+    )
+    if background and "cleanup" in methods and not {"cleanup", "cancel"} & _called_names(methods["cleanup"]):
+        problems.append("cleanup() does not cancel the Widget's running background job")
+    return problems
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_widget_follows_template_lifecycle(module: str) -> None:
+    """setup/cleanup/enter/exit/onSceneStartClose/onSceneEndClose/initializeParameterNode/setParameterNode/
+    _checkCanApply as in Slicer's template: the GUI is connected in one place and disconnected whenever the
+    parameter node is let go (exit, scene close, cleanup); cleanup cancels running background jobs."""
+    problems = lifecycle_problems(_widget_class(module))
+    assert not problems, f"{module}Widget: {problems}"
+
+
+def test_lifecycle_check_catches_a_widget_that_never_disconnects() -> None:
+    """The check above fails for the pre-template widgets this project had (known bad examples)."""
+    no_exit = """
+class MWidget:
+    def setup(self):
+        ui = slicer.util.loadUI("x"); ui.setMRMLScene(s); self.initializeParameterNode()
+        self._parameterNode = self.logic.getParameterNode()
+        self._parameterNode.connectGui(self.ui)
+    def cleanup(self):
+        self.removeObservers()
+"""
+    problems = lifecycle_problems(_widget_class("M", no_exit))
+    assert "no exit()" in problems and "no onSceneStartClose()" in problems
+    assert "setup() connects the GUI outside setParameterNode (never disconnected)" in problems
+    assert "cleanup() does not call setParameterNode()" in problems
+    good = (REPO / "TrialAnalysis" / "TrialAnalysis.py").read_text(encoding="utf-8")
+    without_cancel = good.replace("self._jobMonitor.cleanup()", "pass")
+    assert lifecycle_problems(_widget_class("TrialAnalysis", without_cancel)) == [
+        "cleanup() does not cancel the Widget's running background job"
+    ]
+
+
+#: Qt/CTK calls that take enum values; a number there hides what is meant (use qt.Qt.Checked & co.).
+QT_ENUM_CALL = re.compile(
+    r"(setCheckState|setFlags|setStandardButtons|setSelectionMode|setEditTriggers|setAlignment)\(\s*[\d-]"
+    r"|\b(filters|checkState|alignment|standardButtons)\s*=\s*(0x)?\d"
+    r"|(checkState\(\)|exec_?\(\)|result\(\))\s*[=!]=\s*\d"
+    r"|\|\s*(0x)?\d+\s*\)"
+)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_widgets_use_named_qt_constants(module: str) -> None:
+    source = (REPO / module / f"{module}.py").read_text(encoding="utf-8")
+    offenders = [line.strip() for line in source.splitlines() if QT_ENUM_CALL.search(line)]
+    assert not offenders, f"{module}.py passes numbers where Qt has named constants: {offenders}"
+    assert QT_ENUM_CALL.search("item.setCheckState(2)") and QT_ENUM_CALL.search("e.filters = 0x1")
+    assert not QT_ENUM_CALL.search("item.setCheckState(qt.Qt.Checked)")
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m != "ParaspinalSeg"])
+def test_modules_use_the_shared_slicer_helpers_not_paraspinalseg(module: str) -> None:
+    """Slicer-side conversions live in ParaspinalLBPSlicer; no module reaches them through ParaspinalSeg.py."""
+    files = [REPO / module / f"{module}.py", *sorted((REPO / module / "Resources" / "Scripts").glob("*.py"))]
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert "ParaspinalSegLogic" not in text and "ParaspinalSeg" not in _imports(path), (
+            f"{path.relative_to(REPO)} uses ParaspinalSeg.py; import ParaspinalLBPSlicer instead"
+        )

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ParaspinalLBPSlicer import sampledata
+
 pytestmark = pytest.mark.slicer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,9 +43,8 @@ def phantom_dir(tmp_path_factory) -> Path:
     return out
 
 
-def test_checksums_match_local_phantom(slicer_module, phantom_dir: Path) -> None:
-    module = slicer_module("ParaspinalSeg")
-    sources = module.sampleDataSources()
+def test_checksums_match_local_phantom(phantom_dir: Path) -> None:
+    sources = sampledata.sampleDataSources()
     assert [s["sampleName"] for s in sources] == ["ParaspinalPhantom"]
     src = sources[0]
     n = len(src["uris"])
@@ -97,7 +98,7 @@ def test_registration_call(slicer_module) -> None:
     finally:
         del sys.modules["SampleData"]
     assert len(calls) == 1
-    call, src = calls[0], module.sampleDataSources()[0]
+    call, src = calls[0], sampledata.sampleDataSources()[0]
     for key in ("uris", "fileNames", "checksums", "nodeNames", "loadFileTypes"):
         assert call[key] == src[key]
     assert callable(call["customDownloader"])  # offline fallback, tested below
@@ -114,7 +115,7 @@ def test_registration_call(slicer_module) -> None:
 def test_load_local_files(slicer_scene, slicer_module, phantom_dir: Path) -> None:
     """Load the local copies with the registered file types/names: volumes share the phantom grid."""
     slicer = slicer_scene
-    src = slicer_module("ParaspinalSeg").sampleDataSources()[0]
+    src = sampledata.sampleDataSources()[0]
     nodes = {}
     for phantom_file, ftype, name in zip(
         src["phantomFiles"], src["loadFileTypes"], src["nodeNames"], strict=True
@@ -154,9 +155,7 @@ def test_offline_render_fills_slicer_cache(slicer_module, tmp_path: Path) -> Non
     """Without network, the Sample Data button renders the phantom into Slicer's download cache: every
     registered file arrives under its registered name with the registered SHA-256 (Slicer's SampleData
     reuses cached files whose checksum matches), then Slicer's own loader is called with the source."""
-    from ParaspinalLBPSlicer import sampledata
-
-    src = slicer_module("ParaspinalSeg").sampleDataSources()[0]
+    src = sampledata.sampleDataSources()[0]
     cache = tmp_path / "RemoteIO"
     loaded = []
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import slicer
+import vtk
 from slicer import vtkMRMLTableNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -29,8 +30,10 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-if TYPE_CHECKING:
-    import pandas as pd
+from ParaspinalLBPSlicer import jobs
+from ParaspinalLBPSlicer.requirements import ensureRequirements
+from ParaspinalLBPSlicer.tables import dataFrameToTable
+from ParaspinalLBPSlicer.widgets import JobMonitor, optionalPath
 
 
 class TrialAnalysis(ScriptedLoadableModule):
@@ -40,7 +43,7 @@ class TrialAnalysis(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Trial Analysis")
         self.parent.categories = [_("Paraspinal LBP")]
-        self.parent.dependencies = ["ParaspinalSeg"]  # table-node helpers
+        self.parent.dependencies = ["ParaspinalSeg"]  # ParaspinalLBPSlicer lives there
         self.parent.contributors = ["ParaspinalLBP developers (METNLBP trial statistics core)"]
         self.parent.helpText = _(
             "The METNLBP trial's statistical analysis plan: data validation against the trial schema, "
@@ -59,8 +62,10 @@ class TrialAnalysis(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class TrialAnalysisParameterNode:
-    """Widget state."""
+    """Every choice of the Widget, saved with the scene."""
 
+    dataDir: Path
+    outputDir: Path  # empty: <dataDir>/report
     primaryTable: vtkMRMLTableNode
     imputations: Annotated[int, WithinRange(1, 200)] = 20
     seed: Annotated[int, WithinRange(0, 999999)] = 1
@@ -69,124 +74,115 @@ class TrialAnalysisParameterNode:
 class TrialAnalysisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Folder pickers, Validate, Analyze (background job polled by a timer) and Cancel; work in the Logic."""
 
-    POLL_MS = 300
-
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
-        self._job = None
-        self._jobOutputDir = None
-        self._timer = None
+        self._parameterNodeGuiTag = None
+        self._jobMonitor = None
 
     def setup(self) -> None:
+        """Load the UI, create the Logic and the job panel, observe scene closing, bind the parameter node."""
         ScriptedLoadableModuleWidget.setup(self)
-        import ParaspinalSeg
-
-        ParaspinalSeg.ensureRequirements(
-            ["pandas", "scipy", "statsmodels", "lifelines", "matplotlib", "jinja2"]
-        )
+        ensureRequirements(["pandas", "scipy", "statsmodels", "lifelines", "matplotlib", "jinja2"])
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/TrialAnalysis.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = TrialAnalysisLogic()
-        self.ui.dataDirPathLineEdit.filters = 0x1  # ctkPathLineEdit.Dirs
-        self.ui.outputDirPathLineEdit.filters = 0x1
-        self.ui.dataDirPathLineEdit.connect("currentPathChanged(QString)", self._updateButtons)
+        self._jobMonitor = JobMonitor(
+            self.ui.progressBar,
+            self.ui.logTextEdit,
+            self.ui.statusLabel,
+            self.ui.cancelButton,
+            onSucceeded=self._onAnalysisSucceeded,
+            onEnded=self._checkCanApply,
+            what=_("Analysis"),
+        )
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.validateButton.connect("clicked(bool)", self.onValidate)
         self.ui.analyzeButton.connect("clicked(bool)", self.onAnalyze)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        import qt
-
-        self._timer = qt.QTimer()
-        self._timer.setInterval(self.POLL_MS)
-        self._timer.connect("timeout()", self._pollJob)
-        self._parameterNode = self.logic.getParameterNode()
-        self._parameterNode.connectGui(self.ui)
-        self._updateButtons()
+        self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Closing the module (or Slicer) stops a running analysis: no orphan process."""
-        if self._timer is not None:
-            self._timer.stop()
-        if self._job is not None and self._job.running:
-            self._job.cancel(grace=2.0)
-            self._job.wait(timeout=3.0)  # on application exit, let the kill escalation happen
+        """Module widget destroyed (application exit): stop a running analysis (no orphan), unbind."""
+        if self._jobMonitor is not None:
+            self._jobMonitor.cleanup()
+        self.setParameterNode(None)
         self.removeObservers()
 
-    def _updateButtons(self, *args) -> None:
-        running = self._job is not None and self._job.running
-        hasData = bool(self.ui.dataDirPathLineEdit.currentPath)
+    def enter(self) -> None:
+        """Module shown: make sure the parameter node exists and drives the GUI."""
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        """Another module shown: stop reacting to parameter node changes until enter()."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """The scene is closing: its parameter node goes away with it."""
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """The scene was closed: a new parameter node if the module is shown."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Use the scene's parameter node."""
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode: TrialAnalysisParameterNode | None) -> None:
+        """Bind the GUI to ``inputParameterNode`` (None: unbind) and observe it for the buttons' state."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Validate/Analyze need a data folder and no analysis running; settings are frozen while it runs."""
+        running = self._jobMonitor is not None and self._jobMonitor.running
+        hasData = bool(self._parameterNode and optionalPath(self._parameterNode.dataDir))
         self.ui.validateButton.enabled = hasData and not running
         self.ui.analyzeButton.enabled = hasData and not running
-        self.ui.cancelButton.enabled = running
         self.ui.imputationsSpinBox.enabled = not running
         self.ui.seedSpinBox.enabled = not running
 
+    def _outputDir(self) -> Path:
+        p = self._parameterNode
+        return optionalPath(p.outputDir) or optionalPath(p.dataDir) / "report"
+
     def onValidate(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Validation failed."), waitCursor=True):
-            report, _table = self.logic.validate(self.ui.dataDirPathLineEdit.currentPath)
+            report, _table = self.logic.validate(optionalPath(self._parameterNode.dataDir))
             slicer.util.infoDisplay(report.summary()[:4000], windowTitle=_("Trial data validation"))
 
     def onAnalyze(self) -> None:
-        """Start the analysis in the background; the timer follows it (the GUI stays responsive)."""
+        """Start the analysis in the background; the job panel follows it (the GUI stays responsive)."""
         p = self._parameterNode
-        out = self.ui.outputDirPathLineEdit.currentPath or str(
-            Path(self.ui.dataDirPathLineEdit.currentPath) / "report"
-        )
         with slicer.util.tryWithErrorDisplay(_("Analysis could not start.")):
-            self._job = self.logic.analyzeInBackground(
-                self.ui.dataDirPathLineEdit.currentPath, out, imputations=p.imputations, seed=p.seed
+            job = self.logic.analyzeInBackground(
+                optionalPath(p.dataDir), self._outputDir(), imputations=p.imputations, seed=p.seed
             )
-            self._jobOutputDir = out
-            self.ui.logTextEdit.clear()
             self.ui.reportLinkLabel.text = ""
-            self.ui.progressBar.setRange(0, 0)  # busy until the first PROGRESS line
-            self.ui.progressBar.setFormat(_("starting"))
-            self.ui.statusLabel.text = _("Running analysis…")
-            self._timer.start()
-        self._updateButtons()
+            self._jobMonitor.start(job, _("Running analysis…"))
+        self._checkCanApply()
 
-    def onCancel(self) -> None:
-        if self._job is not None and self._job.running:
-            self._job.cancel()
-            self.ui.statusLabel.text = _("Cancelling…")
-            self.ui.cancelButton.enabled = False
-
-    def _pollJob(self) -> None:
-        """Timer slot: show new log lines and progress; when the job ends, load or report the result."""
-        job = self._job
-        if job is None:
-            self._timer.stop()
-            return
-        update = job.poll()
-        for line in update.lines:
-            self.ui.logTextEdit.appendPlainText(line)
-        if update.total:
-            self.ui.progressBar.setRange(0, update.total)
-            self.ui.progressBar.value = update.done
-            self.ui.progressBar.setFormat(f"{update.stage} (%v/%m)")
-        if update.status == "running":
-            return
-        self._timer.stop()
-        self._updateButtons()
-        if update.status == "cancelled":
-            self.ui.statusLabel.text = _("Cancelled; the report folder was left as it was.")
-            self.ui.progressBar.setRange(0, 1)
-            self.ui.progressBar.value = 0
-            self.ui.progressBar.setFormat(_("cancelled"))
-            return
-        if update.status == "failed":
-            self.ui.statusLabel.text = _("Analysis failed.")
-            slicer.util.errorDisplay(job.errorMessage, windowTitle=_("Analysis failed."))
-            return
+    def _onAnalysisSucceeded(self, job) -> None:
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("The analysis results could not be loaded.")):
-            reportPath, p.primaryTable = self.logic.loadResults(self._jobOutputDir, p.primaryTable)
-            self.ui.statusLabel.text = _("Done in {seconds:.0f} s.").format(seconds=job.elapsed)
-            self.ui.reportLinkLabel.text = f'<a href="file://{reportPath}">{_("Open report")}</a>'
+        reportPath, table = self.logic.loadResults(job.outputPath, p.primaryTable if p else None)
+        if p:
+            p.primaryTable = table
+        self.ui.reportLinkLabel.text = f'<a href="file://{reportPath}">{_("Open report")}</a>'
 
 
 class TrialAnalysisLogic(ScriptedLoadableModuleLogic):
@@ -195,18 +191,12 @@ class TrialAnalysisLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return TrialAnalysisParameterNode(super().getParameterNode())
 
-    @staticmethod
-    def _table(df: pd.DataFrame, tableNode=None, name: str = "Table"):
-        import ParaspinalSeg
-
-        return ParaspinalSeg.ParaspinalSegLogic.dataFrameToTable(df, tableNode, name)
-
     def validate(self, dataDir, tableNode=None):
         """Validate a trial data folder; returns (ValidationReport, table node of the findings)."""
         from TrialAnalysisLib.schema import validate_trial
 
         report = validate_trial(Path(dataDir))
-        table = self._table(report.table, tableNode, "Trial data validation")
+        table = dataFrameToTable(report.table, tableNode, "Trial data validation")
         logging.info("TrialAnalysis: %d error(s), %d warning(s)", len(report.errors), len(report.warnings))
         return report, table
 
@@ -229,12 +219,12 @@ class TrialAnalysisLogic(ScriptedLoadableModuleLogic):
         :meth:`loadResults` with ``outputDir``. ``job.cancel()`` stops it and leaves ``outputDir`` as
         it was. Invalid data makes the job fail with the CLI's one-line message (``job.errorMessage``).
         """
-        from ParaspinalLBPSlicer import jobs
-
         args = ["analyze", "--data", Path(dataDir), "--out", Path(outputDir)]
         args += ["--imputations", int(imputations), "--seed", int(seed), "--progress"]
         moduleDir = Path(__file__).resolve().parent  # holds TrialAnalysisLib
-        return jobs.startLibJob("TrialAnalysisLib", args, pythonPath=[moduleDir], name="Trial analysis")
+        job = jobs.startLibJob("TrialAnalysisLib", args, pythonPath=[moduleDir], name="Trial analysis")
+        job.outputPath = Path(outputDir)
+        return job
 
     def loadResults(self, outputDir, primaryTableNode=None):
         """Primary-result table node from a finished run's results.json; returns (report.html, table)."""
@@ -248,7 +238,7 @@ class TrialAnalysisLogic(ScriptedLoadableModuleLogic):
         for analysis in ("primary_mi", "primary_cc", "primary_pp"):
             for row in summary["primary"][analysis]["tables"]["difference"]:
                 rows.append({"analysis": analysis, **row})
-        table = self._table(
+        table = dataFrameToTable(
             pd.DataFrame(rows), primaryTableNode, "Primary analysis (ODI change at 12 months)"
         )
         html = Path(outputDir) / "report.html"

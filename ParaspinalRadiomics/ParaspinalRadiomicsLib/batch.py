@@ -19,7 +19,7 @@ import logging
 import multiprocessing
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,9 +226,17 @@ class Batch:
                 client.close()
 
     def run(
-        self, jobs: int = 1, scheduler: Any = None, retry_failed: bool = False, show_progress: bool = True
+        self,
+        jobs: int = 1,
+        scheduler: Any = None,
+        retry_failed: bool = False,
+        show_progress: bool = True,
+        progress: Callable[[int, int, str], None] | None = None,
     ) -> BatchResult:
-        """Run the unfinished cases, then merge every part into the output table."""
+        """Run the unfinished cases, then merge every part into the output table.
+
+        ``progress(done, total, case_id)`` is called after each case (``total``: the unfinished cases).
+        """
         t0 = time.perf_counter()
         self.parts.mkdir(parents=True, exist_ok=True)
         todo = [j for j in self.jobs if not self.is_done(j, retry_failed)]
@@ -242,6 +250,8 @@ class Batch:
                 if error:
                     log.warning("case %s failed: %s", job.case_id, error)
                 bar.update(1)
+                if progress is not None:
+                    progress(bar.n, len(todo), job.case_id)
         self.merge()
         return BatchResult(
             self.out,

@@ -1,11 +1,15 @@
-"""``python -m ParaspinalRadiomicsLib batch``: a cohort manifest to one C5 feature table (resumable)."""
+"""``python -m ParaspinalRadiomicsLib batch``: a cohort manifest to one C5 feature table (resumable).
+
+``--progress`` prints ``PROGRESS <done>/<total> <case_id>`` on stdout after each case instead of the
+tqdm bar (cases already done are not counted).
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from ParaspinalRadiomicsLib.batch import Batch
-from ParaspinalRadiomicsLib.extract_cli import add_common_options, quiet_radiomics
+from ParaspinalRadiomicsLib.extract_cli import add_common_options, params_of, print_progress, quiet_radiomics
 
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -25,14 +29,20 @@ def run(args: argparse.Namespace) -> int:
     quiet_radiomics(args)
     batch = Batch(
         args.manifest,
-        args.params,
+        params_of(args),
         args.out,
         per_level=args.per_level,
         per_side=args.per_side,
         resample_mask=args.resample_mask,
         structures=args.structures,
     )
-    res = batch.run(jobs=args.jobs, scheduler=args.scheduler, retry_failed=args.retry_failed)
+    res = batch.run(
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        retry_failed=args.retry_failed,
+        show_progress=not args.progress,
+        progress=print_progress if args.progress else None,
+    )
     rate = res.n_run / res.seconds * 60 if res.seconds > 0 and res.n_run else 0.0
     print(
         f"{res.out}: {res.n_cases} cases ({res.n_run} run, {res.n_skipped} already done, "

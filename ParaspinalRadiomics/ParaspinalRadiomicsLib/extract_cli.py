@@ -1,4 +1,9 @@
-"""``python -m ParaspinalRadiomicsLib extract``: all structures of one case to a C5 feature table."""
+"""``python -m ParaspinalRadiomicsLib extract``: all structures of one case to a C5 feature table.
+
+``--progress`` prints ``PROGRESS <done>/<total> <structure> <level>`` on stdout after each mask instead
+of the tqdm bar, for programs that run the command in the background (the Slicer module's Apply
+button, via ``ParaspinalLBPSlicer.jobs``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ParaspinalRadiomicsLib.extraction import available_presets, extract_case
+from ParaspinalRadiomicsLib.extraction import available_presets, extract_case, select_feature_classes
 from ParaspinalRadiomicsLib.inputs import load_case
 from ParaspinalRadiomicsLib.tables import write_features
 
@@ -41,6 +46,16 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
         help="comma-separated structure names to extract (default: every named label)",
     )
     p.add_argument(
+        "--classes",
+        nargs="+",
+        help="feature classes to keep (e.g. firstorder shape glcm; default: all the parameters enable)",
+    )
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="print 'PROGRESS <done>/<total> <stage>' lines on stdout instead of the tqdm bar",
+    )
+    p.add_argument(
         "--resample-mask",
         action="store_true",
         help="resample a label map whose grid differs from the image's (nearest neighbour)",
@@ -63,14 +78,27 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     p.set_defaults(func=run)
 
 
+def params_of(args: argparse.Namespace):
+    """``--params`` restricted to ``--classes`` when given (validated before any work)."""
+    return select_feature_classes(args.params, args.classes) if args.classes else args.params
+
+
+def print_progress(done: int, total: int, what: str) -> None:
+    """One machine-readable progress line (``--progress``)."""
+    print(f"PROGRESS {done}/{total} {what}", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Extract one case and write the table atomically."""
     quiet_radiomics(args)
+    params = params_of(args)
     image, labels, names, levels = load_case(args.image, args.labels, args.label_names)
     case_id = args.case_id or Path(args.image).name.split(".")[0]
-    with tqdm(total=0, desc=case_id, unit="mask") as bar:
+    with tqdm(total=0, desc=case_id, unit="mask", disable=args.progress) as bar:
 
         def progress(done: int, total: int, what: str) -> None:
+            if args.progress:
+                print_progress(done, total, what)
             bar.total = total
             bar.set_postfix_str(what)
             bar.update(done - bar.n)
@@ -79,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             image,
             labels,
             names,
-            args.params,
+            params,
             levels=levels,
             per_level=args.per_level,
             per_side=args.per_side,

@@ -128,6 +128,27 @@ def load_params(params: str | Path | dict | RadiomicsParams) -> RadiomicsParams:
     return RadiomicsParams(dict(data), source, extractor, _params_hash(extractor))
 
 
+#: pyradiomics feature classes of the protocol preset (all classes computed on the original image).
+PROTOCOL_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm")
+
+
+def select_feature_classes(params: str | Path | dict | RadiomicsParams, classes: list[str]) -> RadiomicsParams:
+    """The parameters with only ``classes`` enabled (each keeps its feature list from ``params``).
+
+    A parameter set without a ``featureClass`` section enables the protocol classes; asking for a class
+    the parameters do not enable is a ValueError naming it and the parameter source.
+    """
+    rp = load_params(params)
+    enabled = rp.params.get("featureClass") or dict.fromkeys(PROTOCOL_CLASSES)
+    unknown = sorted(set(classes) - set(enabled))
+    if unknown:
+        raise ValueError(f"feature classes {unknown} are not enabled in {rp.source}")
+    if not classes:
+        raise ValueError(f"no feature class selected (enabled in {rp.source}: {', '.join(enabled)})")
+    selected = load_params({**rp.params, "featureClass": {c: enabled[c] for c in classes}})
+    return RadiomicsParams(selected.params, rp.source, selected.extractor, selected.settings_hash)
+
+
 class MaskSpec(NamedTuple):
     """One region to extract: rows are named by structure and level; ``mask == label`` is the ROI."""
 

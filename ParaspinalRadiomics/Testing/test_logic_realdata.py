@@ -26,6 +26,8 @@ def test_logic_extract_musclemap(slicer_scene, slicer_module) -> None:
     labels_path = shared_path("data/musclemap_sub0001/labels.nii.gz")
     slicer = slicer_scene
     module = slicer_module("ParaspinalRadiomics")
+    from ParaspinalLBPSlicer import mrml
+
     volume = slicer.util.loadVolume(str(image_path))
     label_node = slicer.util.loadLabelVolume(str(labels_path))
     seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
@@ -45,7 +47,7 @@ def test_logic_extract_musclemap(slicer_scene, slicer_module) -> None:
     assert (df["status"] == "ok").all(), df["reason"].to_dict()
     assert calls and calls[-1][0] == calls[-1][1] == 8
 
-    scene_image = slicer_module("ParaspinalSeg").ParaspinalSegLogic.volumeToImage(volume)
+    scene_image = mrml.volumeToImage(volume)
     np.testing.assert_array_equal(
         sitk.GetArrayFromImage(scene_image), sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
     )

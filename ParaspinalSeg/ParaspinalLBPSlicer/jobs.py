@@ -15,6 +15,8 @@ the Logic starts ``python -m <M>Lib …`` with :func:`startLibJob`, the Widget p
 - Status: ``running``, then ``succeeded`` (exit 0), ``failed`` (non-zero exit) or ``cancelled``
   (after :meth:`Job.cancel`). :attr:`Job.errorMessage` names the command, the exit status and the
   last stderr line (the Lib CLIs print user-fixable errors as one line there).
+- :meth:`Job.addEndCallback` registers clean-ups (e.g. removing the temporary input files the Logic
+  wrote for the command) that run once, on the first :meth:`Job.poll` that sees the job ended.
 - Python: the ``PythonSlicer`` launcher beside the running Slicer when there is one (it sets
   Slicer's library paths), else ``sys.executable`` (see :func:`pythonExecutable`).
 
@@ -24,6 +26,7 @@ Only the standard library is used, so this file also works outside Slicer.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import shutil
@@ -33,7 +36,7 @@ import sys
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
@@ -111,6 +114,8 @@ class Job:
         self._exitTime: float | None = None
         self._endTime: float | None = None
         self._queue: queue.Queue = queue.Queue()
+        self._endCallbacks: list[Callable[[Job], None]] = []
+        self.outputPath: Path | None = None  # set by the Logic that started the job, if it has one output
         childEnv = dict(os.environ if env is None else env)
         childEnv["PYTHONUNBUFFERED"] = "1"
         childEnv.setdefault("PYTHONIOENCODING", "utf-8")
@@ -188,6 +193,19 @@ class Job:
             self.status = CANCELLED
         else:
             self.status = SUCCEEDED if returncode == 0 else FAILED
+        callbacks, self._endCallbacks = self._endCallbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:  # a clean-up must not hide the job's own outcome
+                logging.exception("%s: end-of-job callback failed", self.name)
+
+    def addEndCallback(self, callback: Callable[[Job], None]) -> None:
+        """Call ``callback(job)`` once when the job has ended (any status), from :meth:`poll`."""
+        if self.status == RUNNING:
+            self._endCallbacks.append(callback)
+        else:
+            callback(self)
 
     @property
     def running(self) -> bool:

@@ -2,7 +2,7 @@
 
 Slicer stores positions in RAS, the Libs (and ITK/NIfTI) in LPS: x and y flip sign here and
 nowhere else. Volumes under a transform are refused (harden first) so geometry is never silently
-wrong.
+wrong. Segmentations are in ``segmentations.py``, tables in ``tables.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import slicer
 import vtk
 
-from ParaspinalSegLib import geometry
+from ParaspinalSegLib import geometry, levels
 
 
 def volumeToImage(volumeNode):
@@ -75,3 +75,13 @@ def pointsToMarkups(points, markupsNode=None, name="Seeds"):
         index = markupsNode.AddControlPointWorld(vtk.vtkVector3d(-x, -y, z), point.label)
         markupsNode.SetNthControlPointDescription(index, point.description)
     return markupsNode
+
+
+def levelsFromMarkups(levelsNode, image):
+    """Slice ranges {level: (k0, k1)} of ``image`` from vertebral-level landmarks (points labelled L1..L5).
+
+    None when no landmark node is given (the Libs then work on the whole volume).
+    """
+    if levelsNode is None:
+        return None
+    return levels.levels_from_landmarks(markupsToPoints(levelsNode), image, source=levelsNode.GetName())

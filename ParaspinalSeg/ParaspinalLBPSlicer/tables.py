@@ -1,4 +1,4 @@
-"""pandas DataFrame → MRML table node, shared by the modules (the inverse is slicer.util.dataframeFromTable)."""
+"""MRML table nodes ⇄ pandas DataFrames, shared by the modules."""
 
 from __future__ import annotations
 
@@ -30,3 +30,8 @@ def dataFrameToTable(df, tableNode=None, name: str = "Measurements"):
     tableNode.Modified()
     tableNode.EndModify(wasModifying)
     return tableNode
+
+
+def tableToDataFrame(tableNode):
+    """DataFrame of a table node (``slicer.util.dataframeFromTable``); None when no node is given."""
+    return None if tableNode is None else slicer.util.dataframeFromTable(tableNode)

@@ -1,4 +1,4 @@
-"""ParaspinalSegLogic's MRML conversions through real slicer-core nodes: markups ⇄ LPS points, names."""
+"""The shared MRML conversions (ParaspinalLBPSlicer) through real slicer-core nodes: markups ⇄ LPS points, names."""
 
 from __future__ import annotations
 
@@ -11,25 +11,26 @@ from ParaspinalSegLib.markups import MarkupPoint
 pytestmark = pytest.mark.slicer
 
 
-def test_points_markups_round_trip(slicer_scene, slicer_module) -> None:
+def test_points_markups_round_trip(slicer_scene) -> None:
     """pointsToMarkups writes RAS control points with labels and descriptions; markupsToPoints reads the
     same LPS positions back (seeds proposed by the Lib become a node the user can drag)."""
-    logic = slicer_module("ParaspinalSeg").ParaspinalSegLogic()
+    from ParaspinalLBPSlicer import mrml
+
     points = [
         MarkupPoint("multifidus_left", np.array([12.5, -40.25, 101.0]), "L4"),
         MarkupPoint("psoas_right", np.array([-55.0, 20.0, 64.5]), "L3"),
     ]
-    node = logic.pointsToMarkups(points, name="proposed")
+    node = mrml.pointsToMarkups(points, name="proposed")
     assert node.GetNumberOfControlPoints() == 2
     ras = [0.0, 0.0, 0.0]
     node.GetNthControlPointPositionWorld(0, ras)
     np.testing.assert_allclose(ras, [-12.5, 40.25, 101.0])  # LPS → RAS flips x and y
-    back = logic.markupsToPoints(node)
+    back = mrml.markupsToPoints(node)
     assert [(p.label, p.description) for p in back] == [(p.label, p.description) for p in points]
     for a, b in zip(back, points, strict=True):
         np.testing.assert_allclose(a.position_lps, b.position_lps, atol=1e-9)
     # Re-using the node replaces its points (a second proposal does not pile up on the first).
-    logic.pointsToMarkups(points[:1], node)
+    mrml.pointsToMarkups(points[:1], node)
     assert node.GetNumberOfControlPoints() == 1
 
 

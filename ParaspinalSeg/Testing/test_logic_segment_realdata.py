@@ -30,11 +30,13 @@ def test_logic_segment_tum01(slicer_scene, slicer_module) -> None:
     slicer = slicer_scene
     module = slicer_module("ParaspinalSeg")
     logic = module.ParaspinalSegLogic()
+    from ParaspinalLBPSlicer import mrml, segmentations
+
     water_node = slicer.util.loadVolume(str(shared_path(d + "water.nii.gz")), {"name": "water"})
     fat_node = slicer.util.loadVolume(str(shared_path(d + "fat.nii.gz")), {"name": "fat"})
     labels = sitk.ReadImage(str(shared_path(d + "labels.nii.gz")))
     truth = sitk.GetArrayFromImage(labels)
-    fat_img = logic.volumeToImage(fat_node)
+    fat_img = mrml.volumeToImage(fat_node)
     points = _seed_points(truth, fat_img)
 
     seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seeds")
@@ -57,10 +59,10 @@ def test_logic_segment_tum01(slicer_scene, slicer_module) -> None:
         assert BY_NAME[name].terminology_entry().split("~")[2] in segment_.GetTerminology()
 
     # Voxels equal the Lib run on the same images; Dice vs manual as in the Lib's own real-data test.
-    water_img = logic.volumeToImage(water_node)
+    water_img = mrml.volumeToImage(water_node)
     water_img.CopyInformation(fat_img)
     lib = segment({"water": water_img, "fat": fat_img}, points)
-    exported, exported_names = logic.segmentationToLabels(seg, fat_node)
+    exported, exported_names = segmentations.segmentationToLabels(seg, fat_node)
     got = sitk.GetArrayFromImage(exported)
     ref = sitk.GetArrayFromImage(lib.labels)
     for value, name in exported_names.items():
@@ -88,16 +90,18 @@ def test_logic_propose_seeds_then_segment_tum01(slicer_scene, slicer_module) -> 
     d = "data/myosegmentum_tum01/"
     slicer = slicer_scene
     logic = slicer_module("ParaspinalSeg").ParaspinalSegLogic()
+    from ParaspinalLBPSlicer import mrml, segmentations
+
     water_node = slicer.util.loadVolume(str(shared_path(d + "water.nii.gz")), {"name": "water"})
     fat_node = slicer.util.loadVolume(str(shared_path(d + "fat.nii.gz")), {"name": "fat"})
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(shared_path(d + "labels.nii.gz"))))
-    fat_img = logic.volumeToImage(fat_node)
+    fat_img = mrml.volumeToImage(fat_node)
     # Level landmarks at the middle of 4 equal slabs (the validation's 4 levels over 29 slices).
     landmarks = [
         MarkupPoint(f"L{n + 2}", np.array(fat_img.TransformIndexToPhysicalPoint((0, 0, int(s[len(s) // 2])))))
         for n, s in enumerate(np.array_split(np.arange(truth.shape[0]), 4))
     ]
-    levels_node = logic.pointsToMarkups(landmarks, name="levels")
+    levels_node = mrml.pointsToMarkups(landmarks, name="levels")
     names = list(TUM01_LABEL_NAMES.values())
     seeds = logic.proposeSeeds(
         fatVolume=fat_node,
@@ -107,7 +111,7 @@ def test_logic_propose_seeds_then_segment_tum01(slicer_scene, slicer_module) -> 
         assumeSameGrid=True,
     )
     assert seeds.GetAttribute("ParaspinalLBP.missingSeeds") == ""
-    points = logic.markupsToPoints(seeds)
+    points = mrml.markupsToPoints(seeds)
     assert sorted((p.label, p.description) for p in points) == sorted(
         (n, f"L{k}") for n in names for k in range(2, 6)
     )
@@ -119,7 +123,7 @@ def test_logic_propose_seeds_then_segment_tum01(slicer_scene, slicer_module) -> 
     seg = logic.segment(
         seeds, fatVolume=fat_node, waterVolume=water_node, levelsNode=levels_node, assumeSameGrid=True
     )
-    got, got_names = logic.segmentationToLabels(seg, fat_node)
+    got, got_names = segmentations.segmentationToLabels(seg, fat_node)
     got = sitk.GetArrayFromImage(got)
     for value, name in got_names.items():
         manual = truth == value_of[name]

@@ -59,7 +59,7 @@ def _table(option: str, path: str | None, caseId: str | None):
         return None
     import pandas as pd
 
-    import ParaspinalSeg
+    from ParaspinalLBPSlicer.tables import dataFrameToTable
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"--{option}: file not found: {path}")
@@ -73,7 +73,7 @@ def _table(option: str, path: str | None, caseId: str | None):
             raise KeyError(f"--{option}: case {caseId!r} not in {path}")
     elif "case_id" in df.columns and df["case_id"].nunique() > 1:
         raise ValueError(f"--{option}: {path} holds several cases; choose one with --case-id")
-    return ParaspinalSeg.ParaspinalSegLogic.dataFrameToTable(df.reset_index(drop=True), None, option)
+    return dataFrameToTable(df.reset_index(drop=True), None, option)
 
 
 def run(args: argparse.Namespace) -> Path:

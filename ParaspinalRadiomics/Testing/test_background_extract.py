@@ -1,0 +1,173 @@
+"""ParaspinalRadiomics Apply in the background: ``extractInBackground`` with real subprocesses.
+
+The Widget's Apply runs ``python -m ParaspinalRadiomicsLib extract --progress`` through
+``ParaspinalLBPSlicer.jobs`` on the nodes written to a temporary folder. Checked here against the
+synchronous ``extract`` on a synthetic case made in code: progress is monotone and reaches the number
+of masks, the table equals the synchronous one, the feature-class choice is honoured, temporary files
+are removed, a cancelled run leaves an earlier features file and the table node as they were, and bad
+parameters fail with the CLI's one-line error.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ParaspinalLBPSlicer import jobs
+
+pytestmark = pytest.mark.slicer
+
+POLL = 0.05
+RUN_TIMEOUT = 240.0
+STRUCTURES = {1: "multifidus_left", 2: "multifidus_right", 3: "erector_spinae_left", 4: "erector_spinae_right"}
+LEVEL_LABELS = ("L2", "L3", "L4", "L5")
+
+
+def follow(job: jobs.Job, until=None, timeout: float = RUN_TIMEOUT) -> list[tuple[int, int, str]]:
+    """Poll like the Widget's timer; each distinct (done, total, stage) seen. Stops early at ``until(job)``."""
+    seen: list[tuple[int, int, str]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        update = job.poll()
+        state = (update.done, update.total, update.stage)
+        if update.total and (not seen or seen[-1] != state):
+            seen.append(state)
+        if update.status != jobs.RUNNING or (until is not None and until(job)):
+            return seen
+        time.sleep(POLL)
+    job.cancel(grace=0.5)
+    pytest.fail(f"{job.command} still running after {timeout} s; output: {job.lines[-5:]}")
+
+
+@pytest.fixture(scope="module")
+def case():
+    """(logic, volume, segmentation, levels) of a 4-muscle synthetic case in the harness scene."""
+    import slicer_harness
+
+    slicer = slicer_harness.bootstrap()
+    slicer.mrmlScene.Clear(0)
+    module = slicer_harness.import_module_file("ParaspinalRadiomics")
+    from ParaspinalLBPSlicer import mrml, segmentations
+    from ParaspinalSegLib.markups import MarkupPoint
+
+    rng = np.random.default_rng(11)
+    shape = (16, 80, 96)
+    image = rng.normal(100.0, 12.0, size=shape).astype(np.float32)
+    labels = np.zeros(shape, dtype=np.uint8)
+    yy, xx = np.mgrid[: shape[1], : shape[2]]
+    for value, (cy, cx) in zip(STRUCTURES, [(40, 30), (40, 66), (20, 24), (20, 72)], strict=True):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 81
+        labels[:, disc] = value
+        image[:, disc] += 10.0 * value + 25.0 * rng.random((shape[0], int(disc.sum()))).astype(np.float32)
+    volume = slicer.util.addVolumeFromArray(image, np.diag([-0.9, -0.9, 4.0, 1.0]), "T1case")
+    ref = mrml.volumeToImage(volume)
+    import SimpleITK as sitk
+
+    labelImage = sitk.GetImageFromArray(labels)
+    labelImage.CopyInformation(ref)
+    seg = segmentations.labelsToSegmentation(labelImage, STRUCTURES, None, volume)
+    points = [
+        MarkupPoint(level, np.array(ref.TransformIndexToPhysicalPoint((0, 0, 2 + 4 * i))))
+        for i, level in enumerate(LEVEL_LABELS)
+    ]
+    levels = mrml.pointsToMarkups(points, name="levels")
+    logic = module.ParaspinalRadiomicsLogic()
+    yield logic, volume, seg, levels
+    slicer.mrmlScene.Clear(0)
+
+
+def _frame(tableNode) -> pd.DataFrame:
+    import slicer
+
+    return slicer.util.dataframeFromTable(tableNode).sort_values(["structure", "level"]).reset_index(drop=True)
+
+
+def test_background_extraction_equals_synchronous(case) -> None:
+    """Same rows and values as ``extract``, the chosen classes only, monotone progress over every mask."""
+    logic, volume, seg, levels = case
+    classes = ["firstorder", "glcm", "shape"]
+    options = dict(params="protocol-mri", featureClasses=classes, levelsNode=levels, perLevel=True, caseId="S1")
+    sync = logic.extract(volume, seg, **options)
+
+    job = logic.extractInBackground(volume, seg, **options)
+    work = job.temporaryFolder
+    assert work is not None and (work / "image.nrrd").is_file()
+    seen = follow(job)
+    assert job.status == jobs.SUCCEEDED, job.errorMessage or job.lines[-5:]
+    n_masks = len(STRUCTURES) * (1 + len(LEVEL_LABELS))  # whole volume + each level slab
+    done = [s[0] for s in seen]
+    assert done == sorted(done) and seen[-1][:2] == (n_masks, n_masks)
+    assert not (work / "image.nrrd").exists() and not (work / "labels.nrrd").exists()  # inputs removed
+
+    table = logic.loadFeatures(job)
+    assert not work.exists()  # the temporary folder goes once the features are read
+    assert table.GetAttribute("ParaspinalLBP.table") == "features"
+    assert table.GetAttribute("ParaspinalLBP.settings_hash") == sync.GetAttribute("ParaspinalLBP.settings_hash")
+    a, b = _frame(sync), _frame(table)
+    assert list(a.columns) == list(b.columns) and len(a) == n_masks
+    assert {c.split("_")[1] for c in a.columns if c.startswith("original_")} == set(classes)
+    features = [c for c in a.columns if c.startswith("original_")]
+    # The job reads the image back from an uncompressed NRRD: same voxels and geometry, same pyradiomics
+    # code; only summation order can differ between processes (last bits).
+    pd.testing.assert_frame_equal(a[features], b[features], check_exact=False, rtol=1e-12, atol=0)
+    pd.testing.assert_frame_equal(a.drop(columns=features), b.drop(columns=features), check_dtype=False)
+
+
+def test_cancel_keeps_earlier_features_and_table(case, tmp_path: Path) -> None:
+    """A run cancelled mid-extraction changes neither an earlier features file nor the table node."""
+    import slicer
+
+    logic, volume, seg, levels = case
+    out = tmp_path / "features.csv"
+    job = logic.extractInBackground(volume, seg, featureClasses=["firstorder"], outputPath=out)
+    follow(job)
+    assert job.status == jobs.SUCCEEDED, job.errorMessage
+    table = logic.loadFeatures(job)
+    before_files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before_table = slicer.util.dataframeFromTable(table)
+    assert set(before_files) == {"features.csv", "features.csv.json"}
+
+    job = logic.extractInBackground(volume, seg, levelsNode=levels, perLevel=True, outputPath=out)
+    work = job.temporaryFolder or Path(job.command[job.command.index("--image") + 1]).parent
+    follow(job, until=lambda j: j.done >= 1)
+    assert job.running, "the extraction ended before it could be cancelled"
+    job.cancel()
+    assert job.wait(timeout=30).status == jobs.CANCELLED and job.errorMessage == ""
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before_files
+    assert not work.exists()  # temporary inputs removed
+    with pytest.raises(RuntimeError, match="has not succeeded"):
+        logic.loadFeatures(job, table)
+    pd.testing.assert_frame_equal(slicer.util.dataframeFromTable(table), before_table)
+
+
+def test_bad_parameters_fail_with_the_cli_error_line(case, tmp_path: Path) -> None:
+    logic, volume, seg, _levels = case
+    missing = tmp_path / "no-such-params.yaml"
+    job = logic.extractInBackground(volume, seg, params=missing)
+    assert job.wait(timeout=RUN_TIMEOUT).status == jobs.FAILED and job.returncode == 2
+    assert job.lastStderrLine.startswith("paraspinal-radiomics extract: error:")
+    assert "no-such-params.yaml" in job.lastStderrLine and job.errorMessage.endswith(job.lastStderrLine)
+    with pytest.raises(RuntimeError, match="no-such-params"):
+        logic.loadFeatures(job)
+    job = logic.extractInBackground(volume, seg, featureClasses=["ngtdm"])  # not enabled by protocol-mri
+    assert job.wait(timeout=RUN_TIMEOUT).status == jobs.FAILED
+    assert "feature classes ['ngtdm'] are not enabled" in job.lastStderrLine
+
+
+def test_end_callbacks_run_once_after_the_end(tmp_path: Path) -> None:
+    import sys
+
+    calls = []
+    job = jobs.Job([sys.executable, "-c", "print('PROGRESS 1/1 done')"])
+    job.addEndCallback(lambda j: calls.append(("first", j.status)))
+    job.addEndCallback(lambda j: 1 / 0)  # a failing clean-up is logged, the next ones still run
+    job.addEndCallback(lambda j: calls.append(("second", j.status)))
+    assert job.wait(timeout=60).status == jobs.SUCCEEDED
+    job.poll()
+    assert calls == [("first", jobs.SUCCEEDED), ("second", jobs.SUCCEEDED)]
+    job.addEndCallback(lambda j: calls.append(("late", j.status)))  # after the end: called at once
+    assert calls[-1] == ("late", jobs.SUCCEEDED)
