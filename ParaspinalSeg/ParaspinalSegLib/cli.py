@@ -11,6 +11,7 @@ COMMANDS = {
     "segment": "ParaspinalSegLib.segment_cli:add_cli",
     "measure": "ParaspinalSegLib.measure_cli:add_cli",
     "propose-seeds": "ParaspinalSegLib.autoseed_cli:add_cli",
+    "infiltrate": "ParaspinalSegLib.infiltrate_cli:add_cli",
 }
 
 
