@@ -40,7 +40,7 @@ def edge_graph(
     through_plane_weight: float = 1.0,
     blocked: np.ndarray | None = None,
 ) -> sparse.csr_matrix:
-    """Symmetric sparse graph of step costs for features ``(C, K, J, I)`` (already scaled).
+    """Symmetric sparse graph of step costs for features ``(C, K, J, I)`` (already scaled; C may be 0).
 
     cost(p, q) = length_mm · eps + Σ_c |f_c(p) − f_c(q)| + (node_cost(p) + node_cost(q)) / 2;
     edges touching ``blocked`` voxels are removed (hard barriers such as the midline).
@@ -48,7 +48,7 @@ def edge_graph(
     c, *shape = features.shape
     shape = tuple(shape)
     n = int(np.prod(shape))
-    flat = features.reshape(c, -1).astype(np.float32, copy=False)
+    flat = features.reshape(c, n).astype(np.float32, copy=False)
     nc = node_cost.ravel().astype(np.float32, copy=False) if node_cost is not None else None
     blk = blocked.ravel() if blocked is not None else None
     rows, cols, vals = [], [], []

@@ -57,27 +57,6 @@ def reach_masks(
     return out
 
 
-def midline_columns(
-    nonmuscle: np.ndarray, cols_lr: tuple[float, float], rows: tuple[int, int], search: int
-) -> np.ndarray:
-    """Per-slice midline column: the most non-muscle column between the left and right seeds."""
-    c0 = round(0.5 * (cols_lr[0] + cols_lr[1]))
-    lo, hi = max(1, c0 - search), min(nonmuscle.shape[2] - 2, c0 + search)
-    lo = max(lo, int(min(cols_lr)) + 1)
-    hi = min(hi, int(max(cols_lr)) - 1)
-    if hi < lo:
-        return np.full(nonmuscle.shape[0], c0)
-    band = nonmuscle[:, rows[0] : rows[1], lo : hi + 1].mean(axis=1)
-    band = ndi.uniform_filter1d(band, 3, axis=1)
-    # prefer the centre slightly on ties (spinous process is close to the seeds' midpoint)
-    prior = 0.05 * np.abs(np.arange(lo, hi + 1) - c0) / max(search, 1)
-    cols = lo + np.argmax(band - prior[None, :], axis=1)
-    # the spine is continuous: median over neighbouring slices removes single-slice outliers
-    if cols.size >= 3:
-        cols = ndi.median_filter(cols, size=min(5, cols.size | 1), mode="nearest")
-    return cols
-
-
 def midline_path(
     nonmuscle: np.ndarray,
     cols_lr: tuple[float, float],
@@ -183,7 +162,6 @@ __all__ = [
     "mark_anterolateral",
     "mark_unreachable",
     "midline_barrier",
-    "midline_columns",
     "midline_path",
     "reach_masks",
 ]

@@ -36,7 +36,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--split-refine-mm",
         type=float,
         help="redraw the multifidus/erector border along the fascia within this band (mm; "
-        "default 8 = SegmentParams.split_refine_band_mm, 0 = off; see docs/segmentation.md)",
+        "default 8 = SplitParams.refine_band_mm, 0 = off; see docs/segmentation.md)",
     )
     add_measurement_arguments(p)
     p.add_argument("--out-dir", required=True, help="output directory")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.split_refine_mm is not None:
         if not 0 <= args.split_refine_mm <= 30:
             raise ValueError(f"--split-refine-mm: {args.split_refine_mm} mm is outside 0–30 mm")
-        params.split_refine_band_mm = args.split_refine_mm
+        params.split.refine_band_mm = args.split_refine_mm
     check_image_arguments(args)
     out = Path(args.out_dir)
     steps = tqdm(total=4, desc="segment", unit="step")

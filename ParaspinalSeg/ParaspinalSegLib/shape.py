@@ -1,10 +1,9 @@
-"""Per-slice shape regularisation of a label map (the segmenter's last step).
+"""Per-slice shape regularisation of a label map and its partial-volume rim (the segmenter's last steps).
 
 :func:`postprocess` cuts thin necks, keeps the seeded component and fills holes; :func:`add_rim` adds the
-partial-volume edge ring that the CSA convention includes. Given the signals, a rim voxel needs a muscle volume
-fraction >= 0.5 (three-compartment unmixing: muscle, fat, signal void), which makes the label area an unbiased
-estimate of the partial-volume area (phantom: CSA error median 2.56 -> 0.48 %); without them it falls back to
-FF < ``max_ff``. TUM01's manual outline sits at a fraction of about 0.7 (see docs/segmentation.md).
+partial-volume edge ring that the CSA convention includes: a rim voxel joins when its muscle volume fraction,
+unmixed from the signals into muscle, adipose tissue and signal void, is at least 0.5, so that the label area
+estimates the partial-volume area against fat and against bone alike.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from scipy import ndimage as ndi
 
 
 def postprocess(
-    lab: np.ndarray, seeds_by_label: dict[int, list[tuple[int, int, int]]], open_r: float, close_r: int = 0
+    lab: np.ndarray, seeds_by_label: dict[int, list[tuple[int, int, int]]], open_r: float
 ) -> np.ndarray:
     """Per slice and label: cut thin necks (opening with a disc of ``open_r`` voxels), keep the seed's
     (else the largest) component, restore its boundary detail within ``open_r``, fill holes into background."""
@@ -24,11 +23,7 @@ def postprocess(
         r = int(np.ceil(open_r))
         yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
         disc = yy**2 + xx**2 <= open_r**2 + 1e-9
-    close_disc = None
-    if close_r > 0:
-        yy, xx = np.mgrid[-close_r : close_r + 1, -close_r : close_r + 1]
-        close_disc = yy**2 + xx**2 <= close_r**2
-    pad = max(int(np.ceil(open_r)), close_r) + 2
+    pad = int(np.ceil(open_r)) + 2
     for k in range(out.shape[0]):
         full = out[k]
         for v, bb in enumerate(ndi.find_objects(full), start=1):
@@ -37,40 +32,40 @@ def postprocess(
             j0, i0 = max(bb[0].start - pad, 0), max(bb[1].start - pad, 0)
             sl = full[j0 : bb[0].stop + pad, i0 : bb[1].stop + pad]  # a view: edits land in ``out``
             m = sl == v
-            core = ndi.binary_opening(m, disc) if disc is not None else m
-            if not core.any():
-                core = m
-            cc, n = ndi.label(core)
-            if n > 1:
-                keep = set()
-                for kk, j, i in seeds_by_label.get(v, []):
-                    jj, ii = j - j0, i - i0
-                    if kk == k and 0 <= jj < sl.shape[0] and 0 <= ii < sl.shape[1] and cc[jj, ii]:
-                        keep.add(cc[jj, ii])
-                if not keep:
-                    sizes = ndi.sum(core, cc, range(1, n + 1))
-                    keep = {int(np.argmax(sizes)) + 1}
-                core = np.isin(cc, list(keep))
-            if disc is not None:
-                core = m & ndi.binary_dilation(core, disc)
-                cc, n = ndi.label(core)
-                if n > 1:
-                    sizes = ndi.sum(core, cc, range(1, n + 1))
-                    core = cc == int(np.argmax(sizes)) + 1
+            core = _seeded_component(m, disc, seeds_by_label.get(v, []), k, j0, i0)
             sl[m & ~core] = 0
-            if close_disc is not None:
-                closed = ndi.binary_closing(np.pad(core, close_r + 1), close_disc)[
-                    close_r + 1 : -close_r - 1, close_r + 1 : -close_r - 1
-                ]
-                core = core | (closed & (sl == 0))
             filled = ndi.binary_fill_holes(core) & (sl == 0)
             sl[filled | core] = v
     return out
 
 
-FAT_FF = (
-    0.85  # voxels above this FF (Dixon) / fat-likeness (single image) near the muscles are the fat reference
-)
+def _seeded_component(m: np.ndarray, disc, seeds: list[tuple[int, int, int]], k: int, j0: int, i0: int):
+    """The part of mask ``m`` (a crop at ``j0, i0`` of slice ``k``) kept by :func:`postprocess`."""
+    core = ndi.binary_opening(m, disc) if disc is not None else m
+    if not core.any():
+        core = m
+    cc, n = ndi.label(core)
+    if n > 1:
+        keep = set()
+        for kk, j, i in seeds:
+            jj, ii = j - j0, i - i0
+            if kk == k and 0 <= jj < m.shape[0] and 0 <= ii < m.shape[1] and cc[jj, ii]:
+                keep.add(cc[jj, ii])
+        if not keep:
+            sizes = ndi.sum(core, cc, range(1, n + 1))
+            keep = {int(np.argmax(sizes)) + 1}
+        core = np.isin(cc, list(keep))
+    if disc is not None:
+        core = m & ndi.binary_dilation(core, disc)
+        cc, n = ndi.label(core)
+        if n > 1:
+            sizes = ndi.sum(core, cc, range(1, n + 1))
+            core = cc == int(np.argmax(sizes)) + 1
+    return core
+
+
+# voxels above FAT_FF (Dixon FF; single image: fat-likeness) near the muscles are the fat reference
+FAT_FF = 0.85
 REF_RING_PX = 10  # ... searched within this many voxels (in-plane) of the labels
 MIN_CORE_VOXELS = 30  # a slice's muscle reference needs this many core voxels, else the whole label's core
 
@@ -143,7 +138,6 @@ def add_rim(
     lab: np.ndarray,
     ff: np.ndarray,
     rim_px: int,
-    max_ff: float,
     water: np.ndarray | None = None,
     fat: np.ndarray | None = None,
     min_fraction: float = 0.5,
@@ -151,13 +145,13 @@ def add_rim(
 ) -> np.ndarray:
     """Grow each label by up to ``rim_px`` voxels in-plane into unlabelled partial-volume voxels.
 
-    Given the signals (Dixon ``water`` and ``fat``, or a single ``image``) a voxel joins when its muscle volume
-    fraction (:func:`_fraction_bounds`, against the muscle's own signal on that slice) is at least
-    ``min_fraction``: 0.5 makes the label area an unbiased estimate of the partial-volume area (the CSA
-    definition) against fat as well as against signal voids. Without signals the rule is ``ff < max_ff``
-    (against fat, FF 0.6 is a muscle fraction of about 0.66 on Dixon; FF 0 includes voids). Only voxels next to
-    one label grow.
+    A voxel joins when its muscle volume fraction (:func:`_fraction_bounds`, against the muscle's own signal on
+    that slice; Dixon ``water`` and ``fat``, or a single ``image``) is at least ``min_fraction``: 0.5 makes the
+    label area an unbiased estimate of the partial-volume area (the CSA definition). ``ff`` (FF or fat-likeness)
+    finds the fat reference. Only voxels next to one label grow.
     """
+    if image is None and (water is None or fat is None):
+        raise ValueError("add_rim needs the Dixon water and fat signals or the single image")
     out = lab.copy()
     found = ndi.find_objects((lab > 0).astype(np.uint8))
     if rim_px <= 0 or not found:
@@ -171,29 +165,24 @@ def add_rim(
         slice(max(is_.start - pad, 0), is_.stop + pad),
     )
     crop = [None if a is None else np.asarray(a)[box] for a in (water, fat, image)]
-    out[box] = _grow_rim(lab[box], np.asarray(ff)[box], rim_px, max_ff, min_fraction, *crop)
+    out[box] = _grow_rim(lab[box], np.asarray(ff)[box], rim_px, min_fraction, *crop)
     return out
 
 
-def _grow_rim(lab, ff, rim_px, max_ff, min_fraction, water, fat, image) -> np.ndarray:
+def _grow_rim(lab, ff, rim_px, min_fraction, water, fat, image) -> np.ndarray:
     """:func:`add_rim` on a crop."""
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
     out = lab.copy()
-    has_signal = image is not None or (water is not None and fat is not None)
-    bounds = _fraction_bounds(lab, ff, min_fraction, water, fat, image) if has_signal else None
+    x, lo, hi = _fraction_bounds(lab, ff, min_fraction, water, fat, image)
     for _ in range(rim_px):
         grown = ndi.grey_dilation(out, footprint=st)
         smallest = -ndi.grey_dilation(-np.where(out > 0, out, 255).astype(np.int16), footprint=st)
         ok = (out == 0) & (grown > 0) & (smallest == grown)  # one neighbouring label only
-        if bounds is None:
-            ok &= ff < max_ff
-        else:
-            x, lo, hi = bounds
-            kk, jj, ii = np.nonzero(ok)
-            g = grown[kk, jj, ii]
-            xv = x[kk, jj, ii]
-            ok[kk, jj, ii] = (xv >= lo[kk, g]) & (xv <= hi[kk, g])
+        kk, jj, ii = np.nonzero(ok)
+        g = grown[kk, jj, ii]
+        xv = x[kk, jj, ii]
+        ok[kk, jj, ii] = (xv >= lo[kk, g]) & (xv <= hi[kk, g])
         if not ok.any():
             break
         out[ok] = grown[ok]

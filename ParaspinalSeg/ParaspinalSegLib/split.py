@@ -1,16 +1,15 @@
-"""Multifidus / erector spinae boundary refinement: a per-slice minimal path along the fascia.
+"""Multifidus / erector spinae split of one side's grown paraspinal mass.
 
-In axial lumbar slices the boundary between multifidus (medial, on the lamina) and erector spinae
-(lateral) runs roughly front-to-back (anterior-posterior) through the combined paraspinal mass. The
-geodesic split from the clicks places it by distance from the clicks, which moves with the clicks
-where the fascia is invisible. This module re-draws it, per slice, as the cheapest top-to-bottom path
-(seam, one column per row, moving at most one column per row) inside a band around the first
-boundary: the path cost is low on bright fat / dark water lines (the fascia) and where the fat
-content differs between the two sides of the path (multifidus vs erector), and a weak pull towards
-the first boundary keeps it there where no line is visible. The multifidus is the side of the path
-nearer the midline. Optionally (``LINE_GAIN`` > 0) a row takes the seam only where its line is clearly
-stronger than the one under the first boundary, over a run of rows (:func:`_line_rows`): where the first
-boundary already lies on a fascia, a fat streak inside a fatty multifidus is not followed.
+In axial lumbar slices the boundary between multifidus (medial, on the lamina) and erector spinae (lateral)
+runs roughly front-to-back through the combined mass, and the fascia between them is often invisible. The
+first split is geodesic: each voxel goes to the muscle whose clicks reach it more cheaply along the fascia-ridge
+cost, the distance divided by that muscle's size (:func:`split_pairs`, :func:`muscle_radii`). That boundary
+depends on where the clicks are where no line shows, so :func:`refine_split` re-draws it per slice as the
+cheapest top-to-bottom seam (one column per row, moving at most one column per row) within a band around it:
+cheap on bright fat / dark water lines (the fascia) and where fat content differs across the seam, with a weak
+pull to the first boundary. A row takes the seam only where its line is clearly stronger than the one under the
+first boundary over a run of rows (:func:`_line_rows`), so a fat streak inside a fatty multifidus does not
+capture a boundary that already lies on a fascia.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from ParaspinalSegLib.growcut import edge_graph
 from ParaspinalSegLib.priors import deepest_near
+from ParaspinalSegLib.segment_params import SplitParams
 
 
 def ridge(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -71,28 +71,27 @@ def _seam(cost: np.ndarray) -> np.ndarray:
     return path
 
 
-# When LINE_GAIN > 0, a row takes the seam only where its line is LINE_GAIN times stronger than under the
-# first boundary, on at least LINE_RUN_ROWS consecutive rows (shorter runs keep the first boundary).
-# 1.5 measured (docs/segmentation.md): phantom unchanged vs the refinement off (fat streaks inside a fatty
-# multifidus no longer capture the seam), TUM01 keeps ~2/3 of the ungated seam's gain, robustness 0.040 ->
-# 0.029. 0 = ungated seam.
+# A row takes the seam only where its line is LINE_GAIN times stronger than under the first boundary, on at
+# least LINE_RUN_ROWS consecutive rows (shorter runs keep the first boundary); 0 = ungated.
 LINE_GAIN = 1.5
 LINE_RUN_ROWS = 5
 
 
-def _line_rows(strength2d: np.ndarray, path: np.ndarray, c0: np.ndarray, r0: int) -> np.ndarray:
+def _line_rows(
+    strength2d: np.ndarray, path: np.ndarray, c0: np.ndarray, r0: int, gain: float, run_rows: int
+) -> np.ndarray:
     """Rows (``r0`` + index) where the seam moves onto a clearly stronger line than the first boundary's.
 
     Where the geodesic boundary already lies on a fascia (the phantom: fat sheath around the multifidus)
     a nearby fat streak inside the fatty multifidus is about as strong, and the seam would jump onto it;
     there the first boundary is kept. A real fascia the first boundary missed (TUM01) is much stronger
-    than the muscle the first boundary cuts through. Isolated rows are dropped (runs < ``LINE_RUN_ROWS``).
+    than the muscle the first boundary cuts through. Isolated rows are dropped (runs < ``run_rows``).
     """
     rows = np.arange(r0, r0 + path.size)
     c0i = np.clip(np.round(c0).astype(np.int64), 0, strength2d.shape[1] - 1)
-    hit = strength2d[rows, path] > LINE_GAIN * np.maximum(strength2d[rows, c0i], 0)
-    if LINE_RUN_ROWS > 1:
-        hit = ndi.binary_opening(hit, np.ones(LINE_RUN_ROWS, bool))
+    hit = strength2d[rows, path] > gain * np.maximum(strength2d[rows, c0i], 0)
+    if run_rows > 1:
+        hit = ndi.binary_opening(hit, np.ones(run_rows, bool))
     return hit
 
 
@@ -105,14 +104,16 @@ def refine_split(
     band_mm: float,
     prior_weight: float,
     erode_px: int = 1,
-    straight: bool = False,
+    line_gain: float = LINE_GAIN,
+    line_run_rows: int = LINE_RUN_ROWS,
 ) -> np.ndarray:
     """Re-draw the multifidus/erector boundary of one side per slice; returns the new multifidus mask.
 
     ``region``: that side's combined MF+ES voxels (k, j, i); ``is_mf``: the first split (inside region);
     ``strength``: fascia line strength (same shape); ``medial_sign``: +1 when the midline lies towards
     larger i. Each row's first boundary column is where the multifidus ends laterally; the seam may move
-    within ``band_mm`` of it, at cost −strength + ``prior_weight`` × |offset| / band.
+    within ``band_mm`` of it, at cost −strength + ``prior_weight`` × |offset| / band, on the rows the line gate
+    (``line_gain``, ``line_run_rows``; :func:`_line_rows`) lets through.
     """
     out = is_mf.copy()
     band = max(1, round(band_mm / spacing_i))
@@ -136,7 +137,7 @@ def refine_split(
         if not ok.any():
             continue
         idx = np.arange(c0.size)
-        c0 = np.full(c0.size, np.round(np.median(c0[ok]))) if straight else np.interp(idx, idx[ok], c0[ok])
+        c0 = np.interp(idx, idx[ok], c0[ok])
         inner = ndi.binary_erosion(reg, iterations=erode_px)[r0:r1] if erode_px > 0 else reg[r0:r1]
         off = np.abs(cols[None, :] - c0[:, None])
         cost = -np.where(inner, strength[k, r0:r1], 0).astype(np.float32) + np.float32(
@@ -144,7 +145,7 @@ def refine_split(
         ) * off.astype(np.float32)
         cost[off > band] = np.float32(1e6)
         path = _seam(cost)
-        keep = ok & _line_rows(strength[k], path, c0, r0) if LINE_GAIN > 0 else ok
+        keep = ok & _line_rows(strength[k], path, c0, r0, line_gain, line_run_rows) if line_gain > 0 else ok
         # multifidus: region voxels on the medial side of the path (boundary column goes to the erector)
         medial = (cols[None, :] - path[:, None]) * medial_sign > 0
         new = mf.copy()  # rows holding only one of the two muscles keep the first split
@@ -153,12 +154,13 @@ def refine_split(
     return out
 
 
-def refine_choice(choice, region, feats, dixon: bool, names, sources, p, spacing_i: float) -> np.ndarray:
+def refine_choice(
+    choice, region, feats, dixon: bool, names, sources, p: SplitParams, spacing_i: float
+) -> np.ndarray:
     """Apply :func:`refine_split` to one side's geodesic split ``choice`` (index into ``names``).
 
     ``feats`` are the segmenter's scaled channels (Dixon: water, fat, FF; else image, pseudo-FF);
-    ``sources`` the clicked voxels per name (only their mean column is used: which side is medial);
-    ``p`` a SegmentParams (``split_refine_*`` fields).
+    ``sources`` the clicked voxels per name (only their mean column is used: which side is medial).
     """
     if len(names) != 2 or not sources[names[0]] or not sources[names[1]]:
         return choice
@@ -166,36 +168,24 @@ def refine_choice(choice, region, feats, dixon: bool, names, sources, p, spacing
     mf_i = np.mean([c[2] for c in sources[names[mf_idx]]])
     es_i = np.mean([c[2] for c in sources[names[1 - mf_idx]]])
     strength = fascia_strength(
-        feats[1] if dixon else feats[0], feats[0] if dixon else None, p.split_refine_sigma_px
+        feats[1] if dixon else feats[0], feats[0] if dixon else None, p.refine_sigma_px
     )
-    if p.split_refine_contrast > 0:
-        strength = strength + p.split_refine_contrast * side_contrast(feats[2] if dixon else feats[1])
-    if p.split_refine_slices > 1:
-        strength = ndi.uniform_filter1d(strength, p.split_refine_slices, axis=0, mode="nearest")
+    if p.refine_contrast > 0:
+        strength = strength + p.refine_contrast * side_contrast(feats[2] if dixon else feats[1])
+    if p.refine_slices > 1:
+        strength = ndi.uniform_filter1d(strength, p.refine_slices, axis=0, mode="nearest")
     is_mf = refine_split(
         region,
         region & (choice == mf_idx),
         strength,
         1 if mf_i > es_i else -1,
         spacing_i,
-        p.split_refine_band_mm,
-        p.split_refine_prior,
-        straight=p.split_refine_straight,
+        p.refine_band_mm,
+        p.refine_prior,
     )
     new = choice.copy()
     new[region] = np.where(is_mf[region], mf_idx, 1 - mf_idx)
     return new
-
-
-def local_radius(
-    mask2d: np.ndarray, ji_: tuple[int, int], spacing_ji: tuple[float, float], search_mm: float
-) -> float:
-    """Inscribed radius (mm) of ``mask2d`` near a click: the largest distance-to-edge within ``search_mm``,
-    so a click off the muscle's centre gives (almost) the same size estimate."""
-    if search_mm <= 0:
-        j, i = ji_
-        return float(ndi.distance_transform_edt(mask2d, sampling=spacing_ji)[j, i])
-    return deepest_near(mask2d, ji_, spacing_ji, search_mm)[0]
 
 
 def away_radius(
@@ -209,12 +199,10 @@ def away_radius(
     """Largest distance to the edge of ``mask2d`` (mm) within ``search_mm`` of a click, and at most
     ``toward_mm`` further towards ``toward_ji`` (the neighbouring muscle's clicks) than the click.
 
-    The distance to background at a click changes by as much as the click moves (a click near the muscle's
-    edge gives a small radius, and the split then shrinks that muscle on every level: the largest single
-    cause of the click dependence on TUM01). The deepest point near the click is the same for any click
-    within reach of it. The multifidus and erector form one non-background mass whose depth grows towards
-    the erector's bulk, so the search may advance only ``toward_mm`` (the 5 mm click tolerance of the
-    issue) in that direction: otherwise it ends at the erector's depth.
+    The distance to background at the click itself changes by as much as the click moves (an edge click
+    would shrink that muscle on every level); the deepest point near the click is the same for any click
+    within reach of it. The multifidus and erector form one mass whose depth grows towards the erector's
+    bulk, so the search advances only ``toward_mm`` in that direction.
     """
     return max(deepest_near(mask2d, ji_, spacing_ji, search_mm, toward_ji, toward_mm)[0], 0.0)
 
@@ -224,46 +212,26 @@ def muscle_radii(
     clicks: dict[str, list[tuple[int, int, int]]],
     tissue: np.ndarray,
     spacing_ji: tuple[float, float],
-    p,
+    away_mm: float,
+    toward_mm: float,
 ) -> dict[str, float]:
-    """Size (mm) of each muscle of ``groups`` for the size-normalised split: mean inscribed radius of the
-    non-background ``tissue`` at its clicks (k, j, i).
-
-    ``p.split_radius_away_mm`` > 0: :func:`away_radius` (deepest point within that distance, advancing at
-    most ``p.split_radius_toward_mm`` towards the other muscle of the group); else :func:`local_radius` with
-    ``p.radius_search_mm``.
-    ``p.split_radius_pool_sides``: one size per muscle for both sides (mean over the left and right clicks:
-    twice the clicks, so one click near a muscle's edge moves the size half as much).
-    """
-    away = float(p.split_radius_away_mm)
+    """Size (mm) of each muscle of ``groups`` for the size-normalised split: the mean :func:`away_radius` of
+    the non-background ``tissue`` at its clicks (k, j, i), pooled over both sides of the same muscle (twice the
+    clicks, so one click near a muscle's edge moves the size half as much)."""
     per: dict[str, list[float]] = {}
     for g in groups:
         for n in g:
             other = [m for m in g if m != n and clicks.get(m)]
             toward = tuple(np.mean([c[1:] for c in clicks[other[0]]], axis=0)) if other else None
-            rs = []
-            for k, j, i in clicks.get(n, []):
-                if away > 0:
-                    rs.append(
-                        away_radius(
-                            tissue[k],
-                            (j, i),
-                            toward,
-                            spacing_ji,
-                            away,
-                            p.split_radius_toward_mm,
-                        )
-                    )
-                else:
-                    rs.append(local_radius(tissue[k], (j, i), spacing_ji, p.radius_search_mm))
-            per[n] = rs
+            per[n] = [
+                away_radius(tissue[k], (j, i), toward, spacing_ji, away_mm, toward_mm)
+                for k, j, i in clicks.get(n, [])
+            ]
     out = {}
     for g in groups:
         for n in g:
-            rs = per[n]
-            if p.split_radius_pool_sides:
-                family = n.rsplit("_", 1)[0]
-                rs = [r for m, v in per.items() if m.rsplit("_", 1)[0] == family for r in v]
+            family = n.rsplit("_", 1)[0]
+            rs = [r for m, v in per.items() if m.rsplit("_", 1)[0] == family for r in v]
             out[n] = max(float(np.mean(rs)), 1.0) if rs else 1.0
     return out
 
@@ -278,13 +246,13 @@ def split_pairs(
     background: np.ndarray,
     spacing: tuple[float, float, float],
     dixon: bool,
-    p,
+    p: SplitParams,
 ) -> dict[str, np.ndarray]:
     """Split each grown multifidus + erector region (``pairs``: names, label in ``grown``) into its muscles.
 
-    Size-normalised geodesic distance on the fascia-ridge cost from each muscle's seed voxels
-    (``seeds_by_name``, k, j, i in ``grown``'s frame), divided by the muscle's size near its clicks
-    (``clicks``; :func:`muscle_radii`), then the fascia seam (:func:`refine_choice`). Returns a boolean
+    Geodesic distance on the fascia-ridge cost from each muscle's seed voxels (``seeds_by_name``, k, j, i in
+    ``grown``'s frame) divided by the muscle's size near its clicks (``clicks``; :func:`muscle_radii`: without
+    it the bisector cuts the large erector), then the fascia seam (:func:`refine_choice`). Returns a boolean
     mask per muscle.
     """
     _, sj_, si_ = spacing
@@ -295,51 +263,31 @@ def split_pairs(
     box = (slice(kk.min(), kk.max() + 1), slice(jj.min(), jj.max() + 1), slice(ii.min(), ii.max() + 1))
     offset = np.array([kk.min(), jj.min(), ii.min()])
     bshape = tuple(b.stop - b.start for b in box)
-    split_cost = p.split_diff_weight * feats[(slice(None), *box)]
     sub_graph = edge_graph(
-        split_cost,
+        np.zeros((0, *bshape), np.float32),
         spacing,
-        node_cost=ridge[box] * p.split_ridge_weight,
-        eps_per_mm=p.split_eps_per_mm,
+        node_cost=ridge[box] * p.ridge_weight,
+        eps_per_mm=p.eps_per_mm,
         blocked=~in_pair[box],
     )
-    # radius: inscribed radius of the non-background tissue at the clicks (muscle_radii)
-    radii = muscle_radii([g for g, _ in pairs], clicks, ~background, (sj_, si_), p)
+    radii = muscle_radii(
+        [g for g, _ in pairs], clicks, ~background, (sj_, si_), p.radius_away_mm, p.radius_toward_mm
+    )
     for g, value in pairs:
         region = (grown == value)[box]
-        # initial sources: the clicked seeds
         srcs: dict[str, list[tuple[int, int, int]]] = {}
+        scores = []
         for n in g:
             cs = [tuple(int(x) for x in np.array(c) - offset) for c in seeds_by_name[n]]
             srcs[n] = [c for c in cs if all(0 <= a < b for a, b in zip(c, bshape, strict=True)) and region[c]]
-        seed_slices = sorted({c[0] for n in g for c in srcs[n]})
-        for it in range(1 + p.split_recentre_iterations):
-            scores = []
-            for n in g:
-                src = np.array([np.ravel_multi_index(c, bshape) for c in srcs[n]], dtype=np.int64)
-                if src.size == 0:
-                    scores.append(np.full(bshape, np.inf))
-                    continue
-                d = dijkstra(sub_graph, directed=False, indices=src, min_only=True).reshape(bshape)
-                scale = radii[n] ** p.split_radius_power if p.size_normalised_split else 1.0
-                scores.append(d / scale)
-            choice = np.argmin(np.stack(scores), axis=0)
-            if it == p.split_recentre_iterations:
-                break
-            # re-centre: each muscle's new source is the deepest point of its current share on each
-            # seed slice, its radius the inscribed radius there (less dependent on where the click was)
-            for idx, n in enumerate(g):
-                new_src = []
-                for k in seed_slices:
-                    m = region[k] & (choice[k] == idx)
-                    if not m.any():
-                        continue
-                    dt = ndi.distance_transform_edt(m, sampling=(sj_, si_))
-                    j, i = np.unravel_index(int(np.argmax(dt)), dt.shape)
-                    new_src.append((k, int(j), int(i)))
-                if new_src:
-                    srcs[n] = new_src  # radii stay: re-estimating them from the split feeds back
-        if p.split_refine_band_mm > 0 and len(g) == 2:
+            src = np.array([np.ravel_multi_index(c, bshape) for c in srcs[n]], dtype=np.int64)
+            if src.size == 0:
+                scores.append(np.full(bshape, np.inf))
+                continue
+            d = dijkstra(sub_graph, directed=False, indices=src, min_only=True).reshape(bshape)
+            scores.append(d / radii[n])
+        choice = np.argmin(np.stack(scores), axis=0)
+        if p.refine_band_mm > 0 and len(g) == 2:
             choice = refine_choice(choice, region, feats[(slice(None), *box)], dixon, g, srcs, p, si_)
         for idx, n in enumerate(g):
             mask = np.zeros(grown.shape, bool)
@@ -349,9 +297,10 @@ def split_pairs(
 
 
 __all__ = [
+    "LINE_GAIN",
+    "LINE_RUN_ROWS",
     "away_radius",
     "fascia_strength",
-    "local_radius",
     "muscle_radii",
     "refine_choice",
     "refine_split",

@@ -12,7 +12,7 @@ import synthetic_dixon as sd
 from ParaspinalSegLib import io as segio
 from ParaspinalSegLib.levels import levels_from_landmarks, ranges_from_centres
 from ParaspinalSegLib.markups import MarkupPoint, read_points, write_points
-from ParaspinalSegLib.segment import SegmentParams, segment
+from ParaspinalSegLib.segment import CompetitorParams, SegmentParams, segment
 from ParaspinalSegLib.structures import BY_NAME
 
 
@@ -206,7 +206,8 @@ def test_reach_prior_stops_a_leak_into_similar_tissue() -> None:
     image.SetSpacing((1.0, 1.0, 4.0))
     seed = [MarkupPoint("psoas_left", np.array(image.TransformIndexToPhysicalPoint((50, 80, 2))), "L3")]
     truth = np.repeat(disc[None], k, axis=0)
-    leaky = sitk.GetArrayFromImage(segment(image, seed, params=SegmentParams(extent_scale=0)).labels) > 0
+    unbounded = SegmentParams(competitors=CompetitorParams(extent_scale=0))
+    leaky = sitk.GetArrayFromImage(segment(image, seed, params=unbounded).labels) > 0
     bounded = sitk.GetArrayFromImage(segment(image, seed).labels) > 0
     assert leaky.sum() > 1.5 * truth.sum()  # without the prior the band is taken (up to the ±45 mm ROI)
     assert dice(bounded, truth) > 0.85, dice(bounded, truth)

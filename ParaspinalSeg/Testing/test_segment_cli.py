@@ -213,10 +213,10 @@ def test_segment_cli_split_refine_option(outputs, capsys) -> None:
     common = ["segment", "--seeds", str(tmp / "seeds.mrk.json"), "--water", str(tmp / "water.nii.gz"),
               "--fat", str(tmp / "fat.nii.gz")]  # fmt: skip
     default = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labels.nii.gz")))
-    assert json.loads((out / "segment_info.json").read_text())["params"]["split_refine_band_mm"] == 8.0
+    assert json.loads((out / "segment_info.json").read_text())["params"]["split"]["refine_band_mm"] == 8.0
     off = tmp / "refine0"
     assert cli([*common, "--split-refine-mm", "0", "--out-dir", str(off)]) == 0
-    assert json.loads((off / "segment_info.json").read_text())["params"]["split_refine_band_mm"] == 0.0
+    assert json.loads((off / "segment_info.json").read_text())["params"]["split"]["refine_band_mm"] == 0.0
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(off / "labels.nii.gz"))), default)
     capsys.readouterr()
     assert cli([*common, "--split-refine-mm", "-3", "--out-dir", str(tmp / "bad")]) == 2

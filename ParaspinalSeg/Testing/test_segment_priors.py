@@ -20,7 +20,7 @@ from ParaspinalSegLib.priors import (
     midline_path,
 )
 from ParaspinalSegLib.seeds import points_from_labels
-from ParaspinalSegLib.segment import SegmentParams, segment
+from ParaspinalSegLib.segment import FrontParams, MidlineParams, SegmentParams, segment
 from ParaspinalSegLib.structures import BY_NAME, TUM01_LABEL_NAMES
 
 
@@ -128,15 +128,15 @@ def test_tum01_erector_front_removes_mostly_leaked_tissue() -> None:
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(shared_path("data/myosegmentum_tum01/labels.nii.gz"))))
     clicks = _tum01_clicks(truth, fat)
     outs = {}
-    for f in (0.0, SegmentParams().erector_front_factor):
+    for f in (0.0, FrontParams().factor):
         r = segment(
             {"water": water, "fat": fat},
             clicks,
             assume_same_grid=True,
-            params=SegmentParams(erector_front_factor=f),
+            params=SegmentParams(front=FrontParams(factor=f)),
         )
         outs[f] = sitk.GetArrayFromImage(r.labels)
-    off, on = outs[0.0], outs[SegmentParams().erector_front_factor]
+    off, on = outs[0.0], outs[FrontParams().factor]
     for v, name in TUM01_LABEL_NAMES.items():
         lab = BY_NAME[name].value
         if name.startswith("multifidus"):  # only the partial-volume rim may differ by a voxel here and there
@@ -160,7 +160,7 @@ def test_erector_front_on_the_phantom_t1_and_not_with_psoas_ql_clicked() -> None
     truth = ph.arrays["labels"]
 
     def run(pts, f):
-        params = SegmentParams(erector_front_factor=f)
+        params = SegmentParams(front=FrontParams(factor=f))
         return sitk.GetArrayFromImage(segment(img, pts, levels=ph.level_slices, params=params).labels)
 
     off, on = run(para, 0.0), run(para, 1.0)
@@ -247,7 +247,7 @@ def test_tum01_midline_margin_removes_mostly_ligament() -> None:
                 {"water": water, "fat": fat},
                 clicks,
                 assume_same_grid=True,
-                params=SegmentParams(midline_margin_mm=m),
+                params=SegmentParams(midline=MidlineParams(margin_mm=m)),
             ).labels
         )
         for m in (0.0, 2.5)

@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.seeds import points_from_labels
-from ParaspinalSegLib.segment import SegmentParams, segment
+from ParaspinalSegLib.segment import SegmentParams, SplitParams, segment
 from ParaspinalSegLib.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 pytestmark = pytest.mark.realdata
@@ -162,7 +162,7 @@ def test_auto_non_dixon_on_synthesised_inphase_vs_dixon(tum01) -> None:
     assert (auto["fat_fraction_pct"] < 20).all()
 
 
-# TUM01 with the seam refinement off (SegmentParams(split_refine_band_mm=0)): measured ES R/L 0.9071/0.9116,
+# TUM01 with the seam refinement off (SplitParams(refine_band_mm=0)): measured ES R/L 0.9071/0.9116,
 # MF R/L 0.8465/0.8670.
 MIN_DICE_UNREFINED = {
     "erector_spinae_right": 0.903,  # 0.907/0.915 with the anterior-fascia clip (priors.clip_erector_front)
@@ -173,13 +173,13 @@ MIN_DICE_UNREFINED = {
 
 
 def test_tum01_unrefined_split_dice(tum01) -> None:
-    """With the fascia-seam refinement off (split_refine_band_mm=0) the previous default is reproduced."""
+    """With the fascia-seam refinement off (split.refine_band_mm=0) the previous default is reproduced."""
     water, fat, _labels, truth = tum01
     r = segment(
         {"water": water, "fat": fat},
         tum01_seeds(truth, fat),
         assume_same_grid=True,
-        params=SegmentParams(split_refine_band_mm=0.0),
+        params=SegmentParams(split=SplitParams(refine_band_mm=0.0)),
     )
     got = dice_per_structure(sitk.GetArrayFromImage(r.labels), truth)
     for name, floor in MIN_DICE_UNREFINED.items():
@@ -217,9 +217,9 @@ _ = pd  # pandas is used through measure_labels' DataFrames
 
 @pytest.mark.slow
 def test_seed_robustness_5mm_unrefined_split(tum01) -> None:
-    """Same as above with the seam refinement off (split_refine_band_mm=0): measured 0.0325."""
+    """Same as above with the seam refinement off (split.refine_band_mm=0): measured 0.0325."""
     water, fat, _labels, truth = tum01
-    params = SegmentParams(split_refine_band_mm=0.0)
+    params = SegmentParams(split=SplitParams(refine_band_mm=0.0))
     run = lambda seeds: dice_per_structure(  # noqa: E731
         sitk.GetArrayFromImage(
             segment({"water": water, "fat": fat}, seeds, assume_same_grid=True, params=params).labels

@@ -4,6 +4,7 @@ and stays where the first split put it when no line is visible."""
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ParaspinalSegLib import split
 from ParaspinalSegLib.split import fascia_strength, refine_split
@@ -47,11 +48,11 @@ def test_line_beyond_band_and_no_line_keep_first_split() -> None:
     assert (mf == first[:, :, ::-1]).all()
 
 
-def test_streak_next_to_a_boundary_already_on_a_fascia_is_ignored(monkeypatch) -> None:
-    """With the line gate on (split.LINE_GAIN 1.5, off by default): the first boundary sits on a fascia
+def test_streak_next_to_a_boundary_already_on_a_fascia_is_ignored() -> None:
+    """With the line gate (split.LINE_GAIN 1.5, the default): the first boundary sits on a fascia
     (column 34); an equally bright streak inside the multifidus 4 columns away (the phantom's fatty
     multifidus) must not pull the boundary; a much brighter line does. Gate off: the streak pulls it."""
-    monkeypatch.setattr(split, "LINE_GAIN", 1.5)
+    assert split.LINE_GAIN == 1.5
     region, first, _ = _case(line_col=None)
     fat = np.zeros(region.shape, np.float32)
     water = np.where(region, 1.0, 0.0).astype(np.float32)
@@ -60,9 +61,8 @@ def test_streak_next_to_a_boundary_already_on_a_fascia_is_ignored(monkeypatch) -
     strength = fascia_strength(fat, water, 1.5)
     mf = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.0)
     assert (mf == first).all()
-    monkeypatch.setattr(split, "LINE_GAIN", 0.0)
-    assert (refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.0) != first).any()
-    monkeypatch.setattr(split, "LINE_GAIN", 1.5)
+    ungated = refine_split(region, first, strength, +1, 1.0, band_mm=8.0, prior_weight=0.0, line_gain=0.0)
+    assert (ungated != first).any()
     fat[:, 10:40, 38] = 1.0  # a line far stronger than the first boundary's: the seam moves onto it
     water[:, 10:40, 38] = 0.0
     strength = fascia_strength(fat, water, 1.5)
@@ -89,7 +89,7 @@ def _two_muscle_mass(line: bool):
 
 
 def _split(region, feats, ridge_, background, mf_click, es_click):
-    from ParaspinalSegLib.segment import SegmentParams
+    from ParaspinalSegLib.segment import SplitParams
 
     names = ["multifidus_left", "erector_spinae_left"]
     clicks = {"multifidus_left": [mf_click], "erector_spinae_left": [es_click]}
@@ -107,7 +107,7 @@ def _split(region, feats, ridge_, background, mf_click, es_click):
         background,
         (1.0, 1.0, 1.0),
         True,
-        SegmentParams(),
+        SplitParams(),
     )
     return res["multifidus_left"], res["erector_spinae_left"]
 
@@ -160,18 +160,17 @@ def test_away_radius_is_the_multifidus_radius_wherever_the_click_is() -> None:
         click = (40 + dj, 30 + di)
         r = split.away_radius(mass, click, (40.0, 50.0), (1.0, 1.0), 8.0, 5.0)
         assert 7.5 <= r <= 8.5, (click, r)
-        at_click.append(split.local_radius(mass, click, (1.0, 1.0), 0.0))
+        at_click.append(float(ndi.distance_transform_edt(mass)[click]))
     assert min(at_click) <= 5.0  # the old estimate: a click 4 mm off-centre gives half the radius
     # a wider search stays on the multifidus; unrestricted, it ends in the erector's bulk
     assert 7.5 <= split.away_radius(mass, (40, 34), (40.0, 50.0), (1.0, 1.0), 12.0, 5.0) <= 8.5
     assert split.away_radius(mass, (40, 34), None, (1.0, 1.0), 12.0) > 12.0
 
 
-def test_muscle_radii_pools_the_sides_when_asked() -> None:
-    from types import SimpleNamespace
-
+def test_muscle_radii_pools_the_sides() -> None:
+    """Each muscle's size is the deepest point near its clicks (8 mm for the multifidus clicked at its centre
+    on the left and 4 mm off-centre on the right), one size per muscle for both sides."""
     mass = np.stack([_two_discs()] * 2)
-    # left multifidus clicked at its centre (radius 8); right one 4 mm off-centre away from the erector
     clicks = {
         "multifidus_left": [(0, 40, 30)],
         "erector_spinae_left": [(0, 40, 50)],
@@ -179,16 +178,10 @@ def test_muscle_radii_pools_the_sides_when_asked() -> None:
         "erector_spinae_right": [(1, 40, 50)],
     }
     groups = [["multifidus_left", "erector_spinae_left"], ["multifidus_right", "erector_spinae_right"]]
-    old = SimpleNamespace(split_radius_away_mm=0.0, radius_search_mm=0.0, split_radius_pool_sides=False)
-    r = split.muscle_radii(groups, clicks, mass, (1.0, 1.0), old)
+    r = split.muscle_radii(groups, clicks, mass, (1.0, 1.0), 8.0, 5.0)
+    assert r["multifidus_left"] == r["multifidus_right"] and abs(r["multifidus_left"] - 8.0) < 0.5
     assert (
-        abs(r["multifidus_left"] - 8.0) < 0.5 and abs(r["multifidus_right"] - 4.0) < 0.5
-    )  # follows the click
-    new = SimpleNamespace(split_radius_away_mm=8.0, split_radius_toward_mm=5.0, split_radius_pool_sides=False)
-    r = split.muscle_radii(groups, clicks, mass, (1.0, 1.0), new)
-    assert abs(r["multifidus_left"] - 8.0) < 0.5 and abs(r["multifidus_right"] - 8.0) < 0.5
-    assert abs(r["erector_spinae_left"] - 16.0) < 0.5
-    pooled = SimpleNamespace(split_radius_away_mm=0.0, radius_search_mm=0.0, split_radius_pool_sides=True)
-    r = split.muscle_radii(groups, clicks, mass, (1.0, 1.0), pooled)
-    assert r["multifidus_left"] == r["multifidus_right"]
-    assert abs(r["multifidus_left"] - 6.0) < 0.5
+        r["erector_spinae_left"] == r["erector_spinae_right"] and abs(r["erector_spinae_left"] - 16.0) < 0.5
+    )
+    # the distance to the edge at the clicks themselves would give the right multifidus half the size
+    assert float(ndi.distance_transform_edt(mass[1])[40, 26]) <= 4.5

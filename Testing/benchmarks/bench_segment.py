@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from ParaspinalSegLib.markups import read_points
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
 from ParaspinalSegLib.phantom_params import PhantomParams
-from ParaspinalSegLib.segment import SegmentParams, segment
+from ParaspinalSegLib.segment import SegmentParams, SplitParams, segment
 
 
 def best_of(n: int, fn) -> float:
@@ -61,7 +61,7 @@ def main() -> None:
 
         inputs = {"water": water, "fat": fat}
         t_full = best_of(3, lambda: segment(inputs, paraspinal, levels=levels))
-        refined = SegmentParams(split_refine_band_mm=0.0)  # MF/ES seam refinement (split.py) off
+        refined = SegmentParams(split=SplitParams(refine_band_mm=0.0))  # MF/ES seam refinement (split.py) off
         t_refined = best_of(3, lambda: segment(inputs, paraspinal, levels=levels, params=refined))
         t_all8 = best_of(2, lambda: segment(inputs, seeds, levels=levels))
         prev = segment(inputs, paraspinal, levels=levels)
@@ -76,7 +76,7 @@ def main() -> None:
     print(f"baseline scipy watershed_ift {t_ws:7.3f} s")
     rows = [
         ("segment MF+ES, 5 levels", t_full, 3.0),
-        ("  with split_refine_band_mm=0 (off)", t_refined, 3.0),
+        ("  with split.refine_band_mm=0 (off)", t_refined, 3.0),
         ("segment all 8 muscles", t_all8, None),
         ("re-run one level (L3)", t_level, 0.5),
     ]

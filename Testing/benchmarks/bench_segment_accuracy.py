@@ -34,7 +34,7 @@ from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_N
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TS_NAMES = {46: "erector_spinae_left", 47: "erector_spinae_right"}  # total_mr autochthon L/R
 ROBUSTNESS_DRAWS = 12
-PARAMS = SegmentParams()  # --split-refine-mm sets split_refine_band_mm
+PARAMS = SegmentParams()  # --split-refine-mm sets split.refine_band_mm
 
 
 def clicks(truth, ref, names, first_level=1, shift_mm=0.0, rng=None) -> list[MarkupPoint]:
@@ -232,12 +232,12 @@ def main() -> None:
         "--split-refine-mm",
         type=float,
         default=None,
-        help=f"SegmentParams.split_refine_band_mm (default {SegmentParams().split_refine_band_mm:g}; 0 = off)",
+        help=f"SplitParams.refine_band_mm (default {SegmentParams().split.refine_band_mm:g}; 0 = off)",
     )
     ap.add_argument("--only", choices=["tum01", "musclemap", "totalseg", "phantom"], help="run one dataset")
     args = ap.parse_args()
     if args.split_refine_mm is not None:
-        PARAMS.split_refine_band_mm = args.split_refine_mm
+        PARAMS.split.refine_band_mm = args.split_refine_mm
     if args.only:
         {
             "tum01": lambda: tum01(args.figure),
