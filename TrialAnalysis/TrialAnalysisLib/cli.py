@@ -13,6 +13,9 @@ COMMANDS = {
     "validate": "TrialAnalysisLib.validate_cli:add_cli",
     "analyze": "TrialAnalysisLib.analyze_cli:add_cli",
     "demo": "TrialAnalysisLib.demo:add_cli",
+    "randomization-server": "TrialAnalysisLib.randomization_server.server_cli:add_server_cli",
+    "randomization-admin": "TrialAnalysisLib.randomization_server.server_cli:add_admin_cli",
+    "audit-verify": "TrialAnalysisLib.randomization_server.server_cli:add_verify_cli",
 }
 
 

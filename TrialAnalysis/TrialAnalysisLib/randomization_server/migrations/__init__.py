@@ -1,0 +1,1 @@
+"""Alembic migrations of the randomisation service's database (run by ``db.migrate``)."""
