@@ -67,7 +67,10 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     p = subparsers.add_parser(
         name, help="extract features of every structure of one case", description=__doc__
     )
-    p.add_argument("--image", required=True, help="image file (NIfTI, NRRD, ...)")
+    p.add_argument("--image", required=True, help="image file (NIfTI, NRRD, ...) or a DICOM series folder")
+    p.add_argument(
+        "--series", metavar="NUMBER|UID", help="series of a DICOM folder holding several (SeriesNumber or UID)"
+    )
     p.add_argument("--labels", required=True, help="label map or Slicer .seg.nrrd on the image grid")
     p.add_argument(
         "--label-names", help="labels.json (C1); default: .seg.nrrd names or labels.json beside LABELS"
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     """Extract one case and write the table atomically."""
     quiet_radiomics(args)
     params = params_of(args)
-    image, labels, names, levels = load_case(args.image, args.labels, args.label_names)
+    image, labels, names, levels = load_case(args.image, args.labels, args.label_names, args.series)
     case_id = args.case_id or Path(args.image).name.split(".")[0]
     with tqdm(total=0, desc=case_id, unit="mask", disable=args.progress) as bar:
 

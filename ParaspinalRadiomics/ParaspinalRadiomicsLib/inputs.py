@@ -16,9 +16,16 @@ import SimpleITK as sitk
 Levels = dict[str, tuple[int, int]]
 
 
-def read_image(path: str | Path) -> sitk.Image:
-    """Read a scalar image (NIfTI, NRRD, MHA...) or raise an error naming the file."""
+def read_image(path: str | Path, series: str | None = None) -> sitk.Image:
+    """Read a scalar image (NIfTI, NRRD, MHA...) or one series of a DICOM folder (``series``: SeriesNumber
+    or UID; needed when the folder holds several), or raise an error naming the file/folder."""
     path = Path(path)
+    if path.is_dir():
+        from ParaspinalLBPCore.dicom_series import load_image
+
+        return load_image(path, series)[0]
+    if series:
+        raise ValueError(f"a series choice ({series}) applies to a DICOM folder, not to the file {path}")
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
@@ -248,14 +255,17 @@ def match_mask_geometry(
 
 
 def load_case(
-    image_path: str | Path, labels_path: str | Path, label_names_path: str | Path | None = None
+    image_path: str | Path,
+    labels_path: str | Path,
+    label_names_path: str | Path | None = None,
+    series: str | None = None,
 ) -> tuple[sitk.Image, sitk.Image, dict[int, str] | None, Levels | None]:
     """Image, label map, names and levels of one case from files.
 
     Names come from ``label_names_path`` (C1), else from a ``.seg.nrrd`` header, else from a
     ``labels.json`` beside the label map; levels only from C1 files.
     """
-    image = read_image(image_path)
+    image = read_image(image_path, series)
     labels, names = read_labels(labels_path)
     levels = None
     json_path = Path(label_names_path) if label_names_path else find_sidecar(labels_path)

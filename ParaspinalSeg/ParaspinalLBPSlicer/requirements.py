@@ -20,6 +20,8 @@ PYTHON_REQUIREMENTS = {
     "matplotlib": "matplotlib==3.10.7",
     "jinja2": "jinja2==3.1.6",
     "tqdm": "tqdm==4.70.1",
+    "pydicom": "pydicom==3.0.2",
+    "highdicom": "highdicom==0.27.0",
 }
 
 

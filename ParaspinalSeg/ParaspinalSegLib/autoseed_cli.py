@@ -59,7 +59,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read the image(s), propose the seeds and write them atomically."""
     from ParaspinalSegLib.autoseed import propose_seeds, write_proposal
-    from ParaspinalSegLib.io import read_volume
+    from ParaspinalSegLib.image_inputs import load_image_inputs
     from ParaspinalSegLib.markups import read_points
 
     check_image_arguments(args)
@@ -67,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--refine-iterations must be at least 1 (got {args.refine_iterations})")
     steps = tqdm(total=3, desc="propose-seeds", unit="step")
     levels = read_points(args.levels) if args.levels else None
-    if args.image:
-        inputs = read_volume(args.image, "image")
-    else:
-        inputs = {"water": read_volume(args.water, "water image"), "fat": read_volume(args.fat, "fat image")}
+    inputs = load_image_inputs(args).inputs
     steps.update()
     proposal = propose_seeds(
         inputs,

@@ -12,6 +12,7 @@ COMMANDS = {
     "measure": "ParaspinalSegLib.measure_cli:add_cli",
     "propose-seeds": "ParaspinalSegLib.autoseed_cli:add_cli",
     "infiltrate": "ParaspinalSegLib.infiltrate_cli:add_cli",
+    "dicom-seg": "ParaspinalSegLib.dicom_seg_cli:add_cli",
 }
 
 

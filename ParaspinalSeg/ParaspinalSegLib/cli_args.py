@@ -5,13 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
+DICOM_HELP = "a file (NIfTI, NRRD, ...) or a DICOM series folder"
+
 
 def add_image_arguments(parser: Any, image_help: str = "single T1/T2-weighted volume (fat bright)") -> None:
-    """The CLIs' image options: ``--image`` or a Dixon pair ``--water`` + ``--fat`` (output on the fat grid)."""
+    """The CLIs' image options: ``--image``, a Dixon pair ``--water`` + ``--fat`` (output on the fat grid),
+    or ``--dicom DIR`` (the Dixon pair recognised from the headers, or one series with ``--series``)."""
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", help=image_help)
-    src.add_argument("--water", help="Dixon water image (use with --fat)")
-    parser.add_argument("--fat", help="Dixon fat image (use with --water); results are on its grid")
+    src.add_argument("--image", help=f"{image_help}: {DICOM_HELP}")
+    src.add_argument("--water", help=f"Dixon water image (use with --fat): {DICOM_HELP}")
+    src.add_argument(
+        "--dicom",
+        metavar="DIR",
+        help="DICOM folder of the study: the Dixon water/fat pair is recognised from ImageType/"
+        "SeriesDescription (or named with --water-series/--fat-series); --series takes one image instead",
+    )
+    parser.add_argument(
+        "--fat", help=f"Dixon fat image (use with --water); results are on its grid: {DICOM_HELP}"
+    )
+    parser.add_argument(
+        "--series",
+        metavar="NUMBER|UID",
+        help="series of a DICOM folder given to --image/--dicom (SeriesNumber or SeriesInstanceUID; "
+        "a folder with several series lists them)",
+    )
+    parser.add_argument("--water-series", metavar="NUMBER|UID", help="water series of a DICOM folder")
+    parser.add_argument("--fat-series", metavar="NUMBER|UID", help="fat series of a DICOM folder")
 
 
 def check_image_arguments(args: Any) -> None:
@@ -20,6 +39,10 @@ def check_image_arguments(args: Any) -> None:
         missing = "--fat" if args.water else "--water"
         raise ValueError(
             f"{missing} is missing: --water and --fat go together (Dixon pair); for one image use --image"
+        )
+    if getattr(args, "fat", None) and getattr(args, "dicom", None):
+        raise ValueError(
+            "--fat goes with --water; with --dicom name the series with --water-series/--fat-series"
         )
 
 

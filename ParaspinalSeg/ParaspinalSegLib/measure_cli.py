@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     """Measure and write OUT/measurements.csv."""
     import SimpleITK as sitk
 
-    from ParaspinalSegLib.io import match_grid, read_labels_json, read_volume
+    from ParaspinalSegLib.image_inputs import load_image_inputs
+    from ParaspinalSegLib.io import match_grid, read_labels_json
     from ParaspinalSegLib.levels import levels_from_landmarks
     from ParaspinalSegLib.markups import read_points
     from ParaspinalSegLib.measure import measure_labels
@@ -65,18 +66,12 @@ def run(args: argparse.Namespace) -> int:
     if args.levels:
         levels = levels_from_landmarks(read_points(args.levels), labels, source=args.levels)
     bar.update()
-    kw = {}
-    if args.image:
-        kw["image"] = match_grid(
-            read_volume(args.image, "image"), labels, "image", "label map", args.assume_same_grid
-        )
-    else:
-        kw["water"] = match_grid(
-            read_volume(args.water, "water image"), labels, "water image", "label map", args.assume_same_grid
-        )
-        kw["fat"] = match_grid(
-            read_volume(args.fat, "fat image"), labels, "fat image", "label map", args.assume_same_grid
-        )
+    src = load_image_inputs(args)
+    roles = {"image": src.image} if src.image is not None else {"water": src.water, "fat": src.fat}
+    kw = {
+        role: match_grid(im, labels, f"{role} image" if role != "image" else "image", "label map", args.assume_same_grid)
+        for role, im in roles.items()
+    }
     bar.update()
     table = measure_labels(
         labels,

@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ParaspinalSegLib.cli_args import add_image_arguments, add_measurement_arguments, check_image_arguments
+from ParaspinalSegLib.dicom_seg_cli import add_dicom_seg_arguments, resolve_reference
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         "default 8 = SplitParams.refine_band_mm, 0 = off; see docs/segmentation.md)",
     )
     add_measurement_arguments(p)
+    add_dicom_seg_arguments(p)
     p.add_argument("--out-dir", required=True, help="output directory")
     p.set_defaults(func=run)
 
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the segmentation and write all outputs atomically."""
     import SimpleITK as sitk
 
-    from ParaspinalSegLib.io import read_volume, write_labels, write_labels_json, write_seg_nrrd
+    from ParaspinalSegLib.image_inputs import load_image_inputs
+    from ParaspinalSegLib.io import write_labels, write_labels_json, write_seg_nrrd
     from ParaspinalSegLib.markups import read_points
     from ParaspinalSegLib.measure import measure_labels
     from ParaspinalSegLib.segment import SegmentParams, segment
@@ -62,16 +65,16 @@ def run(args: argparse.Namespace) -> int:
     steps = tqdm(total=4, desc="segment", unit="step")
     seeds = read_points(args.seeds)
     levels = read_points(args.levels) if args.levels else None
-    if args.image:
-        image = read_volume(args.image, "image")
-        inputs = image
-    else:
-        water = read_volume(args.water, "water image")
-        fat = read_volume(args.fat, "fat image")
-        inputs = {"water": water, "fat": fat}
+    src = load_image_inputs(args)
+    image, water, fat = src.image, src.water, src.fat
+    reference = resolve_reference(args, src) if args.dicom_seg else None
+    if reference is not None:  # refuse a mismatched reference before segmenting, not after writing
+        from ParaspinalSegLib.dicom_seg import check_on_series_grid
+
+        check_on_series_grid(image if image is not None else fat, reference, "the input image")
     steps.update()
     result = segment(
-        inputs,
+        src.inputs,
         seeds,
         structures=args.structures,
         levels=levels,
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     write_labels(out / "labels.nii.gz", result.labels)
     write_labels_json(out / "labels.json", result.label_names, result.levels)
     steps.update()
-    if args.image:
+    if image is not None:
         table = measure_labels(
             result.labels,
             result.label_names,
@@ -108,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
             erode_px=args.erode_px,
         )
     write_csv(out / "measurements.csv", table)
+    if reference is not None:
+        from ParaspinalSegLib.dicom_seg import write_dicom_seg
+
+        write_dicom_seg(out / "segmentation.dcm", result.labels, result.label_names, reference)
+        log.info("wrote %s/segmentation.dcm referencing %s", out, reference.label)
     info_path = out / "segment_info.json"
     tmp = info_path.with_name(f".{info_path.name}.tmp")
     tmp.write_text(json.dumps(result.info, indent=2, default=str), encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Plain-Python code shared by every ParaspinalLBP Lib (no Slicer, Qt or VTK imports)."""
