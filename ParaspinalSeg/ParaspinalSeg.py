@@ -91,6 +91,7 @@ class ParaspinalSegParameterNode:
     erosionVoxels: Annotated[int, WithinRange(0, 3)] = 1
     caseId: str = ""
     assumeSameGrid: bool = False
+    raterName: str = ""
 
 
 #
@@ -123,6 +124,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.proposeSeedsButton.connect("clicked(bool)", self.onProposeSeeds)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.measureButton.connect("clicked(bool)", self.onMeasure)
+        self.ui.exportDicomSegButton.connect("clicked(bool)", self.onExportDicomSeg)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -175,6 +177,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.measureButton.enabled = bool(hasImage and p.segmentation)
         self.ui.placeSeedButton.enabled = hasImage
         self.ui.proposeSeedsButton.enabled = hasImage
+        self.ui.exportDicomSegButton.enabled = bool(p and (p.inputVolume or p.fatVolume) and p.segmentation)
 
     def onPlaceSeed(self) -> None:
         """Start placing one seed named after the chosen structure (one click per muscle per level)."""
@@ -226,6 +229,14 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 assumeSameGrid=p.assumeSameGrid,
             )
             self.logic.showBarChart(p.table)
+
+
+    def onExportDicomSeg(self) -> None:
+        """Save the segmentation as DICOM SEG into the DICOM database (it references the image's series)."""
+        with slicer.util.tryWithErrorDisplay(_("DICOM SEG export failed."), waitCursor=True):
+            p = self._parameterNode
+            path = self.logic.exportDicomSeg(p.segmentation, p.inputVolume or p.fatVolume, p.raterName)
+            slicer.util.showStatusMessage(_("DICOM SEG added to the DICOM database: ") + path, 8000)
 
 
 #
@@ -379,6 +390,18 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         if inputVolume is not None:
             return inputVolume, mrml.volumeToImage(inputVolume)
         raise ValueError("select a T1/T2-weighted image, or a Dixon water + fat pair")
+
+    def exportDicomSeg(self, segmentationNode, referenceVolume, creator: str = "") -> str:
+        """Write ``segmentationNode`` as DICOM SEG referencing the DICOM series ``referenceVolume`` was loaded
+        from (one segment per muscle, SNOMED CT coded) and import it into ``slicer.dicomDatabase``; returns
+        the written file. ``creator`` (the rater) becomes the SEG's ContentCreatorName."""
+        from ParaspinalLBPSlicer import dicomexport
+
+        if segmentationNode is None or referenceVolume is None:
+            raise ValueError("select the segmentation and the DICOM image it was drawn on")
+        path = dicomexport.exportSegmentationToDicom(segmentationNode, referenceVolume, creator or None)
+        logging.info("ParaspinalSeg: DICOM SEG %s imported into the DICOM database", path)
+        return path
 
     def showBarChart(self, tableNode, column: str = "csa_cm2", level: str = "all"):
         """Bar chart of one measurement per structure (whole-volume rows by default) in a plot chart node."""

@@ -217,10 +217,31 @@ def scan_folder(folder: str | Path) -> list[SeriesInfo]:
         raise DicomInputError(
             f"{folder}: no DICOM image files found ({not_dicom} other file(s) looked at{extra})"
         )
+    return _group(found, str(folder))
+
+
+def scan_files(files: Sequence[str | Path], where: str) -> list[SeriesInfo]:
+    """The image series of an explicit file list (e.g. from Slicer's DICOM database); ``where`` names it."""
+    import pydicom
+
+    found = []
+    for f in files:
+        try:
+            found.append(
+                (str(f), pydicom.dcmread(f, stop_before_pixels=True, specific_tags=list(_HEADER_KEYWORDS)))
+            )
+        except (OSError, ValueError, EOFError) as exc:
+            raise DicomInputError(f"{where}: cannot read DICOM file {f}: {exc}") from None
+    if not found:
+        raise DicomInputError(f"{where}: no DICOM files given")
+    return _group(found, where)
+
+
+def _group(found: list[tuple[str, Any]], where: str) -> list[SeriesInfo]:
     groups: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     for path, ds in found:
         groups[str(ds.SeriesInstanceUID)].append((path, ds))
-    series = [_series_info(str(folder), uid, members) for uid, members in groups.items()]
+    series = [_series_info(where, uid, members) for uid, members in groups.items()]
     return sorted(series, key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
 
 
