@@ -4,7 +4,11 @@ Thin Slicer layer over ``LBPRiskModelLib``: load a model bundle (SHA-256 verifie
 tampered or incompatible one), gather the case's imaging predictors from the ParaspinalRadiomics
 feature table and the ParaspinalSeg measurement table (pivoted exactly as in training), add the
 clinical values typed into the form, and show risk, risk group and per-feature contributions.
-Training, reports and the web calculator are the ``lbp-riskmodel`` command line.
+*Train* runs ``lbp-riskmodel train --progress`` in a background process (cancellable) and loads the
+new bundle; reports and the web calculator are the ``lbp-riskmodel`` command line. From the console::
+
+    job = LBPRiskModelLogic().trainInBackground("bundle/", "responder", data="table.csv")
+    job.wait(); bundle = LBPRiskModelLogic.loadBundle(job.outputPath)
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from ParaspinalLBPSlicer import jobs
 from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.tables import dataFrameToTable, tableToDataFrame
-from ParaspinalLBPSlicer.widgets import optionalPath
+from ParaspinalLBPSlicer.widgets import JobMonitor, optionalPath
 
 
 class LBPRiskModel(ScriptedLoadableModule):
@@ -63,6 +68,15 @@ class LBPRiskModelParameterNode:
     measurementsTable: vtkMRMLTableNode
     contributionsTable: vtkMRMLTableNode
     clinicalValues: dict[str, str]
+    trainingData: Path  # modelling table (CSV, one row per case), or:
+    trialData: Path  # the trial's data folder (C6) joined with
+    trainingFeatures: Path  # ... a feature table (C5) and
+    trainingMeasurements: Path  # ... a measurement table (C4)
+    outcome: str = "responder"  # column, or responder:VISIT:MCID / recurrence:MONTHS with trialData
+    trainingConfig: Path  # YAML overriding the protocol configuration (optional)
+    quickTraining: bool = False
+    trainingFigures: bool = True
+    trainingOutput: Path  # bundle folder to write
 
 
 class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -76,6 +90,7 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self.bundle = None
         self._bundleSource = None  # the path self.bundle was loaded (or refused) from
+        self._jobMonitor = None
 
     def setup(self) -> None:
         """Load the UI, create the Logic, observe scene closing, bind the parameter node."""
@@ -86,6 +101,16 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LBPRiskModelLogic()
+        self._jobMonitor = JobMonitor(
+            self.ui.trainProgressBar,
+            self.ui.trainLogTextEdit,
+            self.ui.trainStatusLabel,
+            self.ui.trainCancelButton,
+            onSucceeded=self._onTrainingSucceeded,
+            onEnded=self._checkCanApply,
+            what=_("Training"),
+        )
+        self.ui.trainButton.connect("clicked(bool)", self.onTrain)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.clinicalTableWidget.connect("cellChanged(int,int)", self.onClinicalValueChanged)
@@ -93,7 +118,9 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Module widget destroyed (application exit): unbind, stop observing."""
+        """Module widget destroyed (application exit): cancel a running training, unbind, stop observing."""
+        if self._jobMonitor is not None:
+            self._jobMonitor.cleanup()
         self.setParameterNode(None)
         self.removeObservers()
 
@@ -139,6 +166,11 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if path != self._bundleSource:
             self._loadBundle(path)
         self.ui.predictButton.enabled = self.bundle is not None
+        running = self._jobMonitor is not None and self._jobMonitor.running
+        hasData = bool(p and (optionalPath(p.trainingData) or optionalPath(p.trialData)))
+        self.ui.trainButton.enabled = (
+            bool(hasData and optionalPath(p.trainingOutput) and p.outcome) and not running
+        )
 
     def _loadBundle(self, path: Path | None) -> None:
         """Verify and load the bundle, then list its clinical fields in the form (errors in the label)."""
@@ -155,7 +187,9 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.bundleInfoLabel.text = _("Not loaded: ") + str(exc)
             else:
                 meta = self.bundle.metadata
-                self.ui.bundleInfoLabel.text = f"{meta.get('model_name', '')} · {self.bundle.bundle_hash[:12]}"
+                self.ui.bundleInfoLabel.text = (
+                    f"{meta.get('model_name', '')} · {self.bundle.bundle_hash[:12]}"
+                )
                 fields = [f for f in self.bundle.schema if f.group == "clinical"]
         values = dict(self._parameterNode.clinicalValues or {}) if self._parameterNode else {}
         table = self.ui.clinicalTableWidget
@@ -203,6 +237,30 @@ class LBPRiskModelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 f"{_('risk group')}: <b>{prediction.risk_group}</b>"
             )
 
+    def onTrain(self) -> None:
+        """Start training in the background; the job panel follows it and the new bundle is loaded."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Training could not start.")):
+            job = self.logic.trainInBackground(
+                optionalPath(p.trainingOutput),
+                p.outcome,
+                data=optionalPath(p.trainingData),
+                clinical=optionalPath(p.trialData),
+                features=optionalPath(p.trainingFeatures),
+                measurements=optionalPath(p.trainingMeasurements),
+                config=optionalPath(p.trainingConfig),
+                quick=p.quickTraining,
+                figures=p.trainingFigures,
+            )
+            self._jobMonitor.start(job, _("Training…"))
+        self._checkCanApply()
+
+    def _onTrainingSucceeded(self, job) -> None:
+        self._bundleSource = None  # reload even when the path is the one already shown
+        if self._parameterNode:
+            self._parameterNode.bundlePath = job.outputPath
+        self._checkCanApply()
+
 
 class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
     """Bundle + table nodes + clinical dict → Prediction and a contributions table node."""
@@ -216,6 +274,81 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
         from LBPRiskModelLib import bundle as bundle_api
 
         return bundle_api.load_bundle(Path(path))
+
+    @staticmethod
+    def _trainingOptions(outcome, data, clinical, features, measurements, config, quick, figures) -> dict:
+        """The ``train`` options as one dict (the same for both ways of running it); checks the inputs."""
+        if not outcome:
+            raise ValueError("name the outcome (a column, or responder:VISIT:MCID / recurrence:MONTHS)")
+        if data is None and clinical is None:
+            raise ValueError("choose a modelling table, or the trial data folder to assemble one from")
+        return {
+            "data": data,
+            "clinical": clinical,
+            "features": features,
+            "measurements": measurements,
+            "config": config,
+            "quick": bool(quick),
+            "figures": bool(figures),
+        }
+
+    def train(
+        self,
+        outputDir,
+        outcome: str,
+        data=None,
+        clinical=None,
+        features=None,
+        measurements=None,
+        config=None,
+        quick: bool = False,
+        figures: bool = True,
+    ):
+        """Train and write a bundle here (console, tests); returns the loaded, verified bundle.
+
+        The same as ``lbp-riskmodel train`` and :meth:`trainInBackground`: ``data`` is a modelling
+        table (CSV), or the table is assembled from the trial folder ``clinical`` + ``features`` /
+        ``measurements`` tables; ``config`` a YAML overriding the protocol; ``quick`` the demo preset.
+        """
+        from LBPRiskModelLib.train_cli import train_from_files
+
+        options = self._trainingOptions(
+            outcome, data, clinical, features, measurements, config, quick, figures
+        )
+        train_from_files(outputDir, outcome, progress=False, **options)
+        return self.loadBundle(outputDir)
+
+    def trainInBackground(
+        self,
+        outputDir,
+        outcome: str,
+        data=None,
+        clinical=None,
+        features=None,
+        measurements=None,
+        config=None,
+        quick: bool = False,
+        figures: bool = True,
+    ):
+        """Start ``python -m LBPRiskModelLib train --progress`` in its own process; returns the job.
+
+        Options as :meth:`train`. Follow it with ``job.poll()``/``job.wait()``; when it succeeded,
+        ``loadBundle(job.outputPath)``. ``job.cancel()`` leaves an existing bundle at ``outputDir`` as
+        it was; bad input makes the job fail with the CLI's one-line message (``job.errorMessage``).
+        """
+        options = self._trainingOptions(
+            outcome, data, clinical, features, measurements, config, quick, figures
+        )
+        args = ["train", "--outcome", outcome, "--out", Path(outputDir), "--progress"]
+        for name in ("data", "clinical", "features", "measurements", "config"):
+            if options[name] is not None:
+                args += [f"--{name}", Path(options[name])]
+        args += ["--quick"] if options["quick"] else []
+        args += [] if options["figures"] else ["--no-figures"]
+        moduleDir = Path(__file__).resolve().parent  # holds LBPRiskModelLib
+        job = jobs.startLibJob("LBPRiskModelLib", args, pythonPath=[moduleDir], name="Model training")
+        job.outputPath = Path(outputDir)
+        return job
 
     def caseRecord(
         self, bundle, featuresTable=None, measurementsTable=None, clinical: dict | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,17 @@ from sklearn.pipeline import Pipeline
 from LBPRiskModelLib import figures, reporting
 from LBPRiskModelLib.bundle import FieldSpec, save_bundle, write_json
 from LBPRiskModelLib.labels import field_text
-from LBPRiskModelLib.train import run_training, selected_fields, selection_frequencies
+from LBPRiskModelLib.train import (
+    StageProgress,
+    run_training,
+    selected_fields,
+    selection_frequencies,
+    training_steps,
+)
+
+#: Steps :func:`train` counts after :func:`~LBPRiskModelLib.train.run_training`: uncertainty models,
+#: report assets (figures), writing the bundle.
+EXPORT_STEPS = 3
 
 
 def build_schema(result: dict[str, Any], fields: list[str]) -> list[FieldSpec]:
@@ -82,11 +93,21 @@ def train(
     cfg: dict[str, Any],
     out_dir: str | Path,
     outcome_definition: str = "",
-    progress: bool = True,
+    progress: bool | Callable[[int, int, str], None] = True,
     figures_on: bool = True,
 ) -> dict[str, Any]:
-    """Run the whole pipeline and write the bundle; returns the training result (with bundle_hash)."""
-    res = run_training(df, outcome, cfg, progress=progress)
+    """Run the whole pipeline and write the bundle; returns the training result (with bundle_hash).
+
+    ``progress``: a tqdm bar (True), nothing (False), or ``progress(done, total, stage)`` called at each
+    step and stage start; its last call is ``(total, total, "done")``.
+    """
+    steps = None
+    if callable(progress):
+        steps = StageProgress(progress, training_steps(cfg) + EXPORT_STEPS)
+    res = run_training(df, outcome, cfg, progress=steps if steps is not None else progress)
+    if steps is not None:
+        steps.set_postfix_str("uncertainty models")
+    advance = steps.advance if steps is not None else (lambda stage: None)
     fam = res["selected"]
     seed = int(cfg["seed"])
     model = res["models"][fam]
@@ -105,6 +126,7 @@ def train(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ci_models.append(clone(model).fit(Ztr_sel[idx], ytr[idx]))
+    advance("report")
     bg_idx = rng.choice(len(Ztr_sel), min(int(cfg["mlp_background"]), len(Ztr_sel)), replace=False)
     prep = res["prep"]
     explain_info = {
@@ -164,6 +186,7 @@ def train(
         )
         write_json(td / "tripod_ai.json", reporting.tripod_checklist(metadata | {"model_name": fam}, metrics))
         extra["report/tripod_ai.json"] = td / "tripod_ai.json"
+        advance("bundle")
         res["bundle_hash"] = save_bundle(
             out_dir,
             pipeline=pipe,
@@ -178,6 +201,7 @@ def train(
             extra_files=extra,
         )
     res["pipeline"] = pipe
+    advance("done")
     return res
 
 

@@ -18,6 +18,7 @@ import copy
 import itertools
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -234,10 +235,46 @@ def _optimism_rep(
     return out
 
 
+class StageProgress:
+    """A tqdm-like step counter that reports ``(done, total, stage)`` to a callback instead of drawing a bar.
+
+    Passed as ``progress`` to :func:`run_training` (and created by ``export.train`` from a callback), so
+    a program running training in the background can show the same steps the tqdm bar counts.
+    """
+
+    def __init__(self, callback: Callable[[int, int, str], None], total: int) -> None:
+        self.callback, self.total, self.n, self.stage = callback, int(total), 0, ""
+
+    def update(self, n: int = 1) -> None:
+        """``n`` more steps of the current stage are done."""
+        self.n = min(self.n + n, self.total)
+        self.callback(self.n, self.total, self.stage)
+
+    def set_postfix_str(self, stage: str) -> None:
+        """A new stage starts (same call as tqdm's, so the training loop drives either)."""
+        self.stage = stage
+        self.callback(self.n, self.total, stage)
+
+    def advance(self, stage: str) -> None:
+        """One more step is done and ``stage`` starts."""
+        self.n = min(self.n + 1, self.total)
+        self.set_postfix_str(stage)
+
+    def close(self) -> None:
+        """Nothing to release (tqdm compatibility)."""
+
+
+def training_steps(cfg: dict[str, Any]) -> int:
+    """Steps :func:`run_training` counts: each CV fold, the final fit, each optimism replicate."""
+    return int(cfg["cv_folds"]) + 1 + int(cfg["optimism_bootstrap"])
+
+
 def run_training(
-    df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress: bool = True
+    df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress: bool | StageProgress = True
 ) -> dict[str, Any]:
     """Everything up to the bundle: returns fitted objects, predictions and metrics (see :func:`train`).
+
+    ``progress``: a tqdm bar on stderr (True), nothing (False), or a :class:`StageProgress`.
 
     BLAS/OpenMP are limited to one thread: parallelism is over folds/replicates, and multi-threaded
     BLAS on these tiny matrices makes L-BFGS (MLP) several times slower on a loaded 2-core machine.
@@ -251,7 +288,9 @@ def run_training(
         return _run_training(df, outcome, cfg, progress)
 
 
-def _run_training(df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress: bool) -> dict[str, Any]:
+def _run_training(
+    df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress: bool | StageProgress
+) -> dict[str, Any]:
     seed = int(cfg["seed"])
     n_jobs = int(cfg["n_jobs"])
     prep = prepare(df, outcome, cfg)
@@ -262,9 +301,11 @@ def _run_training(df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress:
     tr = np.flatnonzero(manifest["set"].to_numpy() == "train")
     te = np.flatnonzero(manifest["set"].to_numpy() == "test")
     ytr, yte = prep.y[tr], prep.y[te]
-    bar = tqdm(
-        total=cfg["cv_folds"] + 2 + cfg["optimism_bootstrap"], desc="train", disable=not progress, unit="step"
-    )
+    if isinstance(progress, StageProgress):
+        bar = progress
+    else:
+        bar = tqdm(total=training_steps(cfg), desc="train", disable=not progress, unit="step")
+    bar.set_postfix_str("cross-validation")
 
     # 2. internal CV on the training set (folds in parallel; selection single-threaded inside)
     skf = StratifiedKFold(int(cfg["cv_folds"]), shuffle=True, random_state=seed)
@@ -292,6 +333,7 @@ def _run_training(df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress:
     selected = max(cfg["families"], key=lambda f: cv[f]["cv_auc_best"])
 
     # 4. final fit on the whole training set; the test set is used once
+    bar.set_postfix_str("final fit")
     pre, Ztr = _fit_pre(_pre_pipeline(prep, cfg, seed, n_jobs), prep.X.iloc[tr], ytr)
     Zte = _transform(pre, prep.X.iloc[te])
     models, p_train, p_test = {}, {}, {}
@@ -327,6 +369,7 @@ def _run_training(df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress:
     # 5. Harrell optimism bootstrap of the AUC (whole pipeline per replicate)
     B = int(cfg["optimism_bootstrap"])
     opt_reps = []
+    bar.set_postfix_str("optimism bootstrap")
     if B > 0:
         gen = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(_optimism_rep)(prep, cfg, tr, best, b, seed) for b in range(B)

@@ -1,11 +1,21 @@
-"""Sub-commands ``train``, ``predict`` and ``report`` of ``python -m LBPRiskModelLib``."""
+"""Sub-commands ``train``, ``predict`` and ``report`` of ``python -m LBPRiskModelLib``.
+
+``train --progress`` prints ``PROGRESS <done>/<total> <stage>`` lines on stdout instead of the tqdm
+bar (for the Slicer module's Train button, via ``ParaspinalLBPSlicer.jobs``); SIGTERM then stops the
+run cleanly (exit status 143) and an existing bundle at ``--out`` is left as it was.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -35,6 +45,11 @@ def add_train_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     p.add_argument("--no-figures", action="store_true", help="skip SHAP/LIME/ROC figures")
     p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="print 'PROGRESS <done>/<total> <stage>' lines on stdout instead of the tqdm bar",
+    )
     p.set_defaults(func=run_train)
 
 
@@ -51,32 +66,88 @@ def _outcome_spec(text: str) -> dict | None:
     return None
 
 
-def run_train(args: argparse.Namespace) -> int:
+def train_from_files(
+    out: str | Path,
+    outcome: str,
+    data: str | Path | None = None,
+    clinical: str | Path | None = None,
+    features: str | Path | None = None,
+    measurements: str | Path | None = None,
+    robust: str | Path | None = None,
+    config: str | Path | None = None,
+    quick: bool = False,
+    figures: bool = True,
+    progress: bool | Callable[[int, int, str], None] = True,
+) -> dict[str, Any]:
+    """What ``train`` does, as a function: read or assemble the modelling table, train, write the bundle.
+
+    ``data`` is a modelling table (CSV, one row per case); otherwise the table is assembled from the
+    trial folder ``clinical`` and the ``features``/``measurements`` tables, and ``outcome`` may be
+    ``responder:VISIT:MCID`` or ``recurrence:MONTHS``. Returns ``export.train``'s result.
+    """
     from LBPRiskModelLib.dataset import assemble
     from LBPRiskModelLib.export import train
     from LBPRiskModelLib.train import load_config
 
-    cfg = load_config(args.config, quick=args.quick)
-    spec = _outcome_spec(args.outcome)
+    cfg = load_config(str(config) if config else None, quick=quick)
+    spec = _outcome_spec(outcome)
     definition = ""
-    if args.data:
-        path = Path(args.data)
+    if data:
+        path = Path(data)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: data table not found")
         df = pd.read_csv(path)
-        outcome = args.outcome
     else:
-        if spec is not None and not args.clinical:
+        if spec is not None and not clinical:
             raise ValueError("--outcome responder:/recurrence: needs --clinical DIR")
-        df, derived = assemble(args.clinical, args.features, args.measurements, args.robust, spec)
-        outcome = derived or args.outcome
+        df, derived = assemble(clinical, features, measurements, robust, spec)
+        outcome = derived or outcome
     if spec is not None:
         definition = (
             f"ODI improvement from baseline ≥ {spec['mcid']:g} points at visit {spec['visit']} (responder)"
             if spec["type"] == "responder"
             else f"recurrence within {spec['months']:g} months (participants censored earlier excluded)"
         )
-    res = train(df, outcome, cfg, args.out, outcome_definition=definition, figures_on=not args.no_figures)
+    return train(df, outcome, cfg, out, outcome_definition=definition, progress=progress, figures_on=figures)
+
+
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) while the block runs, so the bundle's clean-up happens."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _print_progress(done: int, total: int, stage: str) -> None:
+    print(f"PROGRESS {done}/{total} {stage}", flush=True)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train and write the bundle; print its hash and the selected model's test AUC."""
+    with _sigterm_exits() if args.progress else nullcontext():
+        res = train_from_files(
+            args.out,
+            args.outcome,
+            data=args.data,
+            clinical=args.clinical,
+            features=args.features,
+            measurements=args.measurements,
+            robust=args.robust,
+            config=args.config,
+            quick=args.quick,
+            figures=not args.no_figures,
+            progress=_print_progress if args.progress else True,
+        )
     m = res["metrics"]
     fam = m["selected_model"]
     lo, hi = m["families"][fam]["test_auc_ci_delong"]

@@ -23,7 +23,12 @@ pytestmark = pytest.mark.slicer
 
 POLL = 0.05
 RUN_TIMEOUT = 240.0
-STRUCTURES = {1: "multifidus_left", 2: "multifidus_right", 3: "erector_spinae_left", 4: "erector_spinae_right"}
+STRUCTURES = {
+    1: "multifidus_left",
+    2: "multifidus_right",
+    3: "erector_spinae_left",
+    4: "erector_spinae_right",
+}
 LEVEL_LABELS = ("L2", "L3", "L4", "L5")
 
 
@@ -83,14 +88,18 @@ def case():
 def _frame(tableNode) -> pd.DataFrame:
     import slicer
 
-    return slicer.util.dataframeFromTable(tableNode).sort_values(["structure", "level"]).reset_index(drop=True)
+    return (
+        slicer.util.dataframeFromTable(tableNode).sort_values(["structure", "level"]).reset_index(drop=True)
+    )
 
 
 def test_background_extraction_equals_synchronous(case) -> None:
     """Same rows and values as ``extract``, the chosen classes only, monotone progress over every mask."""
     logic, volume, seg, levels = case
     classes = ["firstorder", "glcm", "shape"]
-    options = dict(params="protocol-mri", featureClasses=classes, levelsNode=levels, perLevel=True, caseId="S1")
+    options = dict(
+        params="protocol-mri", featureClasses=classes, levelsNode=levels, perLevel=True, caseId="S1"
+    )
     sync = logic.extract(volume, seg, **options)
 
     job = logic.extractInBackground(volume, seg, **options)
@@ -106,7 +115,9 @@ def test_background_extraction_equals_synchronous(case) -> None:
     table = logic.loadFeatures(job)
     assert not work.exists()  # the temporary folder goes once the features are read
     assert table.GetAttribute("ParaspinalLBP.table") == "features"
-    assert table.GetAttribute("ParaspinalLBP.settings_hash") == sync.GetAttribute("ParaspinalLBP.settings_hash")
+    assert table.GetAttribute("ParaspinalLBP.settings_hash") == sync.GetAttribute(
+        "ParaspinalLBP.settings_hash"
+    )
     a, b = _frame(sync), _frame(table)
     assert list(a.columns) == list(b.columns) and len(a) == n_masks
     assert {c.split("_")[1] for c in a.columns if c.startswith("original_")} == set(classes)

@@ -44,11 +44,15 @@ def segmentationToLabels(segmentationNode, referenceVolume):
         labels.CopyInformation(reference)
     finally:
         slicer.mrmlScene.RemoveNode(labelNode)
-    names = {i + 1: structures.canonical_name(segmentation.GetSegment(sid).GetName()) for i, sid in enumerate(ids)}
+    names = {
+        i + 1: structures.canonical_name(segmentation.GetSegment(sid).GetName()) for i, sid in enumerate(ids)
+    }
     return labels, names
 
 
-def labelsToSegmentation(labels, labelNames, segmentationNode=None, referenceVolume=None, name="Segmentation"):
+def labelsToSegmentation(
+    labels, labelNames, segmentationNode=None, referenceVolume=None, name="Segmentation"
+):
     """Write a label map into a segmentation node with canonical names, colours and SNOMED terms.
 
     ``labelNames`` maps label values to structure names; an existing segment of the same name is
