@@ -29,9 +29,10 @@ from scipy import ndimage as ndi
 PATTERNS = ("diffuse", "streaky", "patchy", "peripheral", "confluent")
 SCALE, THRESHOLD = "scale", "threshold"
 KIND = {"diffuse": SCALE, "streaky": SCALE, "patchy": THRESHOLD, "peripheral": SCALE, "confluent": THRESHOLD}
-THRESHOLD_WIDTH = {"patchy": 0.12, "confluent": 0.12}  # sigmoid width in field SDs: blob edges of ~1 voxel
+THRESHOLD_WIDTH = {"patchy": 0.12, "confluent": 0.05}  # sigmoid width in field SDs: blob edges of ~1 voxel
 PERIPHERAL_DECAY_MM = 3.0
 CONFLUENT_BORDER_MM = 5.0
+CONFLUENT_BORDER_WEIGHT = 0.6  # field SDs: replacement tends to start at the border
 
 
 def check_pattern(pattern: str, what: str = "pattern") -> str:
@@ -117,7 +118,7 @@ def propensity(
         g = gaussian_field(rng, shape, spacing, (2.0, 1.5, 1.5))
         return np.exp(-d / PERIPHERAL_DECAY_MM) * np.exp(0.3 * g)
     g = gaussian_field(rng, shape, spacing, (12.0, 10.0, 10.0))
-    return g + 1.2 * np.exp(-d / CONFLUENT_BORDER_MM)
+    return g + CONFLUENT_BORDER_WEIGHT * np.exp(-d / CONFLUENT_BORDER_MM)
 
 
 def amount(pattern: str, p: np.ndarray, level: float) -> np.ndarray:

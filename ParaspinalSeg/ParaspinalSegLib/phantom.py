@@ -85,24 +85,31 @@ def _grid(params: PhantomParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, fl
     return x, y, z, pitch
 
 
-def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
-    """Render one phantom case deterministically from ``params`` and ``seed``."""
-    params = params or PhantomParams()
-    params.validate()
-    timings: dict[str, float] = {}
-    clock = [time.process_time()]
+@dataclass
+class _Frame:
+    """Grid, body layout and level bookkeeping shared by the rendering stages (no random numbers)."""
 
-    def lap(stage: str) -> None:
-        now = time.process_time()
-        timings[stage] = timings.get(stage, 0.0) + now - clock[0]
-        clock[0] = now
+    params: PhantomParams
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    pitch: float
+    h: float  # mean in-plane pixel size (mm)
+    lay: Any
+    level_slices: dict[str, tuple[int, int]]
+    centres: list[float]  # level centres as level indices (0 = L1)
+    sub_z: np.ndarray  # (nz, SUBSLICES) sub-slice heights
+    sub_fl: np.ndarray  # their fractional level positions
+    slice_fl: np.ndarray  # (nz, 1) fractional level of each slice centre
+    areas: dict[str, dict[str, float]]  # requested CSA (mm²) per level and muscle
+    csa_nodes: dict[str, np.ndarray]
+    boundaries: np.ndarray  # z of the level boundaries (discs)
 
-    rng = np.random.default_rng(seed)
+
+def _frame(params: PhantomParams) -> _Frame:
+    """Stage 1: voxel grid, layout, level slice ranges and the z-interpolation nodes of the muscle areas."""
     x, y, z, pitch = _grid(params)
-    nz, ny, nx = z.size, y.size, x.size
-    h = float(np.mean(params.spacing_mm))
-    spl = params.slices_per_level
-    nlev = len(params.levels)
+    spl, nlev = params.slices_per_level, len(params.levels)
     lay = make_layout(params.sex, params.body_scale, params.subcutaneous_fat())
     # Level j of the list (0 = most cranial) covers k in [(nlev-1-j)*spl, (nlev-j)*spl - 1].
     level_slices = {lv: ((nlev - 1 - j) * spl, (nlev - j) * spl - 1) for j, lv in enumerate(params.levels)}
@@ -123,24 +130,30 @@ def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
     # Node values at level centres chosen so that each level's mean over its samples is the request.
     csa_nodes = _mean_preserving({m: [areas[lv][m] for lv in params.levels] for m in MUSCLE_NAMES},
                                  centres, sub_fl, level_slices, params.levels)  # fmt: skip
+    return _Frame(params, x, y, z, pitch, float(np.mean(params.spacing_mm)), lay, level_slices, centres,
+                  sub_z, sub_fl, np.vectorize(frac_level)(z)[:, None], areas, csa_nodes,
+                  z_bottom + level_h * np.arange(nlev + 1))  # fmt: skip
 
-    # Static anatomy (constant along z), painted once.
-    nch = CHANNEL_VALUES.size
-    static = np.zeros((nch, ny, nx), dtype=np.float32)
+
+def _static_body(fr: _Frame, rng: np.random.Generator) -> np.ndarray:
+    """Stage 2: tissue fractions of the anatomy constant along z (body, fat layers, abdomen), painted once."""
+    static = np.zeros((CHANNEL_VALUES.size, fr.y.size, fr.x.size), dtype=np.float32)
     static[CHANNEL[0]] = 1.0
-    paint_static(static, static_shapes(lay, rng), x, y, h)
+    paint_static(static, static_shapes(fr.lay, rng), fr.x, fr.y, fr.h)
+    return static
 
-    # z-varying anatomy: spine and muscle shapes per sub-slice position.
-    boundaries = z_bottom + level_h * np.arange(nlev + 1)
+
+def _slice_shapes(fr: _Frame) -> list[list[list[Any]]]:
+    """Stage 3: spine and muscle shapes at every sub-slice position (discs at the level boundaries)."""
     subshapes = []
-    for k in range(nz):
+    for k in range(fr.z.size):
         row = []
         for t in range(SUBSLICES):
-            fl = float(sub_fl[k, t])
+            fl = float(fr.sub_fl[k, t])
             shapes = level_geometry(
-                lay, fl, {m: float(np.interp(fl, centres, csa_nodes[m])) for m in MUSCLE_NAMES}
+                fr.lay, fl, {m: float(np.interp(fl, fr.centres, fr.csa_nodes[m])) for m in MUSCLE_NAMES}
             )
-            if params.discs and np.min(np.abs(boundaries - sub_z[k, t])) < DISC_HALF_MM:
+            if fr.params.discs and np.min(np.abs(fr.boundaries - fr.sub_z[k, t])) < DISC_HALF_MM:
                 for shp in shapes:
                     if shp.label == 10:
                         shp.label = 13
@@ -148,87 +161,108 @@ def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
                         shp._extent_key = None
             row.append(shapes)
         subshapes.append(row)
-    lap("shapes")
-    ext = np.array([s.extent() for row in subshapes for shapes in row for s in shapes])
-    i0, i1 = np.searchsorted(x, ext[:, 0].min()), np.searchsorted(x, ext[:, 1].max())
-    j0, j1 = np.searchsorted(y, ext[:, 2].min()), np.searchsorted(y, ext[:, 3].max())
-    roi = (slice(j0, j1), slice(i0, i1))
-    xr, yr = x[i0:i1], y[j0:j1]
-    static_roi = static[:, j0:j1, i0:i1]
+    return subshapes
 
-    # Texture fields (muscle fat patterns) over the ROI and abdominal visceral-fat field.
-    spacing3 = (pitch, params.spacing_mm[1], params.spacing_mm[0])
-    fields = phys.pattern_fields(
-        rng, (nz, j1 - j0, i1 - i0), spacing3, {params.pattern(m) for m in MUSCLE_NAMES}
-    )
-    lap("static")
+
+def _roi(fr: _Frame, subshapes: list[list[list[Any]]]) -> tuple[slice, slice]:
+    """The (rows, columns) box holding every z-varying shape."""
+    ext = np.array([s.extent() for row in subshapes for shapes in row for s in shapes])
+    i0, i1 = np.searchsorted(fr.x, ext[:, 0].min()), np.searchsorted(fr.x, ext[:, 1].max())
+    j0, j1 = np.searchsorted(fr.y, ext[:, 2].min()), np.searchsorted(fr.y, ext[:, 3].max())
+    return slice(j0, j1), slice(i0, i1)
+
+
+def _visceral_fat(fr: _Frame, rng: np.random.Generator) -> np.ndarray:
+    """Adipose fraction of the abdominal contents: a smooth random field of visceral-fat pockets."""
+    nz, ny, nx = fr.z.size, fr.y.size, fr.x.size
     coarse = rng.standard_normal((nz, ny // 4 + 1, nx // 4 + 1), dtype=np.float32)
     coarse = ndi.gaussian_filter(coarse, (1.0, 1.5, 1.5))
     coarse /= coarse.std() + 1e-9
     vis = ndi.uniform_filter(np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2)[:, :ny, :nx], (1, 5, 5))
-    vis = (0.9 / (1.0 + np.exp(-(vis - 1.2) / 0.25))).astype(np.float32)  # abdominal adipose fraction
+    return (0.9 / (1.0 + np.exp(-(vis - 1.2) / 0.25))).astype(np.float32)
 
-    lap("textures")
-    ff_targets = {m: [params.fat_fraction(m, lv) for lv in params.levels] for m in MUSCLE_NAMES}
-    slice_fl = np.vectorize(frac_level)(z)[:, None]
-    ff_nodes = _mean_preserving(ff_targets, centres, slice_fl, level_slices, params.levels)
-    muscle_ch = [CHANNEL[MUSCLE_VALUE[m]] for m in MUSCLE_NAMES]
 
-    # Per-channel signal constants.
+def _signal_tables(static: np.ndarray, roi: tuple[slice, slice]) -> dict[str, Any]:
+    """Per-channel signal constants (water, fat, T1w, T2w) and the static anatomy's signals outside the ROI."""
     cw, cf = phys.CONST_W, phys.CONST_F
-    ct1 = cw * phys.CONST_T1W + phys.FAT_T1 * cf
-    ct2 = cw * phys.CONST_T2W + phys.FAT_T2 * cf
+    consts = (cw, cf, cw * phys.CONST_T1W + phys.FAT_T1 * cf, cw * phys.CONST_T2W + phys.FAT_T2 * cf)
     w16, f16, t1w16, t2w16 = phys.TISSUE[16]
     d_abd = np.array([phys.ADIPOSE_W - w16, phys.ADIPOSE_F - f16,
                       phys.ADIPOSE_W + phys.FAT_T1 * phys.ADIPOSE_F - (w16 * t1w16 + phys.FAT_T1 * f16),
                       phys.ADIPOSE_W + phys.FAT_T2 * phys.ADIPOSE_F - (w16 * t2w16 + phys.FAT_T2 * f16)])  # fmt: skip
-    static_sig = [np.tensordot(c, static, axes=1) for c in (cw, cf, ct1, ct2)]
-    static_area = static.sum(axis=(1, 2)) - static_roi.sum(axis=(1, 2))
+    return {
+        "consts": consts,
+        "d_abd": d_abd,
+        "static_sig": [np.tensordot(c, static, axes=1) for c in consts],
+        "static_area": static.sum(axis=(1, 2)) - static[:, roi[0], roi[1]].sum(axis=(1, 2)),
+    }
 
+
+def _render(fr: _Frame, static: np.ndarray, subshapes: list, roi: tuple[slice, slice], fields: dict,
+            vis: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:  # fmt: skip
+    """Stage 5: noiseless water/fat/T1w/T2w signals, label map, per-slice tissue areas and realised muscle FF."""
+    nz, ny, nx = fr.z.size, fr.y.size, fr.x.size
+    tab = _signal_tables(static, roi)
+    ff_targets = {m: [fr.params.fat_fraction(m, lv) for lv in fr.params.levels] for m in MUSCLE_NAMES}
+    ff_nodes = _mean_preserving(ff_targets, fr.centres, fr.slice_fl, fr.level_slices, fr.params.levels)
+    static_roi = static[:, roi[0], roi[1]]
+    xr, yr = fr.x[roi[1]], fr.y[roi[0]]
     sig = np.empty((4, nz, ny, nx), dtype=np.float32)  # water, fat, t1, t2 (noiseless)
     labels = np.empty((nz, ny, nx), dtype=np.uint8)
     labels_static = CHANNEL_VALUES[np.argmax(static, axis=0)]
-    chan_area = np.empty((nz, nch))  # pixels
+    chan_area = np.empty((nz, CHANNEL_VALUES.size))  # pixels
     realised_ff = {m: np.zeros(nz) for m in MUSCLE_NAMES}
     for k in range(nz):
-        frac = render_over(static_roi, subshapes[k], xr, yr, h)
-        chan_area[k] = static_area + frac.sum(axis=(1, 2))
+        frac = render_over(static_roi, subshapes[k], xr, yr, fr.h)
+        chan_area[k] = tab["static_area"] + frac.sum(axis=(1, 2))
         fa_full = static[CHANNEL[16]] * vis[k]
         for c in range(4):
-            sig[c, k] = static_sig[c] + d_abd[c] * fa_full
+            sig[c, k] = tab["static_sig"][c] + tab["d_abd"][c] * fa_full
             sig[c, k][roi] = (
-                np.tensordot((cw, cf, ct1, ct2)[c], frac, axes=1) + d_abd[c] * frac[CHANNEL[16]] * vis[k][roi]
+                np.tensordot(tab["consts"][c], frac, axes=1)
+                + tab["d_abd"][c] * frac[CHANNEL[16]] * vis[k][roi]
             )
         labels[k] = labels_static
         labels[k][roi] = CHANNEL_VALUES[np.argmax(frac, axis=0)]
-        for m, ch in zip(MUSCLE_NAMES, muscle_ch, strict=True):
-            wgt = frac[ch]
-            sel = wgt > 0
-            if not sel.any():
-                continue
-            target = float(np.interp(slice_fl[k, 0], centres, ff_nodes[m]))
-            ws = wgt[sel]
-            ffk = phys.texture_ff(fields[params.pattern(m)][k][sel], ws, target)
-            realised_ff[m][k] = float((ffk * ws).sum() / ws.sum())
-            mw, mf = phys.muscle_signals(ffk)
-            for c, val in enumerate(
-                (mw, mf, phys.MUSCLE_T1 * mw + phys.FAT_T1 * mf, phys.MUSCLE_T2 * mw + phys.FAT_T2 * mf)
-            ):
-                sig[c, k][roi][sel] += ws * val
+        targets = {m: float(np.interp(fr.slice_fl[k, 0], fr.centres, ff_nodes[m])) for m in MUSCLE_NAMES}
+        _render_muscles(fr.params, frac, k, targets, fields, sig[:, k], roi, realised_ff)
+    return sig, labels, chan_area, realised_ff
 
-    lap("render")
-    water, fat = sig[0], sig[1]
-    total = water + fat
-    ff_map = np.where(total > 1.0, fat / np.maximum(total, 1e-6), 0.0).astype(np.float32)
 
-    # Coil bias and Rician noise (one complex noise pair per acquisition; IP/OP = W ± F).
-    lap("ff_map")
-    bias = phys.bias_field(rng, (nz, ny, nx), params.bias_strength)
+def _render_muscles(params: PhantomParams, frac: np.ndarray, k: int, targets: dict[str, float], fields: dict,
+                    sig_k: np.ndarray, roi: tuple[slice, slice], realised_ff: dict[str, np.ndarray]) -> None:  # fmt: skip
+    """Add every muscle's tissue signals on slice ``k``: per-pixel FF following its pattern, mean = target."""
+    for m in MUSCLE_NAMES:
+        wgt = frac[CHANNEL[MUSCLE_VALUE[m]]]
+        sel = wgt > 0
+        if not sel.any():
+            continue
+        ws = wgt[sel]
+        pattern = params.pattern(m)
+        if pattern in ("peripheral", "confluent"):
+            box = ndi.find_objects(sel.astype(np.int8))[0]
+            inside = np.pad(wgt[box] >= 0.5, 1)
+            dist = ndi.distance_transform_edt(inside, sampling=params.spacing_mm[::-1])[1:-1, 1:-1]
+            ffk = phys.shaped_ff(pattern, fields[pattern][k][box][sel[box]], dist[sel[box]], ws, targets[m])
+        else:
+            ffk = phys.texture_ff(fields[pattern][k][sel], ws, targets[m])
+        realised_ff[m][k] = float((ffk * ws).sum() / ws.sum())
+        mw, mf = phys.muscle_signals(ffk)
+        for c, val in enumerate(
+            (mw, mf, phys.MUSCLE_T1 * mw + phys.FAT_T1 * mf, phys.MUSCLE_T2 * mw + phys.FAT_T2 * mf)
+        ):
+            sig_k[c][roi][sel] += ws * val
+
+
+def _acquire(fr: _Frame, rng: np.random.Generator, sig: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    """Stage 6: coil bias and Rician noise (one complex noise pair per acquisition; IP/OP = W ± F)."""
+    params = fr.params
+    shape3 = sig.shape[1:]
+    bias = phys.bias_field(rng, shape3, params.bias_strength)
     sigma = phys.MUSCLE_SIGNAL / params.snr
-    shape3 = (nz, ny, nx)
     nw = (rng.standard_normal(shape3, dtype=np.float32), rng.standard_normal(shape3, dtype=np.float32))
     nf = (rng.standard_normal(shape3, dtype=np.float32), rng.standard_normal(shape3, dtype=np.float32))
-    bw, bf = bias * water, bias * fat
+    bw, bf = bias * sig[0], bias * sig[1]
     arrays = {
         "water": phys.rician(bw, sigma, *nw),
         "fat": phys.rician(bf, sigma, *nf),
@@ -245,12 +279,13 @@ def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
     arrays["t2w"] = phys.rician(
         bias * sig[3], lean_t2 / params.snr, nw[0][::-1, :, ::-1], nf[1][::-1, :, ::-1]
     )
-    arrays["ff"] = ff_map
-    arrays["labels"] = labels
+    return arrays, sigma
 
-    lap("noise")
-    origin = (float(x[0]), float(y[0]), float(z[0]))
-    spacing = (float(params.spacing_mm[0]), float(params.spacing_mm[1]), float(pitch))
+
+def _images(fr: _Frame, arrays: dict[str, np.ndarray]) -> dict[str, sitk.Image]:
+    """SimpleITK images of every array on the phantom's grid (LPS, identity direction)."""
+    origin = (float(fr.x[0]), float(fr.y[0]), float(fr.z[0]))
+    spacing = (float(fr.params.spacing_mm[0]), float(fr.params.spacing_mm[1]), float(fr.pitch))
     images = {}
     for name, arr in arrays.items():
         img = sitk.GetImageFromArray(arr)
@@ -258,11 +293,54 @@ def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
         img.SetSpacing(spacing)
         img.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
         images[name] = img
+    return images
 
-    truth = _truth(params, seed, chan_area, labels, ff_map, realised_ff, areas, level_slices, spacing, sigma)
-    seeds, landmarks = _points(params, rng, labels, level_slices, images["labels"], lay.scale)
+
+def make_phantom(params: PhantomParams | None = None, seed: int = 0) -> Phantom:
+    """Render one phantom case deterministically from ``params`` and ``seed`` (stages in ``Phantom.timings``)."""
+    params = params or PhantomParams()
+    params.validate()
+    timings: dict[str, float] = {}
+    clock = [time.process_time()]
+
+    def lap(stage: str) -> None:
+        now = time.process_time()
+        timings[stage] = timings.get(stage, 0.0) + now - clock[0]
+        clock[0] = now
+
+    rng = np.random.default_rng(
+        seed
+    )  # draw order: static body, fat textures, visceral fat, bias, noise, jitter
+    fr = _frame(params)
+    static = _static_body(fr, rng)
+    subshapes = _slice_shapes(fr)
+    lap("shapes")
+    roi = _roi(fr, subshapes)
+    spacing3 = (fr.pitch, params.spacing_mm[1], params.spacing_mm[0])
+    roi_shape = (fr.z.size, roi[0].stop - roi[0].start, roi[1].stop - roi[1].start)
+    patterns = {params.pattern(m) for m in MUSCLE_NAMES}
+    fields = phys.pattern_fields(rng, roi_shape, spacing3, patterns)
+    fields.update(phys.shape_fields(np.random.default_rng([seed, 14]), roi_shape, spacing3, patterns))
+    lap("static")
+    vis = _visceral_fat(fr, rng)
+    lap("textures")
+    sig, labels, chan_area, realised_ff = _render(fr, static, subshapes, roi, fields, vis)
+    lap("render")
+    total = sig[0] + sig[1]
+    ff_map = np.where(total > 1.0, sig[1] / np.maximum(total, 1e-6), 0.0).astype(np.float32)
+    lap("ff_map")
+    arrays, sigma = _acquire(fr, rng, sig)
+    arrays["ff"] = ff_map
+    arrays["labels"] = labels
+    lap("noise")
+    images = _images(fr, arrays)
+    spacing = images["labels"].GetSpacing()
+    truth = _truth(
+        params, seed, chan_area, labels, ff_map, realised_ff, fr.areas, fr.level_slices, spacing, sigma
+    )
+    seeds, landmarks = _points(params, rng, labels, fr.level_slices, images["labels"], fr.lay.scale)
     lap("truth_points")
-    return Phantom(params, seed, arrays, images, level_slices, truth, seeds, landmarks, timings)
+    return Phantom(params, seed, arrays, images, fr.level_slices, truth, seeds, landmarks, timings)
 
 
 def _mean_preserving(targets: dict[str, list[float]], centres: list[float], sample_fl: np.ndarray,

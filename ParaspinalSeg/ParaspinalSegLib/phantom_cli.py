@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ParaspinalSegLib.phantom_params import PhantomParams
+from ParaspinalSegLib.phantom_params import PARASPINALS, PATTERNS, PhantomParams, preset
 from ParaspinalSegLib.structures import LEVELS
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,16 @@ def add_cli(subparsers: Any, name: str) -> None:
     p.add_argument("--out", required=True, type=Path, help="output directory (created)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--params", type=Path, help="parameter YAML; all keys optional")
+    p.add_argument(
+        "--preset",
+        help="shipped parameter set instead of --params: default, goutallier_0 … goutallier_4 "
+        "(fatty multifidus/erector spinae at that Goutallier grade; see docs/phantom.md)",
+    )
+    p.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        help="fat pattern of the multifidus and erector spinae (both sides), overriding the parameters",
+    )
     p.add_argument("--levels", help="levels, e.g. L1-L5 (default) or L3-L5")
     p.add_argument("--sex", choices=("female", "male"))
     p.add_argument("--body-scale", type=float)
@@ -75,8 +85,16 @@ _OVERRIDES = {
 def params_from_args(args: argparse.Namespace) -> PhantomParams:
     """YAML (if any) then command-line overrides, validated."""
     data: dict[str, Any] = {}
+    if args.params is not None and getattr(args, "preset", None):
+        raise ValueError("give --params or --preset, not both")
     if args.params is not None:
         data = PhantomParams.from_yaml(args.params).to_dict()
+    elif getattr(args, "preset", None):
+        data = preset(args.preset).to_dict()
+    if getattr(args, "pattern", None):
+        data.setdefault("muscles", {})
+        for name in PARASPINALS:
+            data["muscles"].setdefault(name, {})["pattern"] = args.pattern
     overridden = []
     for attr, key in _OVERRIDES.items():
         value = getattr(args, attr, None)
@@ -90,8 +108,12 @@ def params_from_args(args: argparse.Namespace) -> PhantomParams:
             for key in ("fat_fraction", "atrophy"):
                 if isinstance(settings.get(key), dict):
                     settings[key] = {lv: v for lv, v in settings[key].items() if lv in data["levels"]}
-    source = str(args.params) if args.params else "command line"
-    if args.params and (overridden or args.levels):
+    source = (
+        str(args.params)
+        if args.params
+        else (f"preset {args.preset}" if getattr(args, "preset", None) else "command line")
+    )
+    if (args.params or getattr(args, "preset", None)) and (overridden or args.levels):
         source += " with command-line overrides"
     return PhantomParams.from_dict(data, source=source)
 

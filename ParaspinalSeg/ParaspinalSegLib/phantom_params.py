@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
+from ParaspinalSegLib import fat_patterns
 from ParaspinalSegLib.structures import LEVELS, MUSCLE_NAMES
 
-PATTERNS = ("diffuse", "streaky", "patchy")
+PATTERNS = fat_patterns.PATTERNS  # diffuse, streaky, patchy, peripheral, confluent
 SEXES = ("female", "male")
 MAX_FAT_FRACTION = 0.70
 
@@ -34,6 +35,9 @@ DEFAULT_PATTERN = {
 }
 
 LevelValue = float | dict[str, float]
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+GOUTALLIER_GRADES = (0, 1, 2, 3, 4)
+PARASPINALS = ("multifidus_left", "multifidus_right", "erector_spinae_left", "erector_spinae_right")
 
 
 @dataclass
@@ -216,7 +220,7 @@ class PhantomParams:
         return self._level_value(value, level)
 
     def pattern(self, name: str) -> str:
-        """Fat pattern of ``name``: diffuse, streaky or patchy."""
+        """Fat pattern of ``name``: diffuse, streaky, patchy, peripheral or confluent."""
         pattern = self._muscle(name).pattern
         return pattern if pattern is not None else DEFAULT_PATTERN[name.rsplit("_", 1)[0]]
 
@@ -278,6 +282,37 @@ class PhantomParams:
                     if lv is not None and lv not in LEVELS:
                         raise bad(label, lv, f"unknown level; expected among {', '.join(LEVELS)}")
                     _num(v, lo, hi, label, bad)
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped parameter presets (``presets/phantom_<name>.yaml``)."""
+    return sorted(p.stem.removeprefix("phantom_") for p in PRESET_DIR.glob("phantom_*.yaml"))
+
+
+def preset(name: str) -> PhantomParams:
+    """A shipped preset by name: ``default`` or ``goutallier_0`` … ``goutallier_4``."""
+    path = PRESET_DIR / f"phantom_{name}.yaml"
+    if not path.is_file():
+        raise KeyError(f"unknown phantom preset {name!r}; expected one of {', '.join(preset_names())}")
+    return PhantomParams.from_yaml(path)
+
+
+def goutallier_params(grade: int, pattern: str | None = None, **overrides: Any) -> PhantomParams:
+    """Parameters of the Goutallier ``grade`` preset (0–4) with the paraspinal muscles' fat ``pattern`` replaced
+    (None keeps the preset's) and top-level keys overridden (e.g. ``matrix=[192, 192]``, ``levels=[...]``)."""
+    if grade not in GOUTALLIER_GRADES:
+        raise ValueError(f"Goutallier grade {grade!r}: expected one of {GOUTALLIER_GRADES}")
+    data = preset(f"goutallier_{grade}").to_dict()
+    if pattern is not None:
+        for name in PARASPINALS:
+            data["muscles"][name]["pattern"] = pattern
+    levels = overrides.get("levels")
+    if levels is not None:  # per-level maps keep only the chosen levels
+        for settings in data["muscles"].values():
+            for key in ("fat_fraction", "atrophy"):
+                settings[key] = {lv: v for lv, v in settings[key].items() if lv in levels}
+    data.update(overrides)
+    return PhantomParams.from_dict(data, source=f"goutallier_{grade} preset")
 
 
 def _fallback(value: dict[str, float], level: str) -> float:

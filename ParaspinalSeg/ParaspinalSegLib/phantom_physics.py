@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ParaspinalSegLib import fat_patterns
 from ParaspinalSegLib.phantom_anatomy import CHANNEL, CHANNEL_VALUES
 
 # Lean muscle and adipose tissue Dixon signals (water, fat).
@@ -89,6 +90,44 @@ def pattern_fields(rng: np.random.Generator, shape: tuple[int, int, int], spacin
             g /= g.std() + 1e-9
             out[name] = 0.1 + 1.0 / (1.0 + np.exp(-(g - 0.9) / 0.2))
     return out
+
+
+def shape_fields(rng: np.random.Generator, shape: tuple[int, int, int], spacing: tuple[float, float, float],
+                 patterns: set[str]) -> dict[str, np.ndarray]:  # fmt: skip
+    """Random fields of the border-shaped patterns (peripheral: fine mottling; confluent: ≈ 10 mm regions);
+    the border distance is added per slice at rendering (``shaped_ff``). Drawn from their own generator so
+    the other patterns' random numbers do not change."""
+    out = {}
+    if "peripheral" in patterns:
+        out["peripheral"] = fat_patterns.gaussian_field(rng, shape, spacing, (2.0, 1.5, 1.5)).astype(
+            np.float32
+        )
+    if "confluent" in patterns:
+        out["confluent"] = fat_patterns.gaussian_field(rng, shape, spacing, (12.0, 10.0, 10.0)).astype(
+            np.float32
+        )
+    return out
+
+
+def shaped_ff(
+    pattern: str, field: np.ndarray, distance: np.ndarray, weight: np.ndarray, target: float
+) -> np.ndarray:
+    """Per-pixel signal FF of a border-shaped pattern (``distance`` to the muscle border in mm) whose
+    ``weight``-ed mean is ``target``: lean muscle plus a 0–1 fat share from fat_patterns, up to MAX_TISSUE_FF."""
+    if pattern == "peripheral":
+        p = np.exp(-distance / fat_patterns.PERIPHERAL_DECAY_MM) * np.exp(0.3 * field)
+    else:
+        p = field + fat_patterns.CONFLUENT_BORDER_WEIGHT * np.exp(
+            -distance / fat_patterns.CONFLUENT_BORDER_MM
+        )
+    lean = min(LEAN_FF + 0.01, target)
+    wsum = float(weight.sum())
+
+    def mean_ff(a: np.ndarray) -> float:
+        return float(((lean + (MAX_TISSUE_FF - lean) * a) * weight).sum() / wsum)
+
+    share, _ = fat_patterns.solve(pattern, p, target, mean_ff)
+    return (lean + (MAX_TISSUE_FF - lean) * share).astype(np.float32)
 
 
 def texture_ff(pattern: np.ndarray, weight: np.ndarray, target: float, iterations: int = 8) -> np.ndarray:
