@@ -11,6 +11,7 @@ label values (round trip to the voxel).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from ParaspinalSegLib.structures import BY_NAME, MUSCLE_CODES, SCT_ANATOMICAL_ST
 from ParaspinalSegLib.structures import structure as _structure
 
 SCT_TISSUE = ("SCT", "85756007", "Tissue")
+logging.getLogger("highdicom").setLevel(logging.WARNING)  # it logs every copied module at INFO
 ALGORITHM_NAME = "ParaspinalSeg"
 SEG_SERIES_NUMBER = 900
 

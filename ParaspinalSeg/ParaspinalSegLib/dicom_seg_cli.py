@@ -19,6 +19,13 @@ def add_dicom_seg_arguments(parser: argparse.ArgumentParser, flag: bool = True) 
             help="also write segmentation.dcm (DICOM SEG, one segment per muscle) referencing the source "
             "series; with NIfTI/NRRD input name that series with --reference-dicom",
         )
+        parser.add_argument(
+            "--dicom-sr",
+            action="store_true",
+            help="also write measurements.dcm: a TID 1500 report of CSA, volume and FF per muscle and level "
+            "referencing segmentation.dcm (implies --dicom-seg)",
+        )
+    parser.add_argument("--rater", help="who drew/corrected the segmentation: the SEG's content creator")
     parser.add_argument(
         "--reference-dicom",
         metavar="DIR",
@@ -56,6 +63,10 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     add_dicom_seg_arguments(p, flag=False)
     p.add_argument("--out", required=True, help="output DICOM SEG file (e.g. segmentation.dcm)")
+    p.add_argument(
+        "--measurements", help="measurements.csv (C4) of this label map: also write a TID 1500 report"
+    )
+    p.add_argument("--sr-out", help="the TID 1500 report file (default: measurements.dcm beside --out)")
     p.set_defaults(func=run)
 
 
@@ -77,6 +88,19 @@ def run(args: argparse.Namespace) -> int:
         read_labels_json(names_path)[0] if args.label_names or names_path.exists() else default_label_names()
     )
     reference = resolve_reference(args)
-    out = write_dicom_seg(args.out, sitk.ReadImage(str(lab_path)), names, reference)
+    table = None
+    if args.measurements:
+        import pandas as pd
+
+        if not Path(args.measurements).exists():
+            raise FileNotFoundError(f"measurement table not found: {args.measurements}")
+        table = pd.read_csv(args.measurements)
+    out = write_dicom_seg(args.out, sitk.ReadImage(str(lab_path)), names, reference, creator=args.rater)
     print(f"wrote {out} (references {reference.label})")
+    if table is not None:
+        from ParaspinalSegLib.dicom_sr import write_measurement_report
+
+        sr = Path(args.sr_out) if args.sr_out else Path(args.out).with_name("measurements.dcm")
+        write_measurement_report(sr, table, out, reference, observer=args.rater)
+        print(f"wrote {sr} (TID 1500, references {out.name})")
     return 0

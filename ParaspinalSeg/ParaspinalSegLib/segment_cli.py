@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     levels = read_points(args.levels) if args.levels else None
     src = load_image_inputs(args)
     image, water, fat = src.image, src.water, src.fat
-    reference = resolve_reference(args, src) if args.dicom_seg else None
+    reference = resolve_reference(args, src) if args.dicom_seg or args.dicom_sr else None
     if reference is not None:  # refuse a mismatched reference before segmenting, not after writing
         from ParaspinalSegLib.dicom_seg import check_on_series_grid
 
@@ -114,8 +114,13 @@ def run(args: argparse.Namespace) -> int:
     if reference is not None:
         from ParaspinalSegLib.dicom_seg import write_dicom_seg
 
-        write_dicom_seg(out / "segmentation.dcm", result.labels, result.label_names, reference)
+        write_dicom_seg(out / "segmentation.dcm", result.labels, result.label_names, reference, creator=args.rater)
         log.info("wrote %s/segmentation.dcm referencing %s", out, reference.label)
+        if args.dicom_sr:
+            from ParaspinalSegLib.dicom_sr import write_measurement_report
+
+            write_measurement_report(out / "measurements.dcm", table, out / "segmentation.dcm", reference, args.rater)
+            log.info("wrote %s/measurements.dcm (TID 1500)", out)
     info_path = out / "segment_info.json"
     tmp = info_path.with_name(f".{info_path.name}.tmp")
     tmp.write_text(json.dumps(result.info, indent=2, default=str), encoding="utf-8")

@@ -59,7 +59,19 @@ def runs(tmp_path_factory):
         ]
     )
     assert rc == 0
-    rc = main(["segment", *common, "--dicom", str(study), "--dicom-seg", "--out-dir", str(tmp / "out_dicom")])
+    rc = main(
+        [
+            "segment",
+            *common,
+            "--dicom",
+            str(study),
+            "--dicom-sr",
+            "--rater",
+            "Rater^A",
+            "--out-dir",
+            str(tmp / "out_dicom"),
+        ]
+    )
     assert rc == 0
     return tmp, study, nifti
 
@@ -351,3 +363,89 @@ def test_propose_seeds_from_dicom_equals_nifti(runs, tmp_path) -> None:
     for a, b in zip(d, n, strict=True):
         assert (a.label, a.description) == (b.label, b.description)
         np.testing.assert_allclose(a.position_lps, b.position_lps, atol=1e-3)
+
+
+def _table_rows(path: Path) -> pd.DataFrame:
+    t = pd.read_csv(path)
+    return t[t["slice"].isna()].set_index(["structure", "level"])
+
+
+def test_tid1500_report_validates_and_carries_the_table(runs) -> None:
+    """highdicom's reader: one volumetric group per structure × level, values = measurements.csv, each
+    group referencing its muscle's segment of segmentation.dcm and the source series."""
+    import highdicom as hd
+    import pydicom
+
+    tmp, study, _ = runs
+    out = tmp / "out_dicom"
+    seg = pydicom.dcmread(out / "segmentation.dcm", stop_before_pixels=True)
+    number = {str(i.TrackingID): int(i.SegmentNumber) for i in seg.SegmentSequence}
+    assert str(seg.ContentCreatorName) == "Rater^A"
+    table = _table_rows(out / "measurements.csv")
+    sr = hd.sr.srread(out / "measurements.dcm")
+    fat = next(s for s in ds.scan_folder(study) if s.dixon == "fat")
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    assert len(groups) == len(table) > 0
+    columns = {"Area": "csa_cm2", "Volume": "volume_cm3", "Fat fraction": "fat_fraction_pct"}
+    for g in groups:
+        structure, level = g.tracking_identifier.split(" ")
+        ref = g.referenced_segment
+        assert list(ref.referenced_segment_numbers) == [number[structure]]
+        assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
+        assert ref.source_series_for_segmentation.value == fat.uid
+        assert g.finding_type.value == MUSCLE_CODES[BY_NAME[structure].muscle][1]
+        values = {columns[m.name.meaning]: m.value for m in g.get_measurements()}
+        assert set(values) == set(columns.values())
+        for column, value in values.items():
+            assert value == pytest.approx(table.loc[(structure, level), column], rel=1e-12)
+
+
+def test_dcmqi_reads_the_report_like_slicer(runs, tmp_path) -> None:
+    """tid1500reader (Slicer's TID 1500 plugin converter) reads every group with its segment and values."""
+    tmp, _, _ = runs
+    subprocess.run(
+        [
+            _dcmqi("tid1500reader"),
+            "--inputDICOM",
+            str(tmp / "out_dicom" / "measurements.dcm"),
+            "--outputMetadata",
+            str(tmp_path / "sr.json"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    meta = json.loads((tmp_path / "sr.json").read_text())
+    table = _table_rows(tmp / "out_dicom" / "measurements.csv")
+    assert len(meta["Measurements"]) == len(table)
+    for group in meta["Measurements"]:
+        structure, level = group["TrackingIdentifier"].split(" ")
+        area = next(m for m in group["measurementItems"] if m["quantity"]["CodeValue"] == "42798000")
+        assert float(area["value"]) == pytest.approx(table.loc[(structure, level), "csa_cm2"], rel=1e-12)
+        assert group["Laterality"]["CodeMeaning"] == BY_NAME[structure].side.capitalize()
+
+
+def test_dicom_seg_command_writes_the_report_too(runs, tmp_path) -> None:
+    tmp, study, _ = runs
+    rc = main(
+        [
+            "dicom-seg",
+            "--labels",
+            str(tmp / "out_nifti" / "labels.nii.gz"),
+            "--reference-dicom",
+            str(study),
+            "--reference-series",
+            "6",
+            "--measurements",
+            str(tmp / "out_nifti" / "measurements.csv"),
+            "--out",
+            str(tmp_path / "seg.dcm"),
+        ]
+    )
+    assert rc == 0
+    import highdicom as hd
+
+    sr = hd.sr.srread(tmp_path / "measurements.dcm")
+    assert len(sr.content.get_volumetric_roi_measurement_groups()) == len(
+        _table_rows(tmp / "out_nifti" / "measurements.csv")
+    )
