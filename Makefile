@@ -14,7 +14,7 @@ OUT ?= demo-out
 PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: venv test demo bench lint cmake-lists browser loadgen clean help
+.PHONY: venv test demo bench lint cmake-lists browser postgres loadgen clean help
 
 help:
 	@sed -n '1,6p' Makefile
@@ -38,7 +38,16 @@ browser:
 			|| echo "warning: could not install chromium; browser tests will skip (and fail in CI)"; \
 		else echo "note: /usr/bin/chromium missing and not root: browser tests will skip"; fi; fi
 
-test: venv browser
+# PostgreSQL for the randomisation service's tests (Debian package; the tests start a throwaway cluster
+# with initdb/pg_ctl as the package's 'postgres' user, so no system service is started here).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+			|| echo "warning: could not install postgresql; its tests will skip (and fail in CI)"; \
+		else echo "note: PostgreSQL missing and not root: its tests will skip"; fi; fi
+
+test: venv browser postgres
 	$(PY) -m ruff check .
 	$(PY) Testing/tools/update_cmake_lists.py --check
 	$(PY) -m pytest $(if $(SLOW),,-m "not slow") $(PYTEST_ARGS)
