@@ -13,6 +13,7 @@ COMMANDS = {
     "propose-seeds": "ParaspinalSegLib.autoseed_cli:add_cli",
     "infiltrate": "ParaspinalSegLib.infiltrate_cli:add_cli",
     "dicom-seg": "ParaspinalSegLib.dicom_seg_cli:add_cli",
+    "batch": "ParaspinalSegLib.batch_cli:add_cli",
 }
 
 
