@@ -1,11 +1,13 @@
 """Cohort run: segment and measure every case of a manifest, resumably, into one combined table.
 
 The manifest (CSV, one row per case; relative paths are relative to the manifest's folder) has the
-columns of ``MANIFEST_COLUMNS``: ``case_id``, one image source (``water`` + ``fat``, or ``image``),
-``seeds`` and optionally ``levels``. Output folder (see docs/cohort.md)::
+columns of ``MANIFEST_COLUMNS``: ``case_id``, one image source (``water`` + ``fat``, ``image`` — files or
+DICOM series folders — or a DICOM study folder ``dicom``), ``seeds`` and optionally ``levels``. Images are
+read as the ``segment`` command reads its options (image_inputs.py). Output folder (docs/cohort.md)::
 
     cases/<case_id>/   segmentation.seg.nrrd, labels.nii.gz, labels.json, measurements.csv,
-                       segment_info.json, qc.json, qc/<level>.png, done.json (the commit marker)
+                       [segmentation.dcm,] segment_info.json, qc.json, qc/<level>.png,
+                       done.json (the commit marker)
     measurements.csv   every finished case, manifest order (written atomically)
     status.csv         one row per case: ok / failed / accepted, the reason, seconds, the decision
     qc.html            the QC contact sheet (qc_page.py)
@@ -34,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -42,16 +45,21 @@ log = logging.getLogger(__name__)
 #: Manifest columns and what they hold (docs/cohort.md repeats this table).
 MANIFEST_COLUMNS: dict[str, str] = {
     "case_id": "case identifier, also the output folder name (letters, digits, '.', '_', '-')",
-    "water": "Dixon water image (use with fat)",
-    "fat": "Dixon fat image (use with water); results are on its grid",
-    "image": "single T1/T2-weighted image (fat bright), instead of water + fat",
+    "water": "Dixon water image, a file (NIfTI, NRRD, ...) or a DICOM series folder (use with fat)",
+    "fat": "Dixon fat image, a file or a DICOM series folder (use with water); results are on its grid",
+    "image": "single T1/T2-weighted image (fat bright), a file or a DICOM series folder",
+    "dicom": "DICOM study folder: the Dixon water/fat pair is recognised from the headers "
+    "(or named by water_series/fat_series); with series, that one image instead",
+    "series": "series of the DICOM folder in image or dicom (SeriesNumber or SeriesInstanceUID)",
+    "water_series": "water series of a DICOM folder (SeriesNumber or SeriesInstanceUID)",
+    "fat_series": "fat series of a DICOM folder (SeriesNumber or SeriesInstanceUID)",
     "seeds": "seed points (.mrk.json; labels = structure names, description = level)",
     "levels": "level landmarks L1..L5 (.mrk.json); optional (else levels from the seeds)",
 }
-PATH_COLUMNS = ("water", "fat", "image", "seeds", "levels")
+PATH_COLUMNS = ("water", "fat", "image", "dicom", "seeds", "levels")
+SERIES_COLUMNS = ("series", "water_series", "fat_series")
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MARKER = "done.json"
-CASE_OUTPUTS = ("segmentation.seg.nrrd", "labels.nii.gz", "labels.json", "measurements.csv")
 
 
 @dataclass(frozen=True)
@@ -63,12 +71,20 @@ class CaseSpec:
     water: str | None = None
     fat: str | None = None
     image: str | None = None
+    dicom: str | None = None
+    series: str | None = None
+    water_series: str | None = None
+    fat_series: str | None = None
     seeds: str | None = None
     levels: str | None = None
 
     def inputs(self) -> dict[str, str]:
         """Role → path of every input given."""
         return {c: getattr(self, c) for c in PATH_COLUMNS if getattr(self, c)}
+
+    def selectors(self) -> dict[str, str]:
+        """DICOM series choices given (column → SeriesNumber or UID)."""
+        return {c: getattr(self, c) for c in SERIES_COLUMNS if getattr(self, c)}
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,7 @@ class BatchSettings:
     split_refine_mm: float | None = None
     assume_same_grid: bool = False
     qc_images: bool = True
+    dicom_seg: bool = False
 
     def key(self) -> dict:
         """JSON-able form hashed into every case's marker."""
@@ -105,8 +122,8 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
     for required in ("case_id", "seeds"):
         if required not in df.columns:
             raise ValueError(f"manifest {path}: column {required!r} is missing")
-    if not ({"water", "fat"} <= set(df.columns) or "image" in df.columns):
-        raise ValueError(f"manifest {path}: needs an image source: columns water + fat, or image")
+    if not ({"water", "fat"} <= set(df.columns) or {"image", "dicom"} & set(df.columns)):
+        raise ValueError(f"manifest {path}: needs an image source: columns water + fat, image or dicom")
     specs: list[CaseSpec] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(df.to_dict("records")):
@@ -129,18 +146,23 @@ def _row_spec(path: Path, line: int, row: dict[str, str], seen: dict[str, int]) 
     if case_id in seen:
         raise ValueError(f"{where}, column case_id: {case_id!r} already used on line {seen[case_id]}")
     seen[case_id] = line
-    given = {c for c in PATH_COLUMNS if row.get(c)}
+    given = {c for c in (*PATH_COLUMNS, *SERIES_COLUMNS) if row.get(c)}
     if "seeds" not in given:
         raise ValueError(f"{where}, column seeds: empty for case {case_id!r}")
     if ("water" in given) != ("fat" in given):
         missing = "fat" if "water" in given else "water"
         raise ValueError(f"{where}, column {missing}: empty for case {case_id!r} (water and fat go together)")
-    if "image" in given and "water" in given:
-        raise ValueError(f"{where}: case {case_id!r} has both image and water/fat; give one image source")
-    if not given & {"image", "water"}:
-        raise ValueError(f"{where}: case {case_id!r} has no image (columns water + fat, or image)")
-    paths = {c: str((path.parent / row[c]).resolve()) for c in given}
-    return CaseSpec(case_id, line, **paths)
+    sources = [c for c in ("image", "water", "dicom") if c in given]
+    if len(sources) > 1:
+        raise ValueError(f"{where}: case {case_id!r} has {' and '.join(sources)}; give one image source")
+    if not sources:
+        raise ValueError(f"{where}: case {case_id!r} has no image (columns water + fat, image or dicom)")
+    allowed = {"image": {"series"}, "water": {"water_series", "fat_series"}, "dicom": set(SERIES_COLUMNS)}
+    for column in sorted(given & set(SERIES_COLUMNS) - allowed[sources[0]]):
+        raise ValueError(f"{where}, column {column}: does not apply to a case given by {sources[0]}")
+    values = {c: str((path.parent / row[c]).resolve()) for c in given & set(PATH_COLUMNS)}
+    values |= {c: row[c] for c in given & set(SERIES_COLUMNS)}
+    return CaseSpec(case_id, line, **values)
 
 
 def _hash_path(h: hashlib._Hash, p: Path) -> None:
@@ -160,6 +182,7 @@ def _hash_path(h: hashlib._Hash, p: Path) -> None:
 def input_hash(spec: CaseSpec, settings: BatchSettings) -> str:
     """SHA-256 of every input's content (a missing one hashes as missing) and of the settings."""
     h = hashlib.sha256(json.dumps(settings.key(), sort_keys=True, default=str).encode())
+    h.update(json.dumps(spec.selectors(), sort_keys=True).encode())
     for role, p in sorted(spec.inputs().items()):
         h.update(f"\0{role}\0".encode())
         _hash_path(h, Path(p))
@@ -261,26 +284,35 @@ def run_case(spec: CaseSpec, settings: BatchSettings, cases_dir: str, digest: st
     return CaseOutcome(spec.case_id, status, reason, seconds, warnings)
 
 
-def _read_inputs(spec: CaseSpec):
-    """(segment() input, display image array source, fat/water/image for measure_labels, seeds, levels)."""
-    from ParaspinalSegLib.io import read_volume
+def _read_inputs(spec: CaseSpec, settings: BatchSettings) -> tuple[Any, list, list | None, Any]:
+    """(ImageInputs, seeds, level landmarks, DICOM series the SEG references or None), read exactly
+    as the ``segment`` command reads its options; errors name the manifest line."""
+    from types import SimpleNamespace
+
+    from ParaspinalSegLib.dicom_seg_cli import resolve_reference
+    from ParaspinalSegLib.image_inputs import load_image_inputs
     from ParaspinalSegLib.markups import read_points
 
+    args = SimpleNamespace(
+        **{c: getattr(spec, c) for c in ("image", "water", "fat", "dicom", *SERIES_COLUMNS)}
+    )
+    args.assume_same_grid = settings.assume_same_grid
     try:
         seeds = read_points(spec.seeds)
         levels = read_points(spec.levels) if spec.levels else None
-        if spec.image:
-            image = read_volume(spec.image, "image")
-            return image, {"image": image}, seeds, levels
-        water = read_volume(spec.water, "water image")
-        fat = read_volume(spec.fat, "fat image")
+        src = load_image_inputs(args)
+        reference = resolve_reference(args, src) if settings.dicom_seg else None
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise ValueError(f"manifest line {spec.line}: {exc.args[0] if exc.args else exc}") from None
-    return {"water": water, "fat": fat}, {"water": water, "fat": fat}, seeds, levels
+    if reference is not None:
+        from ParaspinalSegLib.dicom_seg import check_on_series_grid
+
+        check_on_series_grid(src.image if src.image is not None else src.fat, reference, "the input image")
+    return src, seeds, levels, reference
 
 
 def _process(spec: CaseSpec, settings: BatchSettings, out: Path) -> list[str]:
-    """Segment and measure one case with the library API (as ``segment`` does), write outputs + QC."""
+    """Segment and measure one case with the library calls of ``segment``, write its outputs and QC."""
     import SimpleITK as sitk
 
     from ParaspinalSegLib import qc
@@ -289,12 +321,12 @@ def _process(spec: CaseSpec, settings: BatchSettings, out: Path) -> list[str]:
     from ParaspinalSegLib.segment import SegmentParams, segment
     from ParaspinalSegLib.segment_cli import write_csv
 
-    seg_input, images, seeds, levels = _read_inputs(spec)
+    src, seeds, levels, reference = _read_inputs(spec, settings)
     params = SegmentParams()
     if settings.split_refine_mm is not None:
-        params.split_refine_band_mm = settings.split_refine_mm
+        params.split.refine_band_mm = settings.split_refine_mm
     result = segment(
-        seg_input,
+        src.inputs,
         seeds,
         structures=list(settings.structures) if settings.structures else None,
         levels=levels,
@@ -304,27 +336,27 @@ def _process(spec: CaseSpec, settings: BatchSettings, out: Path) -> list[str]:
     write_seg_nrrd(out / "segmentation.seg.nrrd", result.labels, result.label_names)
     write_labels(out / "labels.nii.gz", result.labels)
     write_labels_json(out / "labels.json", result.label_names, result.levels)
-    if "image" in images:
-        kw = {"image": images["image"]}
+    if src.image is not None:
+        kw = {"image": src.image}
     else:
-        water = sitk.Image(images["water"])
+        water = sitk.Image(src.water)
         water.CopyInformation(result.labels)
-        kw = {"water": water, "fat": images["fat"]}
+        kw = {"water": water, "fat": src.fat}
     table = measure_labels(
-        result.labels,
-        result.label_names,
-        levels=result.levels,
-        case_id=spec.case_id,
-        erode_px=settings.erode_px,
-        **kw,
-    )
+        result.labels, result.label_names, levels=result.levels, case_id=spec.case_id,
+        erode_px=settings.erode_px, **kw,
+    )  # fmt: skip
     write_csv(out / "measurements.csv", table)
+    if reference is not None:
+        from ParaspinalSegLib.dicom_seg import write_dicom_seg
+
+        write_dicom_seg(out / "segmentation.dcm", result.labels, result.label_names, reference)
     (out / "segment_info.json").write_text(json.dumps(result.info, indent=1, default=str), encoding="utf-8")
-    display = kw["image"] if "image" in kw else sitk.Add(kw["water"], kw["fat"])
     facts = qc.case_facts(result.labels, result.label_names, result.levels, seeds)
     facts["warnings"] = list(result.info.get("warnings", []))
     (out / "qc.json").write_text(json.dumps(facts, indent=1), encoding="utf-8")
     if settings.qc_images:
+        display = kw["image"] if "image" in kw else sitk.Add(kw["water"], kw["fat"])
         qc.render_case(display, result.labels, result.label_names, result.levels, seeds, out / "qc")
     return facts["warnings"]
 

@@ -35,6 +35,11 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--split-refine-mm", type=float, help="as in `segment` (0 = off)")
     p.add_argument("--assume-same-grid", action="store_true", help="as in `segment`")
     p.add_argument("--erode-px", type=int, default=1, help="as in `segment` (default 1)")
+    p.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="also write segmentation.dcm (DICOM SEG) per case; needs DICOM image sources",
+    )
     d = QCThresholds()
     p.add_argument(
         "--qc-asymmetry",
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         split_refine_mm=args.split_refine_mm,
         assume_same_grid=args.assume_same_grid,
         qc_images=not args.no_qc_images,
+        dicom_seg=args.dicom_seg,
     )
     thresholds = QCThresholds(
         asymmetry=args.qc_asymmetry,

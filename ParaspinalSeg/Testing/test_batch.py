@@ -267,7 +267,19 @@ MANIFEST_ERRORS = [
     ("case_id,image,seeds\nA,i,s\nA,i,s\n", r"line 3, column case_id: 'A' already used on line 2"),
     ("case_id,image,seeds\na/b,i,s\n", r"line 2, column case_id: 'a/b' is not a usable folder name"),
     ("case_id,image,seeds\nA,,s\n", r"line 2: case 'A' has no image"),
-    ("case_id,image,water,fat,seeds\nA,i,w,f,s\n", r"line 2: case 'A' has both image and water/fat"),
+    (
+        "case_id,image,water,fat,seeds\nA,i,w,f,s\n",
+        r"line 2: case 'A' has image and water; give one image source",
+    ),
+    ("case_id,image,dicom,seeds\nA,i,d,s\n", r"line 2: case 'A' has image and dicom"),
+    (
+        "case_id,water,fat,series,seeds\nA,w,f,7,s\n",
+        r"line 2, column series: does not apply to a case given by water",
+    ),
+    (
+        "case_id,image,fat_series,seeds\nA,i,7,s\n",
+        r"line 2, column fat_series: does not apply to a case given by image",
+    ),
     ("case_id,image,seeds\nA,i,\n", r"line 2, column seeds: empty"),
     ("case_id,image,seeds\n", r"no cases"),
 ]
@@ -302,3 +314,47 @@ def test_cli_progress_lines_and_errors(cohort: Path, tmp_path: Path, capsys: pyt
     assert err.strip() == f"paraspinal-seg batch: error: manifest {bad}: column 'seeds' is missing"
     status = json.loads((tmp_path / "o" / "cases" / "C1" / "done.json").read_text())
     assert status["status"] == "ok" and len(status["hash"]) == 64
+
+
+def test_dicom_sources_equal_nifti_and_write_dicom_seg(tmp_path: Path) -> None:
+    """A DICOM study folder (pair picked from the headers) and water/fat series folders give the numbers of
+    the same stored pixels as NIfTI; --dicom-seg writes a SEG that reads back to the labels; a NIfTI case
+    cannot have one (its reason says why)."""
+    from dicom_cases import small_phantom, write_study
+
+    from ParaspinalLBPCore import dicom_series as ds
+    from ParaspinalSegLib.dicom_seg import read_dicom_seg
+
+    phantom = small_phantom(seed=3)
+    write_study(phantom, tmp_path / "study", names=("water", "fat", "t1w"))
+    write_points(tmp_path / "seeds.mrk.json", phantom.seeds)
+    write_points(tmp_path / "levels.mrk.json", phantom.landmarks)
+    common = {"seeds": "seeds.mrk.json", "levels": "levels.mrk.json"}
+    pd.DataFrame(
+        [
+            {"case_id": "D1", "dicom": "study", **common},
+            {"case_id": "D2", "water": "study/07_water", "fat": "study/06_fat", **common},
+            {"case_id": "N1", "water": "study_nifti/water.nii.gz", "fat": "study_nifti/fat.nii.gz", **common},
+        ]
+    ).to_csv(tmp_path / "cases.csv", index=False)
+    result = run_batch(
+        tmp_path / "cases.csv", tmp_path / "out", BatchSettings(dicom_seg=True), show_progress=False
+    )
+    status = result.status.set_index("case_id")
+    assert list(status["status"]) == ["ok", "ok", "failed"]
+    assert status.at["N1", "reason"].startswith("manifest line 4: --dicom-seg needs the source DICOM series")
+    nifti = run_batch(tmp_path / "cases.csv", tmp_path / "out_nifti", show_progress=False)
+    assert nifti.n_failed == 0
+    reference = pd.read_csv(tmp_path / "out_nifti" / "cases" / "N1" / "measurements.csv")
+    fat = next(s for s in ds.scan_folder(tmp_path / "study") if s.dixon == "fat")
+    for case_id in ("D1", "D2"):
+        folder = tmp_path / "out" / "cases" / case_id
+        table = pd.read_csv(folder / "measurements.csv")
+        assert len(table) == len(reference) and table["csa_cm2"].notna().sum() > 10
+        for col in ("n_voxels", "csa_cm2", "fat_fraction_pct", "asymmetry_index"):
+            np.testing.assert_allclose(
+                table[col], reference[col], rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=col
+            )
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz")))
+        back, names = read_dicom_seg(folder / "segmentation.dcm", fat)
+        assert np.array_equal(sitk.GetArrayFromImage(back), labels) and len(names) == 8
