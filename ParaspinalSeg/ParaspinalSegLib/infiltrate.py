@@ -282,12 +282,12 @@ def infiltrate(
     refs = fat_reference(arrays, fat, spacing, muscle)
     vf = _volume_fraction(arrays, refs, lab, names, targets, lv_map, pats, kind, spacing, seed)
     new = _add_noise(arrays, refs, vf, muscle, fat, seed)
-    if "water" in new:
-        new["inphase"] = new["water"] + new["fat"]
-    types = {n: images[n].GetPixelID() for n in images}
-    types["inphase"] = types.get("water", sitk.sitkFloat32)
-    out_images = {n: _like(a, labels, types[n]) for n, a in new.items()}
-    truth = case_truth(new, lab, names, vf, lv_map, spacing, arrays)
+    out_images = {n: _like(a, labels, images[n].GetPixelID()) for n, a in new.items()}
+    # the truth is read from the images as stored (integer inputs are rounded)
+    stored = {n: sitk.GetArrayFromImage(img).astype(np.float64) for n, img in out_images.items()}
+    if "water" in stored:  # in-phase magnitude W + F of the same voxels, for single-image methods
+        out_images["inphase"] = _like(stored["water"] + stored["fat"], labels)
+    truth = case_truth(stored, lab, names, vf, lv_map, spacing, arrays)
     truth.update(pattern=pats, severity={n: targets[n] for n in names.values()}, kind=kind, seed=int(seed),
                  fat_reference={n: round(float(np.median(r[muscle])), 3) for n, r in refs.items()},
                  fat_reference_voxels=int(fat.sum()))  # fmt: skip
