@@ -241,7 +241,7 @@ class Batch:
         self.parts.mkdir(parents=True, exist_ok=True)
         todo = [j for j in self.jobs if not self.is_done(j, retry_failed)]
         fps = {j.case_id: fingerprint(j) for j in todo}
-        n_failed = 0
+        n_failed = n_done = 0
         stream = self._iter_dask(todo, scheduler) if scheduler is not None else self._iter_local(todo, jobs)
         with tqdm(total=len(todo), desc="cases", unit="case", disable=not show_progress) as bar:
             for job, (df, error, seconds) in stream:
@@ -250,8 +250,9 @@ class Batch:
                 if error:
                     log.warning("case %s failed: %s", job.case_id, error)
                 bar.update(1)
+                n_done += 1
                 if progress is not None:
-                    progress(bar.n, len(todo), job.case_id)
+                    progress(n_done, len(todo), job.case_id)
         self.merge()
         return BatchResult(
             self.out,

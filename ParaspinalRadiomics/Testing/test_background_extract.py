@@ -182,3 +182,51 @@ def test_end_callbacks_run_once_after_the_end(tmp_path: Path) -> None:
     assert calls == [("first", jobs.SUCCEEDED), ("second", jobs.SUCCEEDED)]
     job.addEndCallback(lambda j: calls.append(("late", j.status)))  # after the end: called at once
     assert calls[-1] == ("late", jobs.SUCCEEDED)
+
+
+def test_batch_cli_progress_and_classes(tmp_path: Path) -> None:
+    """``batch --progress --classes``: one PROGRESS line per case, only the chosen class in the table."""
+    import json
+    import subprocess
+    import sys
+
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for case in ("A", "B"):
+        image = sitk.GetImageFromArray(rng.normal(100, 10, (4, 32, 32)).astype(np.float32))
+        labels = np.zeros((4, 32, 32), dtype=np.uint8)
+        labels[:, 8:20, 8:20] = 1
+        mask = sitk.GetImageFromArray(labels)
+        mask.CopyInformation(image)
+        sitk.WriteImage(image, str(tmp_path / f"{case}.nrrd"))
+        sitk.WriteImage(mask, str(tmp_path / f"{case}_labels.nrrd"))
+        (tmp_path / f"{case}.json").write_text(json.dumps({"labels": {"1": "multifidus_left"}}))
+        rows.append(
+            {
+                "case_id": case,
+                "image": tmp_path / f"{case}.nrrd",
+                "labels": tmp_path / f"{case}_labels.nrrd",
+                "label_names": tmp_path / f"{case}.json",
+            }
+        )
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    out = tmp_path / "features.csv"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ParaspinalRadiomicsLib",
+        "batch",
+        "--manifest",
+        str(tmp_path / "manifest.csv"),
+    ]
+    cmd += ["--params", "protocol-mri", "--classes", "firstorder", "--out", str(out), "--progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=True)
+    progress = [
+        jobs.parseProgress(line) for line in result.stdout.splitlines() if line.startswith("PROGRESS")
+    ]
+    assert progress == [(1, 2, "A"), (2, 2, "B")] or progress == [(1, 2, "B"), (2, 2, "A")]
+    df = pd.read_csv(out)
+    assert list(df["case_id"]) == ["A", "B"] and (df["status"] == "ok").all()
+    assert {c.split("_")[1] for c in df.columns if c.startswith("original_")} == {"firstorder"}
