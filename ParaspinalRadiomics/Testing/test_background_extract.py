@@ -230,3 +230,21 @@ def test_batch_cli_progress_and_classes(tmp_path: Path) -> None:
     df = pd.read_csv(out)
     assert list(df["case_id"]) == ["A", "B"] and (df["status"] == "ok").all()
     assert {c.split("_")[1] for c in df.columns if c.startswith("original_")} == {"firstorder"}
+
+
+def test_lib_jobs_can_import_the_shared_core_package(tmp_path: Path) -> None:
+    """Inside Slicer only module folders are on sys.path: a Lib job gets the folder of ParaspinalLBPCore."""
+    import sys
+
+    module_dir = Path(__file__).resolve().parents[1]
+    entries = jobs.libPythonPath([module_dir])
+    assert (
+        entries[0] == str(module_dir) and (Path(entries[-1]) / "ParaspinalLBPCore" / "__init__.py").is_file()
+    )
+    code = "import ParaspinalLBPCore; print(ParaspinalLBPCore.__file__)"
+    # -S: no site-packages (as a Slicer child process without the venv), so only PYTHONPATH can supply it.
+    job = jobs.Job([sys.executable, "-S", "-c", code])
+    assert job.wait(timeout=60).status == jobs.FAILED  # the control: not importable without the entry
+    job = jobs.Job([sys.executable, "-S", "-c", code], pythonPath=entries)
+    assert job.wait(timeout=60).status == jobs.SUCCEEDED, job.lines
+    assert Path(job.lines[0]).parent.parent == jobs.SHARED_DIR

@@ -285,6 +285,17 @@ class Job:
         return update
 
 
+#: The folder holding the shared plain-Python package ParaspinalLBPCore (and this package): on every
+#: Lib job's PYTHONPATH, since inside Slicer only the modules' own folders are on ``sys.path``.
+SHARED_DIR = Path(__file__).resolve().parents[1]
+
+
+def libPythonPath(moduleDirs: Sequence[str | os.PathLike] = ()) -> list[str]:
+    """PYTHONPATH entries for a Lib job: the module folders given, then the shared folder."""
+    entries = [str(p) for p in moduleDirs]
+    return entries + ([str(SHARED_DIR)] if str(SHARED_DIR) not in entries else [])
+
+
 def startLibJob(
     lib: str,
     args: Sequence[str],
@@ -293,8 +304,14 @@ def startLibJob(
     cwd: str | os.PathLike | None = None,
     name: str | None = None,
 ) -> Job:
-    """Start ``python -m <lib> <args…>`` in the background (e.g. ``TrialAnalysisLib analyze …``)."""
+    """Start ``python -m <lib> <args…>`` in the background (e.g. ``TrialAnalysisLib analyze …``).
+
+    ``pythonPath``: the module folder holding ``lib``; the shared folder is added (:func:`libPythonPath`).
+    """
     command = [python or pythonExecutable(), "-m", lib, *[str(a) for a in args]]
     return Job(
-        command, cwd=cwd, pythonPath=pythonPath, name=name or f"{lib} {args[0] if args else ''}".strip()
+        command,
+        cwd=cwd,
+        pythonPath=libPythonPath(pythonPath),
+        name=name or f"{lib} {args[0] if args else ''}".strip(),
     )
