@@ -2,6 +2,8 @@
 
 ``load_image_inputs(args)`` turns the options of ``cli_args.add_image_arguments`` into checked axial
 float32 volumes and remembers which DICOM series each came from (for ``--dicom-seg`` and header checks).
+Header-based checks of the image type run in ``check_inputs`` (today: Dixon roles swapped); a check
+of fat-suppressed / water-only inputs takes ``(inputs.inputs, inputs.metadata)`` and belongs there.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def load_image_inputs(args: Any) -> ImageInputs:
                 out.series[role] = info
         if "water" in out.series and "fat" in out.series:
             ds.check_same_geometry(out.series["water"], out.series["fat"], bool(get("assume_same_grid")))
-    check_header_roles(out)
+    check_inputs(out)
     _report(out)
     return out
 
@@ -109,12 +111,12 @@ def _from_dicom_folder(args: Any) -> ImageInputs:
         out.water = _checked(ds.read_series(w), w, "water image")
         out.fat = _checked(ds.read_series(f), f, "fat image")
         out.series.update(water=w, fat=f)
-    check_header_roles(out)
+    check_inputs(out)
     _report(out)
     return out
 
 
-def check_header_roles(inputs: ImageInputs) -> None:
+def check_inputs(inputs: ImageInputs) -> None:
     """Refuse a Dixon series given in the other role by its own headers (water given as fat: swapped)."""
     for role in ("water", "fat"):
         info = inputs.series.get(role)

@@ -64,6 +64,11 @@ def add_cli(subparsers: Any, name: str) -> None:
     p.add_argument("--slices-per-level", type=int)
     p.add_argument("--asymmetry", type=float, help="relative L/R CSA difference of all muscles")
     p.add_argument("--seed-jitter-mm", type=float, help="SD of random in-plane offsets of the seed points")
+    p.add_argument(
+        "--dicom",
+        action="store_true",
+        help="also write OUT/dicom/: the images as one DICOM MR study (T1w, T2w, Dixon W/F/IP/OP series)",
+    )
     p.set_defaults(func=run)
 
 
@@ -131,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
         bar.update()
         t1 = time.perf_counter()
         write_phantom(phantom, args.out)
+        if getattr(args, "dicom", False):
+            from ParaspinalSegLib.dicom_phantom import write_phantom_dicom
+
+            write_phantom_dicom(phantom, args.out / "dicom")
         bar.update()
     log.info(
         "phantom written to %s (render %.2f s, write %.2f s)", args.out, t1 - t0, time.perf_counter() - t1

@@ -298,3 +298,50 @@ def test_series_folder_is_read_recursively_and_ignores_non_images(study, tmp_pat
     shutil.copy(PYDICOM_DATA / "README.txt", root / "README.txt")
     image, info = ds.load_image(root)
     assert info.number == 2 and image.GetSize() == (192, 192, 6)
+
+
+def test_phantom_command_writes_a_dicom_study(tmp_path) -> None:
+    """``paraspinal-seg phantom --dicom``: the six images as one study whose series read back to the NIfTI."""
+    from ParaspinalSegLib.cli import main
+
+    out = tmp_path / "ph"
+    assert (
+        main(
+            [
+                "phantom",
+                "--out",
+                str(out),
+                "--levels",
+                "L4-L5",
+                "--matrix",
+                "160",
+                "160",
+                "--slices-per-level",
+                "3",
+                "--dicom",
+            ]
+        )
+        == 0
+    )
+    series = ds.scan_folder(out / "dicom")
+    assert [s.description for s in series] == [
+        "T1 TSE AX",
+        "T2 TSE AX",
+        "T1 DIXON AX IN",
+        "T1 DIXON AX OPP",
+        "T1 DIXON AX F",
+        "T1 DIXON AX W",
+    ]
+    assert len({s.frame_of_reference_uid for s in series}) == 1 and len({s.study_uid for s in series}) == 1
+    water, fat, _, _ = ds.load_dixon(out / "dicom")
+    w = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "water.nii.gz"))).astype(float)
+    f = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "fat.nii.gz"))).astype(float)
+    dw, df = sitk.GetArrayFromImage(water).astype(float), sitk.GetArrayFromImage(fat).astype(float)
+    peak = max(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{n}.nii.gz"))).max()
+        for n in ("water", "fat", "inphase", "opposed")
+    )
+    scale = 32000 / float(
+        peak
+    )  # quantize(): one shared scale for the Dixon series, stored = round(value * scale)
+    assert np.abs(dw - w * scale).max() <= 0.5 + 1e-6 and np.abs(df - f * scale).max() <= 0.5 + 1e-6
