@@ -67,7 +67,7 @@ def allocation_export(database: db.Database, actor: Actor) -> tuple[bytes, dict[
     """The export zip and its manifest; audited. Coded unless ``actor`` sees arms."""
     require(actor, "export_allocation", "export_allocation")
     with database.write() as conn:  # a write: the export itself is audited in the same snapshot
-        lst = active_list(conn)
+        lst = active_list(conn, with_csv=True)
         if lst is None:
             raise RefusedError("no_list", "no allocation list has been uploaded", 409, "export_allocation")
         unblinded = sees_arms(actor, is_trial_unblinded(conn))

@@ -164,9 +164,11 @@ def slots_csv(conn: Connection, list_id: int) -> bytes:
     return canonical_csv(pd.DataFrame([tuple(r) for r in rows], columns=list(ALLOCATION_COLUMNS)))
 
 
-def active_list(conn: Connection) -> dict | None:
-    """The stored list's row (with arms and codes decoded), or None before any upload."""
-    row = conn.execute(select(db.allocation_lists).order_by(db.allocation_lists.c.id.desc())).first()
+def active_list(conn: Connection, with_csv: bool = False) -> dict | None:
+    """The stored list's row (arms and codes decoded; the CSV text only ``with_csv``), or None before any upload."""
+    t = db.allocation_lists
+    cols = [c for c in t.c if with_csv or c.name != "csv"]
+    row = conn.execute(select(*cols).order_by(t.c.id.desc())).first()
     if row is None:
         return None
     out = dict(row._mapping)
