@@ -199,3 +199,18 @@ def test_export_of_a_simulated_trial_passes_validate(tmp_path: Path) -> None:
     merged.loc["P0001", "arm"] = "control" if merged.loc["P0001", "arm"] == "exercise" else "exercise"
     merged.reset_index().to_csv(out / "participants.csv", index=False, lineterminator="\n")
     assert validate_trial(out).has("randomization", "participants.csv", "arm")
+
+
+@pytest.mark.slow
+def test_demo_step_randomises_the_simulated_cohort(tmp_path: Path) -> None:
+    """The ``make demo`` step: every enrolled participant gets the simulated arm, screen failures are refused."""
+    from TrialAnalysisLib.randomization_server import demo_run
+    from TrialAnalysisLib.simulate import simulate_trial
+
+    simulate_trial(tmp_path / "trial", n=40, seed=2)
+    info = demo_run.run(tmp_path / "trial", tmp_path / "out")
+    assert info["randomised"] == info["arms_equal_to_simulation"] == 40
+    assert info["refused_as_expected"] == sum(info["refused"].values()) > 0 and info["audit_verified"]
+    assert (tmp_path / "out" / "export" / "allocation.csv").read_bytes() == (
+        tmp_path / "trial" / "allocation.csv"
+    ).read_bytes()

@@ -1,6 +1,7 @@
 """The digital-twin trial end to end, the way the trial's teams would run it (``make demo``).
 
-simulate the trial with an imaging cohort → segment every MRI from the seeds the simulator placed
+simulate the trial with an imaging cohort → randomise the cohort through the central randomisation
+service → segment every MRI from the seeds the simulator placed
 (one click per muscle per level, as a user would) → measurement tables → radiomics batch →
 model training + report + bundle → calculator command → trial analysis report → index.html.
 
@@ -200,6 +201,19 @@ class Demo:
             self.log,
         )
 
+    def randomization(self) -> None:
+        """Central randomisation service: the simulated cohort randomised through it (see demo_run)."""
+        _run(
+            [
+                "TrialAnalysisLib.randomization_server.demo_run",
+                "--trial",
+                self.trial,
+                "--out",
+                self.out / "randomization",
+            ],
+            self.log,
+        )
+
     def index(self) -> Path:
         """index.html linking every report, table and figure of the run."""
         links = []
@@ -210,6 +224,9 @@ class Demo:
             ("Model card", "model_bundle/model_card.html"),
             ("Measurement table (ParaspinalSeg)", "measurements.csv"),
             ("Radiomic feature table (ParaspinalRadiomics)", "features.csv"),
+            ("Central randomisation of the cohort (service, exports, audit)", "randomization/summary.html"),
+            ("Randomisation export: randomized.csv", "randomization/export/randomized.csv"),
+            ("Randomisation audit log verification", "randomization/audit_verify.txt"),
             ("Simulated trial data + data dictionary", "trial/data_dictionary.csv"),
             ("Planted truth", "trial/truth.json"),
             ("Run log", "demo.log"),
@@ -249,6 +266,11 @@ from one seed per muscle per level. Planted 12-month ODI effect: {truth.get("tre
             "simulate trial + imaging cohort",
             (self.trial / "truth.json").exists() and len(self.imaging_cases()) >= self.k,
             self.simulate,
+        )
+        self.step(
+            "central randomisation service (TrialAnalysis)",
+            (self.out / "randomization" / "summary.html").exists(),
+            self.randomization,
         )
         self.step("segment MRIs from seeds (ParaspinalSeg)", False, self.segment)
         self.step("collect measurement tables", False, self.collect_measurements)
