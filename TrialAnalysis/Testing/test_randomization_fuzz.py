@@ -19,7 +19,7 @@ from TrialAnalysisLib.randomization_server.audit import verify_database
 
 def schemathesis(url: str, headers: list[str], cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("schemathesis")
-    cmd = [str(exe), "run", url + "/openapi.json", "--checks", "not_a_server_error", "--max-examples", "25",
+    cmd = [str(exe), "run", url + "/openapi.json", "--checks", "not_a_server_error", "--max-examples", "15",
            "--seed", "1", "--no-color", "--workers", "1", "--exclude-path", "/api/logout",
            "--exclude-path", "/api/password"]  # fmt: skip
     for h in headers:
@@ -44,7 +44,7 @@ def test_api_fuzzing_finds_no_server_error(who: str, tmp_path: Path) -> None:
         log = server.log_text()
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     m = re.search(r"(\d+) generated, (\d+) passed", proc.stdout)
-    assert m and m.group(1) == m.group(2) and int(m.group(1)) > 500, proc.stdout[-2000:]
+    assert m and m.group(1) == m.group(2) and int(m.group(1)) > 300, proc.stdout[-2000:]
     assert "Traceback" not in log and " 500 " not in log
     n_ops = int(proc.stdout.split("Selected: ")[1].split("/")[0])
     assert n_ops >= 20

@@ -110,11 +110,13 @@ def test_server_killed_mid_request_loses_and_duplicates_nothing(database_url, tm
     participants = cohort(100, seed=23)
     server = start_server(url)
     try:
-        setup = setup_trial(url, server.url, list_path, per_site=4)
+        setup = setup_trial(
+            url, server.url, list_path, per_site=2
+        )  # 10 investigators keep ~10 requests in flight
         work = queues(participants, setup.investigators)
         done = threading.Event()
 
-        def killer() -> None:  # SIGKILL once 30 randomisations are confirmed, with up to 20 more in flight
+        def killer() -> None:  # SIGKILL once 30 randomisations are confirmed, with up to 10 more in flight
             while not done.is_set():
                 if server.log_text().count("POST /api/randomize 201") >= 30:
                     server.kill()
