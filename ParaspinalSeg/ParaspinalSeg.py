@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -37,6 +38,7 @@ from ParaspinalLBPSlicer import mrml, segmentations
 from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.sampledata import registerSampleData
 from ParaspinalLBPSlicer.tables import dataFrameToTable
+from ParaspinalLBPSlicer.widgets import JobMonitor, optionalPath
 from ParaspinalSegLib import geometry, structures
 
 #
@@ -92,6 +94,9 @@ class ParaspinalSegParameterNode:
     caseId: str = ""
     assumeSameGrid: bool = False
     raterName: str = ""
+    cohortManifest: Path  # cohort run (paraspinal-seg batch) in a background job
+    cohortOutput: Path
+    cohortJobs: Annotated[int, WithinRange(1, 16)] = 1
 
 
 #
@@ -108,6 +113,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._cohortJob = None
 
     def setup(self) -> None:
         """Load the UI, create the Logic, observe scene closing, bind the parameter node."""
@@ -125,10 +131,18 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.measureButton.connect("clicked(bool)", self.onMeasure)
         self.ui.exportDicomSegButton.connect("clicked(bool)", self.onExportDicomSeg)
+        self._cohortJob = JobMonitor(
+            self.ui.cohortProgressBar, self.ui.cohortLogTextEdit, self.ui.cohortStatusLabel,
+            self.ui.cohortCancelButton, onSucceeded=self._onCohortJobSucceeded, onEnded=self._checkCanApply,
+            what=_("Cohort job"),
+        )  # fmt: skip
+        self.ui.runBatchButton.connect("clicked(bool)", self.onRunBatch)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Module widget destroyed (application exit): disconnect the GUI, stop observing."""
+        """Module widget destroyed (application exit): cancel a running cohort job, disconnect the GUI."""
+        if self._cohortJob is not None:
+            self._cohortJob.cleanup()
         self.setParameterNode(None)
         self.removeObservers()
 
@@ -178,6 +192,9 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.placeSeedButton.enabled = hasImage
         self.ui.proposeSeedsButton.enabled = hasImage
         self.ui.exportDicomSegButton.enabled = bool(p and (p.inputVolume or p.fatVolume) and p.segmentation)
+        idle = bool(p) and not (self._cohortJob and self._cohortJob.running)
+        paths = lambda *names: idle and all(optionalPath(getattr(p, n)) for n in names)  # noqa: E731
+        self.ui.runBatchButton.enabled = paths("cohortManifest", "cohortOutput")
 
     def onPlaceSeed(self) -> None:
         """Start placing one seed named after the chosen structure (one click per muscle per level)."""
@@ -237,6 +254,20 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             path = self.logic.exportDicomSeg(p.segmentation, p.inputVolume or p.fatVolume, p.raterName)
             slicer.util.showStatusMessage(_("DICOM SEG added to the DICOM database: ") + path, 8000)
+
+    def onRunBatch(self) -> None:
+        """Start the cohort run in the background; the QC page opens when it is done."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("The cohort run could not start.")):
+            job = self.logic.batchInBackground(p.cohortManifest, p.cohortOutput, parallelJobs=p.cohortJobs)
+            self._cohortJob.start(job, _("Segmenting the cohort…"))
+        self._checkCanApply()
+
+    def _onCohortJobSucceeded(self, job) -> None:
+        import qt
+
+        page, self._parameterNode.table = self.logic.loadJobResults(job, self._parameterNode.table)
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(page)))
 
 
 #
@@ -402,6 +433,34 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         path = dicomexport.exportSegmentationToDicom(segmentationNode, referenceVolume, creator or None)
         logging.info("ParaspinalSeg: DICOM SEG %s imported into the DICOM database", path)
         return path
+
+    # -- cohort (background jobs; docs/cohort.md) -----------------------------------------------
+
+    def batchInBackground(self, manifest, outputDir, parallelJobs: int = 1, dicomSeg=False, force=False):
+        """Start ``paraspinal-seg batch --progress`` (resumes in ``outputDir``); returns the job. Follow it with
+        ``job.poll()``/``job.wait()``, then :meth:`loadJobResults`; bad input fails it with the CLI's line."""
+        args = ["batch", "--manifest", Path(manifest), "--out-dir", Path(outputDir), "--progress"]
+        args += ["--jobs", int(parallelJobs)] + ["--dicom-seg"] * bool(dicomSeg) + ["--force"] * bool(force)
+        return self._startJob(args, outputDir, "Cohort run", ("qc.html", "measurements.csv"))
+
+    def _startJob(self, args, outputDir, name: str, results: tuple[str, str]):
+        from ParaspinalLBPSlicer import jobs
+
+        moduleDir = Path(__file__).resolve().parent  # holds ParaspinalSegLib
+        job = jobs.startLibJob("ParaspinalSegLib", args, pythonPath=[moduleDir], name=name)
+        job.outputPath, job.resultFiles = Path(outputDir), results
+        return job
+
+    def loadJobResults(self, job, tableNode=None):
+        """(HTML page, table node) of a finished cohort run: qc.html and the measurement table."""
+        import pandas as pd
+
+        page, table = (job.outputPath / name for name in job.resultFiles)
+        if not table.is_file():
+            raise FileNotFoundError(f"{table}: no results (the {job.name.lower()} did not finish there)")
+        node = dataFrameToTable(pd.read_csv(table), tableNode, f"{job.name}: {job.outputPath.name}")
+        node.SetAttribute("ParaspinalLBP.report", str(page))
+        return page, node
 
     def showBarChart(self, tableNode, column: str = "csa_cm2", level: str = "all"):
         """Bar chart of one measurement per structure (whole-volume rows by default) in a plot chart node."""

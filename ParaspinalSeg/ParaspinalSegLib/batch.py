@@ -264,7 +264,13 @@ def run_case(spec: CaseSpec, settings: BatchSettings, cases_dir: str, digest: st
     t0 = time.perf_counter()
     cases = Path(cases_dir)
     staging = _stage(cases, spec.case_id)
-    marker = {"case_id": spec.case_id, "hash": digest, "settings": settings.key(), "inputs": spec.inputs()}
+    marker = {
+        "case_id": spec.case_id,
+        "hash": digest,
+        "settings": settings.key(),
+        "inputs": spec.inputs(),
+        "selectors": spec.selectors(),
+    }
     try:
         try:
             warnings = _process(spec, settings, staging)
