@@ -20,7 +20,9 @@ per level (``seeds.points_from_labels``) and the images that define the true FF 
 
 Scoring (``score_case``): Dice; volume error (%) of the label voxel count; FF error (pp) = what
 ``measure_labels`` reports inside our label minus what it reports inside the true outline, both with the
-same in-plane erosion (default 1 voxel, as the CLIs and the Slicer Logic report). For a single image the
+same in-plane erosion (``ff_err_pp``: default 1 voxel, as the CLIs and the Slicer Logic report) and both
+without erosion (``ff_raw_err_pp``; the true outline's raw mean is the FF of the whole compartment, which
+the eroded mean misses where fat lines the border). For a single image the
 measured FF is the single-image method's and the truth is the Dixon FF of the true outline (phantom, TUM01:
 the issue's "within 5 pp of Dixon"); MuscleMap has no Dixon, so there the truth is the single-image method
 inside the true outline (segmentation error only).
@@ -235,6 +237,8 @@ def score_case(case: ValidationCase, labels: sitk.Image | np.ndarray, erode_px: 
     )  # fmt: skip
     ours = _ff_table(pred_img, case, measured_on, erode_px)
     true_ff = _ff_table(case.labels, case, case.ff_images, erode_px)
+    ours_raw = _ff_table(pred_img, case, measured_on, 0) if erode_px else ours
+    true_raw = _ff_table(case.labels, case, case.ff_images, 0) if erode_px else true_ff
     rows = []
     for value, name in sorted(case.label_names.items()):
         for level, (k0, k1) in {**case.levels, "all": (0, truth.shape[0] - 1)}.items():
@@ -246,9 +250,11 @@ def score_case(case: ValidationCase, labels: sitk.Image | np.ndarray, erode_px: 
                 "dice": 2.0 * float((t & p).sum()) / max(1, nt + n_p),
                 "volume_err_pct": 100.0 * (n_p / nt - 1.0) if nt else np.nan,
                 "ff_pct": ours.get((name, level), np.nan), "ff_true_pct": true_ff.get((name, level), np.nan),
+                "ff_raw_pct": ours_raw.get((name, level), np.nan), "ff_raw_true_pct": true_raw.get((name, level), np.nan),
             })  # fmt: skip
     table = pd.DataFrame(rows)
     table["ff_err_pp"] = table["ff_pct"] - table["ff_true_pct"]
+    table["ff_raw_err_pp"] = table["ff_raw_pct"] - table["ff_raw_true_pct"]
     return table
 
 
@@ -261,5 +267,6 @@ def summary_row(table: pd.DataFrame) -> dict[str, Any]:
         "case": first.case, "source": first.source, "grade": int(first.grade), "pattern": first.pattern,
         "contrast": first.contrast, "dice_min": float(whole.dice.min()), "dice_mean": float(whole.dice.mean()),
         "ff_err_max_pp": float(whole.ff_err_pp.abs().max()), "vol_err_max_pct": float(whole.volume_err_pct.abs().max()),
-        "ff_true_mean_pct": float(whole.ff_true_pct.mean()),
+        "ff_raw_err_max_pp": float(whole.ff_raw_err_pp.abs().max()), "ff_true_mean_pct": float(whole.ff_true_pct.mean()),
+        "ff_raw_true_mean_pct": float(whole.ff_raw_true_pct.mean()),
     }  # fmt: skip

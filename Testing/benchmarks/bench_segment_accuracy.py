@@ -8,8 +8,13 @@ confusion, missed voxels; by distance from the manual outline) and the Dice one 
 disagreement costs (manual vs manual dilated/eroded: an inter-rater proxy). Seconds per case are
 given against reading the inputs in the same process. ``--figure PNG`` writes an error map of TUM01.
 Seeds everywhere: the distance-transform maximum of each label on the middle slice of 4 equal slabs.
+The fatty section runs the validation set of issue 14 (``ParaspinalSegLib.validation.fatty_cases``: the phantom
+per Goutallier grade x fat pattern, TUM01 and MuscleMap infiltrated inside their manual outlines) and prints the
+issue's table per case (Dice, FF error in pp with the CLIs' 1-voxel erosion, volume error in %) and the worst
+case per source x contrast x grade; ``--fatty-csv`` writes every structure x level row.
 Needs ../shared/data. Run: ``.venv/bin/python Testing/benchmarks/bench_segment_accuracy.py [--figure F]
-[--only tum01|musclemap|totalseg|phantom] [--split-refine-mm 8]``.
+[--only tum01|musclemap|totalseg|phantom|fatty] [--split-refine-mm 8] [--fatty-sources phantom,tum01,musclemap]
+[--fatty-grades 0,1,2,3,4] [--fatty-patterns diffuse,...] [--fatty-csv F]``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ParaspinalSegLib.phantom import make_phantom, write_phantom
 from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import SegmentParams, segment
 from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
+from ParaspinalSegLib.validation import fatty_cases, score_case, summary_row
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TS_NAMES = {46: "erector_spinae_left", 47: "erector_spinae_right"}  # total_mr autochthon L/R
@@ -225,6 +231,51 @@ def phantom() -> None:
         print(f"  |FF error| median {np.median(np.abs(ff)):.2f} pp, max {np.abs(ff).max():.2f} pp ({label})")
 
 
+def _short(name: str) -> str:
+    return ("MF" if name.startswith("multifidus") else "ES") + ("L" if name.endswith("left") else "R")
+
+
+def fatty(sources: list[str], grades: list[int], patterns: list[str] | None, csv: str | None) -> None:
+    """The fatty validation set: one line per case, then the worst case per source x contrast x grade."""
+    import pandas as pd
+
+    print("fatty validation set (Dice / FF error pp, 1-voxel erosion / volume error %; per muscle MF L, MF R, ES L, ES R)")
+    kwargs = {"patterns": patterns} if patterns else {}
+    tables, summary = [], []
+    for case in fatty_cases(DATA, sources=sources, grades=grades, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            r = segment(case.inputs, case.seeds, levels=case.levels, assume_same_grid=True, params=PARAMS)
+            table = score_case(case, r.labels)
+        except Exception as exc:  # a failed case is a result of the table, not a crash
+            print(f"  {case.name:<34} FAILED: {exc}")
+            continue
+        whole = table[table.level == "all"].set_index("structure")
+        names = sorted(whole.index, key=_short)
+        cells = "  ".join(
+            f"{_short(n)} {whole.dice[n]:.3f}/{whole.ff_err_pp[n]:+5.1f}/{whole.volume_err_pct[n]:+6.1f}" for n in names
+        )
+        print(f"  {case.name:<34} FF {whole.ff_true_pct.mean():4.1f} %  {cells}  ({time.perf_counter() - t0:.1f} s)")
+        tables.append(table)
+        summary.append(summary_row(table))
+    if not summary:
+        return
+    frame = pd.DataFrame(summary)
+    print(
+        "worst over patterns and muscles per source x contrast x grade: Dice min (mean) | |FF err| max pp, "
+        "1-voxel erosion (no erosion) | |vol err| max %"
+    )
+    for (src, con, grade), g in frame.groupby(["source", "contrast", "grade"], sort=False):
+        print(
+            f"  {src:<9} {con:<6} G{grade}  Dice {g.dice_min.min():.3f} ({g.dice_mean.mean():.3f})  "
+            f"FF {g.ff_err_max_pp.max():5.1f} ({g.ff_raw_err_max_pp.max():5.1f})  vol {g.vol_err_max_pct.max():6.1f}  "
+            f"(true FF {g.ff_true_mean_pct.mean():4.1f} %, raw {g.ff_raw_true_mean_pct.mean():4.1f} %; {len(g)} patterns)"
+        )
+    if csv:
+        pd.concat(tables).to_csv(csv, index=False)
+        print(f"  wrote {csv}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--figure", help="write the TUM01 error map to this PNG")
@@ -234,8 +285,21 @@ def main() -> None:
         default=None,
         help=f"SplitParams.refine_band_mm (default {SegmentParams().split.refine_band_mm:g}; 0 = off)",
     )
-    ap.add_argument("--only", choices=["tum01", "musclemap", "totalseg", "phantom"], help="run one dataset")
+    ap.add_argument("--only", choices=["tum01", "musclemap", "totalseg", "phantom", "fatty"], help="run one dataset")
+    ap.add_argument("--fatty-sources", default="phantom,tum01,musclemap", help="fatty set sources (comma-separated)")
+    ap.add_argument("--fatty-grades", default="0,1,2,3,4", help="Goutallier grades of the fatty set")
+    ap.add_argument("--fatty-patterns", default=None, help="fat patterns (default: all five)")
+    ap.add_argument("--fatty-csv", default=None, help="write every structure x level row of the fatty set here")
     args = ap.parse_args()
+
+    def run_fatty() -> None:
+        fatty(
+            args.fatty_sources.split(","),
+            [int(g) for g in args.fatty_grades.split(",")],
+            args.fatty_patterns.split(",") if args.fatty_patterns else None,
+            args.fatty_csv,
+        )
+
     if args.split_refine_mm is not None:
         PARAMS.split.refine_band_mm = args.split_refine_mm
     if args.only:
@@ -244,12 +308,14 @@ def main() -> None:
             "musclemap": musclemap,
             "totalseg": totalseg,
             "phantom": phantom,
+            "fatty": run_fatty,
         }[args.only]()
         return
     tum01(args.figure)
     musclemap()
     totalseg()
     phantom()
+    run_fatty()
 
 
 if __name__ == "__main__":
