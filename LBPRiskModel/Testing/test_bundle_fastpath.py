@@ -232,7 +232,7 @@ def test_logistic_interval_is_one_matrix_product(tmp_path: Path) -> None:
     bundle = load_bundle(make_bundle(tmp_path / "b", LogisticRegression(), True))
     coef, intercept = bundle._fast.linear
     assert coef.shape[1] == 21 and intercept.shape == (21,)
-    np.testing.assert_array_equal(coef[:, 0], bundle.pipeline.steps[-1][1].coef_.ravel())
+    np.testing.assert_array_equal(coef[:, 0], bundle.pipeline.steps[-1][1].coef_.ravel())  # a copy: exact
 
 
 @pytest.mark.parametrize("which", ["calculator", "trained"])

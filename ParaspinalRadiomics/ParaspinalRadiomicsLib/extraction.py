@@ -20,8 +20,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,6 +55,11 @@ Progress = Callable[[int, int, str], None]
 
 # Image types whose filter output depends on the mask: never cached across masks.
 _MASK_DEPENDENT_FILTERS = {"LBP3D"}
+# pykwalify (pyradiomics' schema check and YAML reader) parses with one module-level ruamel parser that is
+# not thread-safe: two threads building extractors at once (Dask workers are threads) failed with
+# IndexError/ComposerError in 19 of 50 tries. Parameter loading is serialised.
+_PARSER_LOCK = threading.Lock()
+_SITK_THREADS_LOCK = threading.Lock()  # guards the process-wide SimpleITK thread count (normalize_image)
 
 
 def available_presets() -> list[str]:
@@ -114,14 +119,16 @@ def load_params(params: str | Path | dict | RadiomicsParams) -> RadiomicsParams:
             # Parse exactly as pyradiomics does (pykwalify: ruamel YAML 1.2 / json), so that e.g. ``1e-3`` is
             # the float pyradiomics would read (PyYAML's YAML 1.1 would read the string "1e-3").
             text_data = path.read_text()
-            data = (json.loads(text_data) if path.suffix == ".json" else pyk_yml.load(text_data)) or {}
+            with _PARSER_LOCK:
+                data = (json.loads(text_data) if path.suffix == ".json" else pyk_yml.load(text_data)) or {}
         except (json.JSONDecodeError, YAMLError) as exc:
             raise ValueError(f"parameter file {path} is not valid YAML/JSON: {exc}") from exc
         source = str(path)
     if not isinstance(data, dict):
         raise ValueError(f"parameter file {source}: expected a mapping with setting/imageType/featureClass")
     try:
-        extractor = featureextractor.RadiomicsFeatureExtractor(dict(data))
+        with _PARSER_LOCK:
+            extractor = featureextractor.RadiomicsFeatureExtractor(dict(data))
     except SchemaError as exc:
         msg = " ".join(str(getattr(exc, "msg", exc)).split())
         raise ValueError(f"parameter file {source}: pyradiomics rejected it: {msg}") from exc
@@ -172,17 +179,23 @@ class PreparedImage:
     filter_cache: dict[str, list] = field(default_factory=dict)
 
 
-@contextmanager
-def single_threaded_sitk() -> Iterator[None]:
-    """Run SimpleITK single-threaded: its multi-threaded statistics (sitk.Normalize, used by pyradiomics'
-    normalisation) sum in a scheduling-dependent order, so the last bit of the normalised image, and hence
-    features at ~1e-15 relative, can differ from run to run (measured: 1 run in 6 on a phantom case)."""
-    n = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+def normalize_image(image: sitk.Image, settings: dict) -> sitk.Image:
+    """pyradiomics' ``imageoperations.normalizeImage`` with SimpleITK single-threaded, safe across threads.
+
+    Normalize sums the image statistics in an internal StatisticsImageFilter, in a scheduling-dependent
+    order when several threads run it, so the last bit of the normalised image (and features at ~1e-15
+    relative) changed from run to run. That inner filter takes SimpleITK's process-wide default thread
+    count (the outer filter's ``SetNumberOfThreads(1)`` does not reach it), so the default is set to 1
+    around the call, under a lock: cases may run in threads (Dask workers), and an unlocked save/set/restore
+    let one thread's restore switch another thread's normalisation back to many threads.
+    """
+    with _SITK_THREADS_LOCK:
+        n = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            return imageoperations.normalizeImage(image, **settings)
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
 
 
 def prepare_image(image: sitk.Image, rp: RadiomicsParams, name: str = "image") -> PreparedImage:
@@ -190,8 +203,7 @@ def prepare_image(image: sitk.Image, rp: RadiomicsParams, name: str = "image") -
     check_finite(image, name)
     s = rp.settings
     if s.get("normalize", False):
-        with single_threaded_sitk():
-            image = imageoperations.normalizeImage(image, **s)
+        image = normalize_image(image, s)
     resample = s.get("interpolator") is not None and s.get("resampledPixelSpacing") is not None
     # Pre-cropping around each ROI (skipping full-volume passes per mask) is exact when nothing looks
     # beyond the ROI: no filters (their output depends on the image extent) and no interpolation of the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 from radiomics import featureextractor
 
-from ParaspinalRadiomicsLib.extraction import META_COLUMNS, extract_case, load_params, single_threaded_sitk
+from ParaspinalRadiomicsLib.extraction import META_COLUMNS, extract_case, load_params
 from ParaspinalRadiomicsLib.inputs import HEADER_ROUNDING_TOL, read_labels, same_geometry
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
@@ -29,6 +31,18 @@ MUSCLEMAP_NAMES = {
     8: "quadratus_lumborum_left",
 }
 SIX_CLASSES = {c: [] for c in ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm")}
+
+
+@contextmanager
+def single_threaded_sitk() -> Iterator[None]:
+    """SimpleITK's process-wide default thread count set to 1 around pyradiomics' own ``execute`` (as
+    ``extraction.normalize_image`` does, under its lock, around the normalisation)."""
+    n = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
 
 
 def _execute_features(extractor, image, mask, label) -> dict[str, float]:
