@@ -204,10 +204,11 @@ def patterns_figure(path: str | Path, seed: int = 5) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ParaspinalSegLib.fat_patterns import PATTERNS
     from ParaspinalSegLib.phantom_params import MuscleParams
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.6))
-    for ax, pattern in zip(axes[:3], ("diffuse", "streaky", "patchy"), strict=True):
+    fig, axes = plt.subplots(1, len(PATTERNS) + 1, figsize=(4 * len(PATTERNS) + 4, 4.6))
+    for ax, pattern in zip(axes[:-1], PATTERNS, strict=True):
         muscles = {
             m: MuscleParams(fat_fraction=0.25, pattern=pattern)
             for m in ("erector_spinae_left", "multifidus_left")
@@ -224,11 +225,11 @@ def patterns_figure(path: str | Path, seed: int = 5) -> Path:
     lab = ph.arrays["labels"]
     j = int(np.nonzero(lab == 3)[1].mean())  # coronal plane through the left erector spinae
     sx, _, sz = ph.images["labels"].GetSpacing()
-    axes[3].imshow(lab[::-1, j, :], cmap="tab20", interpolation="nearest", aspect=sz / sx, vmin=0, vmax=19)
+    axes[-1].imshow(lab[::-1, j, :], cmap="tab20", interpolation="nearest", aspect=sz / sx, vmin=0, vmax=19)
     for lv, (k0, k1) in ph.level_slices.items():
-        axes[3].text(2, lab.shape[0] - 1 - (k0 + k1) / 2, lv, color="white", fontsize=9, va="center")
-    axes[3].set_title("coronal reformat of the labels (MF grows, ES shrinks caudally)", fontsize=9)
-    axes[3].axis("off")
+        axes[-1].text(2, lab.shape[0] - 1 - (k0 + k1) / 2, lv, color="white", fontsize=9, va="center")
+    axes[-1].set_title("coronal reformat of the labels (MF grows, ES shrinks caudally)", fontsize=9)
+    axes[-1].axis("off")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
