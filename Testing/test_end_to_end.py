@@ -1,6 +1,7 @@
 """The whole chain on a tiny digital-twin cohort, checking numbers across module boundaries.
 
-simulate (with phantom MRIs) → segment from the simulator's seeds → measurements → radiomics
+simulate (with phantom MRIs, also as DICOM) → segment the DICOM studies from the simulator's seeds
+(paraspinal-seg batch: DICOM SEGs, QC page) → measurements → radiomics
 batch → model bundle → calculator-ready predictions → trial report → index page. Each step is the
 module's own CLI (run by ``TrialAnalysisLib.demo``), so this is also what ``make demo`` does.
 """
@@ -70,8 +71,10 @@ def test_segmentation_matches_phantom_truth(run: Demo) -> None:
     for case in sorted(meas["case_id"].unique()):
         mri = run.trial / participants.loc[case, "mri_dir"]
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(mri / "labels.nii.gz")))
-        seg = sitk.GetArrayFromImage(sitk.ReadImage(str(run.out / "segmentation" / case / "labels.nii.gz")))
-        names = json.loads((run.out / "segmentation" / case / "labels.json").read_text())["labels"]
+        seg = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(run.out / "segmentation" / "cases" / case / "labels.nii.gz"))
+        )
+        names = json.loads((run.out / "segmentation" / "cases" / case / "labels.json").read_text())["labels"]
         truth_names = json.loads((mri / "labels.json").read_text())["labels"]
         truth_value = {name: int(v) for v, name in truth_names.items()}
         for value, name in names.items():
@@ -89,6 +92,28 @@ def test_segmentation_matches_phantom_truth(run: Demo) -> None:
     if csa_err:
         assert np.median(csa_err) < 0.10, f"median CSA error {np.median(csa_err):.3f}"
         assert np.median(ff_err) < 3.0, f"median FF error {np.median(ff_err):.2f} pp"
+
+
+def test_cohort_segmented_from_dicom_with_seg_and_qc(run: Demo) -> None:
+    """The batch read each participant's DICOM study (Dixon pair picked from the headers) and wrote a DICOM
+    SEG per case that reads back to its label map; the QC page lists every case."""
+    from ParaspinalLBPCore import dicom_series as ds
+    from ParaspinalSegLib.dicom_seg import read_dicom_seg
+
+    status = pd.read_csv(run.out / "segmentation" / "status.csv", dtype={"case_id": str})
+    assert len(status) == N_MRI and (status["status"] == "ok").all()
+    page = (run.out / "segmentation" / "qc.html").read_text(encoding="utf-8")
+    assert all(f'data-case="{c}"' in page for c in status["case_id"])
+    case = run.out / "segmentation" / "cases" / status["case_id"].iloc[0]
+    marker = json.loads((case / "done.json").read_text())
+    assert marker["inputs"]["dicom"].endswith("/dicom")
+    fat = next(s for s in ds.scan_folder(marker["inputs"]["dicom"]) if s.dixon == "fat")
+    back, _ = read_dicom_seg(case / "segmentation.dcm", fat)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "labels.nii.gz")))
+    assert np.array_equal(sitk.GetArrayFromImage(back), labels)
+    assert all(
+        (run.out / "segmentation" / "cases" / c / "segmentation.dcm").is_file() for c in status["case_id"]
+    )
 
 
 def test_model_bundle_predicts_the_cohort(run: Demo) -> None:
@@ -116,17 +141,24 @@ def test_trial_report_and_index(run: Demo) -> None:
     diff = results["primary"]["primary_mi"]["tables"]["difference"][0]
     assert np.isfinite(diff["estimate"]) and diff["ci_low"] < diff["ci_high"]
     index = (run.out / "index.html").read_text()
-    for link in ("trial_report/report.html", "model_report.html", "measurements.csv", "features.csv"):
+    for link in (
+        "trial_report/report.html",
+        "model_report.html",
+        "measurements.csv",
+        "features.csv",
+        "segmentation/qc.html",
+    ):
         assert f'href="{link}"' in index
         assert (run.out / link).exists()
     assert "python -m LBPRiskModelLib serve --model" in index
 
 
 def test_rerun_resumes_without_recomputing(run: Demo) -> None:
-    before = {p: p.stat().st_mtime_ns for p in (run.out / "segmentation").glob("*/labels.nii.gz")}
+    before = {p: p.stat().st_mtime_ns for p in (run.out / "segmentation").glob("cases/*/labels.nii.gz")}
+    assert len(before) == N_MRI
     again = Demo(run.out, n=N_PARTICIPANTS, with_mri=N_MRI, imputations=2, seed=5, quick_model=True)
     again.run()
-    after = {p: p.stat().st_mtime_ns for p in (run.out / "segmentation").glob("*/labels.nii.gz")}
+    after = {p: p.stat().st_mtime_ns for p in (run.out / "segmentation").glob("cases/*/labels.nii.gz")}
     assert before == after
     skipped = [name for name, _, status in again.steps if status.startswith("skipped")]
     assert "simulate trial + imaging cohort" in skipped

@@ -69,6 +69,11 @@ def add_cli(subparsers: Any, name: str) -> None:
         action="store_true",
         help="also write OUT/dicom/: the images as one DICOM MR study (T1w, T2w, Dixon W/F/IP/OP series)",
     )
+    p.add_argument(
+        "--dicom-series",
+        metavar="NAMES",
+        help="with --dicom: only these series, comma-separated (of water, fat, inphase, opposed, t1w, t2w)",
+    )
     p.set_defaults(func=run)
 
 
@@ -139,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "dicom", False):
             from ParaspinalSegLib.dicom_phantom import write_phantom_dicom
 
-            write_phantom_dicom(phantom, args.out / "dicom")
+            names = [n.strip() for n in (args.dicom_series or "").split(",") if n.strip()]
+            write_phantom_dicom(phantom, args.out / "dicom", **({"names": tuple(names)} if names else {}))
         bar.update()
     log.info(
         "phantom written to %s (render %.2f s, write %.2f s)", args.out, t1 - t0, time.perf_counter() - t1

@@ -1,8 +1,9 @@
 """The digital-twin trial end to end, the way the trial's teams would run it (``make demo``).
 
-simulate the trial with an imaging cohort → randomise the cohort through the central randomisation
-service → segment every MRI from the seeds the simulator placed
-(one click per muscle per level, as a user would) → measurement tables → radiomics batch →
+simulate the trial with an imaging cohort (phantom MRI, also as DICOM studies) → randomise the cohort
+through the central randomisation service → segment every DICOM study from the seeds the simulator
+placed (one click per muscle per level, as a user would; ``paraspinal-seg batch``: DICOM SEGs, QC page)
+→ measurement table → radiomics batch →
 model training + report + bundle → calculator command → trial analysis report → index.html.
 
 Every step is the module's own command line run as a subprocess (modules exchange files, never
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 SMALL = {"n": 314, "with_mri": 40, "imputations": 5}
 FULL = {"n": 314, "with_mri": 314, "imputations": 20}
@@ -79,6 +80,7 @@ class Demo:
                 self.k,
                 "--mri-workers",
                 2,
+                "--mri-dicom",
             ],
             self.log,
         )
@@ -89,47 +91,49 @@ class Demo:
         return p[["participant_id", "mri_dir"]].reset_index(drop=True)
 
     def segment(self) -> None:
-        for row in tqdm(
-            self.imaging_cases().itertuples(), total=len(self.imaging_cases()), desc="segment", unit="case"
-        ):
-            mri = self.trial / row.mri_dir
-            dest = self.out / "segmentation" / row.participant_id
-            if (dest / "measurements.csv").exists():
-                continue
-            _run(
-                [
-                    "ParaspinalSegLib",
-                    "segment",
-                    "--seeds",
-                    mri / "seeds.mrk.json",
-                    "--water",
-                    mri / "water.nii.gz",
-                    "--fat",
-                    mri / "fat.nii.gz",
-                    "--levels",
-                    mri / "levels.mrk.json",
-                    "--case-id",
-                    row.participant_id,
-                    "--out-dir",
-                    dest,
-                ],
-                self.log,
+        """The imaging cohort from its DICOM studies with ``paraspinal-seg batch`` (the Dixon pair picked from
+        the headers, one DICOM SEG per case, QC page; resumable); stops if a case failed."""
+        rows = [
+            {"case_id": row.participant_id, "dicom": self.trial / row.mri_dir / "dicom",
+             "seeds": self.trial / row.mri_dir / "seeds.mrk.json", "levels": self.trial / row.mri_dir / "levels.mrk.json"}
+            for row in self.imaging_cases().itertuples()
+        ]  # fmt: skip
+        manifest = self.out / "imaging_cases.csv"
+        pd.DataFrame(rows).to_csv(manifest.with_suffix(".tmp"), index=False)
+        manifest.with_suffix(".tmp").replace(manifest)
+        seg = self.out / "segmentation"
+        _run(
+            [
+                "ParaspinalSegLib",
+                "batch",
+                "--manifest",
+                manifest,
+                "--out-dir",
+                seg,
+                "--dicom-seg",
+                "--jobs",
+                2,
+            ],
+            self.log,
+        )
+        status = pd.read_csv(seg / "status.csv", dtype={"case_id": str}, keep_default_na=False)
+        failed = status[status["status"] != "ok"]
+        if len(failed):
+            first = failed.iloc[0]
+            raise StepFailedError(
+                f"{len(failed)} case(s) failed to segment, first {first['case_id']}: {first['reason']}"
             )
 
     def collect_measurements(self) -> None:
-        tables = []
-        for row in self.imaging_cases().itertuples():
-            df = pd.read_csv(self.out / "segmentation" / row.participant_id / "measurements.csv")
-            tables.append(df.assign(case_id=row.participant_id))
-        merged = pd.concat(tables, ignore_index=True)
+        """The cohort's measurement table (the batch's combined table) where the later steps read it."""
         tmp = self.out / "measurements.csv.tmp"
-        merged.to_csv(tmp, index=False)
+        shutil.copyfile(self.out / "segmentation" / "measurements.csv", tmp)
         tmp.replace(self.out / "measurements.csv")
 
     def radiomics(self) -> None:
         rows = []
         for row in self.imaging_cases().itertuples():
-            seg = self.out / "segmentation" / row.participant_id
+            seg = self.out / "segmentation" / "cases" / row.participant_id
             rows.append(
                 {
                     "case_id": row.participant_id,
@@ -223,6 +227,8 @@ class Demo:
             ("Prediction model report", "model_report.html"),
             ("Model card", "model_bundle/model_card.html"),
             ("Measurement table (ParaspinalSeg)", "measurements.csv"),
+            ("Segmentation QC contact sheet (paraspinal-seg batch from DICOM)", "segmentation/qc.html"),
+            ("Segmentation status per case", "segmentation/status.csv"),
             ("Radiomic feature table (ParaspinalRadiomics)", "features.csv"),
             ("Central randomisation of the cohort (service, exports, audit)", "randomization/summary.html"),
             ("Randomisation export: randomized.csv", "randomization/export/randomized.csv"),
@@ -236,7 +242,7 @@ class Demo:
         figures = sorted(
             p.relative_to(self.out).as_posix()
             for p in self.out.glob("**/*.png")
-            if "trial/mri" not in p.as_posix()
+            if "trial/mri" not in p.as_posix() and "segmentation/cases" not in p.as_posix()
         )
         figs = "".join(
             f'<figure><a href="{f}"><img src="{f}" alt="{f}"></a><figcaption>{f}</figcaption></figure>'
@@ -250,8 +256,10 @@ class Demo:
 <title>ParaspinalLBP demo run</title><style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 figure{{display:inline-block;width:31%;margin:.5%}}img{{width:100%}}td{{padding:2px 8px}}</style></head><body>
 <h1>ParaspinalLBP — digital-twin METNLBP trial</h1>
-<p>{self.n} participants simulated (seed {self.seed}); {len(self.imaging_cases())} with phantom MRI segmented
-from one seed per muscle per level. Planted 12-month ODI effect: {truth.get("treatment_effect_odi_12m")} points.</p>
+<p>{self.n} participants simulated (seed {self.seed}); {len(self.imaging_cases())} with phantom MRI, written as
+DICOM studies and segmented from them (<code>paraspinal-seg batch --dicom-seg</code>: a DICOM SEG per case in
+<code>segmentation/cases/&lt;id&gt;/segmentation.dcm</code>, <a href="segmentation/qc.html">QC page</a>) from one
+seed per muscle per level. Planted 12-month ODI effect: {truth.get("treatment_effect_odi_12m")} points.</p>
 <h2>Outputs</h2><ul>{"".join(links)}</ul>
 <p>Serve the calculator: <code>python -m LBPRiskModelLib serve --model {html.escape(str(self.out / "model_bundle"))}</code></p>
 <h2>Steps</h2><table>{rows}</table><h2>Figures</h2>{figs}</body></html>"""
@@ -264,7 +272,9 @@ from one seed per muscle per level. Planted 12-month ODI effect: {truth.get("tre
         self.out.mkdir(parents=True, exist_ok=True)
         self.step(
             "simulate trial + imaging cohort",
-            (self.trial / "truth.json").exists() and len(self.imaging_cases()) >= self.k,
+            (self.trial / "truth.json").exists()
+            and len(self.imaging_cases()) >= self.k
+            and all((self.trial / d / "dicom").is_dir() for d in self.imaging_cases()["mri_dir"]),
             self.simulate,
         )
         self.step(
@@ -272,7 +282,7 @@ from one seed per muscle per level. Planted 12-month ODI effect: {truth.get("tre
             (self.out / "randomization" / "summary.html").exists(),
             self.randomization,
         )
-        self.step("segment MRIs from seeds (ParaspinalSeg)", False, self.segment)
+        self.step("segment the DICOM cohort from seeds (ParaspinalSeg batch)", False, self.segment)
         self.step("collect measurement tables", False, self.collect_measurements)
         self.step("radiomics batch (ParaspinalRadiomics)", False, self.radiomics)
         self.step(

@@ -77,6 +77,7 @@ def simulate_trial(
     truth: TruthParams | None = None,
     progress: bool = False,
     mri_workers: int = 1,
+    mri_dicom: bool = False,
     **overrides: Any,
 ) -> Path:
     """Simulate the trial into directory ``out``; ``overrides`` set TruthParams fields (e.g. effect_odi_12m=-5)."""
@@ -126,7 +127,9 @@ def simulate_trial(
     if with_mri:
         from TrialAnalysisLib.simulate_mri import render_cohort
 
-        render_cohort(out, base, phenotype, mri_ids, seed, progress=progress, workers=mri_workers)
+        render_cohort(
+            out, base, phenotype, mri_ids, seed, progress=progress, workers=mri_workers, dicom=mri_dicom
+        )
     return out
 
 

@@ -39,6 +39,11 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     p.add_argument(
         "--mri-workers", type=int, default=1, help="processes rendering phantom MRIs in parallel (default 1)"
     )
+    p.add_argument(
+        "--mri-dicom",
+        action="store_true",
+        help="also write each phantom's Dixon water/fat as DICOM (mri/<pid>/dicom)",
+    )
     p.set_defaults(func=run)
 
 
@@ -60,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         with_mri=args.with_mri,
         progress=True,
         mri_workers=args.mri_workers,
+        mri_dicom=args.mri_dicom,
         **overrides,
     )
     print(f"wrote trial dataset (n={args.n}, seed={args.seed}) to {out}")

@@ -66,18 +66,25 @@ def write_phantom_yaml(path: Path, params: dict[str, Any]) -> Path:
     return path
 
 
-def is_complete(directory: Path) -> bool:
-    """True when a phantom output directory holds every expected file."""
-    return directory.is_dir() and all((directory / f).exists() for f in PHANTOM_OUTPUTS)
+# The Dixon pair written as DICOM with ``dicom=True`` (``mri/<pid>/dicom/``: what the cohort run reads).
+DICOM_SERIES = "water,fat"
 
 
-def render_one(yaml_path: Path, out_dir: Path, seed: int) -> None:
-    """Render one phantom into ``out_dir`` via ``python -m ParaspinalSegLib phantom`` (atomic directory rename)."""
+def is_complete(directory: Path, dicom: bool = False) -> bool:
+    """True when a phantom output directory holds every expected file (and its DICOM study if asked)."""
+    files = all((directory / f).exists() for f in PHANTOM_OUTPUTS)
+    return directory.is_dir() and files and (not dicom or (directory / "dicom").is_dir())
+
+
+def render_one(yaml_path: Path, out_dir: Path, seed: int, dicom: bool = False) -> None:
+    """Render one phantom into ``out_dir`` via ``python -m ParaspinalSegLib phantom`` (atomic directory rename);
+    ``dicom`` also writes its Dixon water/fat series as a DICOM study in ``out_dir/dicom``."""
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     cmd = [sys.executable, "-m", "ParaspinalSegLib", "phantom", "--out", str(tmp), "--seed", str(seed),
            "--params", str(yaml_path)]  # fmt: skip
+    cmd += ["--dicom", "--dicom-series", DICOM_SERIES] if dicom else []
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -91,7 +98,7 @@ def render_one(yaml_path: Path, out_dir: Path, seed: int) -> None:
 
 def render_cohort(
     out: Path, participants: pd.DataFrame, phenotype: pd.DataFrame, ids: Iterable[str], seed: int,
-    progress: bool = True, workers: int = 1,
+    progress: bool = True, workers: int = 1, dicom: bool = False,
 ) -> list[Path]:  # fmt: skip
     """Write ``mri/params/<pid>.yaml`` for the imaging cohort and render each not-yet-complete phantom.
 
@@ -108,8 +115,8 @@ def render_cohort(
         )
         d = out / "mri" / pid
         dirs.append(d)
-        if not is_complete(d):
-            todo.append((y, d, derived_seed(seed, "mri", pid)))
+        if not is_complete(d, dicom):
+            todo.append((y, d, derived_seed(seed, "mri", pid), dicom))
     bar = tqdm(
         total=len(dirs), initial=len(dirs) - len(todo), desc="phantom MRI", unit="case", disable=not progress
     )
