@@ -3,9 +3,11 @@
 - every widget name a module's Python uses (``self.ui.<name>``) exists in its ``.ui`` file;
 - every Python file and resource of a module is listed in its CMakeLists.txt, and every listed file exists;
 - ``<M>Lib`` never imports slicer/qt/ctk/vtk nor another module's Lib (modules exchange files/DataFrames);
+  shared plain-Python code lives in ``ParaspinalLBPCore``, which every Lib may import and which imports no Lib;
 - module metadata is real (title, category, contributors, help), the four classes exist, files stay small;
 - icons are 128×128 PNG; runtime dependencies are pinned; the code is ruff-clean;
-- the four Libs' copies of the command-line plumbing (``_cli.py``) are identical.
+- no two source files are copies of each other; the muscle/level vocabulary is spelled out only in the core;
+- ``--help`` of every command line loads no heavy engine (sub-commands are imported lazily).
 """
 
 from __future__ import annotations
@@ -161,12 +163,38 @@ def test_icon_is_128_png(module: str) -> None:
     assert (width, height) == (128, 128)
 
 
-def test_cli_plumbing_copies_are_identical() -> None:
-    """Each Lib carries its own ``_cli.py`` (a Lib never imports another module's Lib, so the four cannot
-    share one); this keeps the copies from drifting apart: edit ParaspinalSegLib's and copy it."""
-    reference = (REPO / "ParaspinalSeg" / "ParaspinalSegLib" / "_cli.py").read_bytes()
-    differ = [m for m in MODULES if (REPO / m / f"{m}Lib" / "_cli.py").read_bytes() != reference]
-    assert not differ, f"_cli.py differs from ParaspinalSegLib's in: {', '.join(differ)}"
+CORE = REPO / "ParaspinalSeg" / "ParaspinalLBPCore"
+
+
+def test_core_is_plain_python_and_imports_no_lib() -> None:
+    """ParaspinalLBPCore is what every Lib may share: no Slicer/Qt/VTK, no Lib, no Slicer-side helpers."""
+    forbidden = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "__main__", "ParaspinalLBPSlicer"} | LIBS
+    offenders = {
+        str(p.relative_to(REPO)): sorted(_imports(p) & forbidden)
+        for p in sorted(CORE.rglob("*.py"))
+        if _imports(p) & forbidden
+    }
+    assert not offenders, f"ParaspinalLBPCore imports Slicer/Qt/VTK or a Lib: {offenders}"
+
+
+def test_no_two_source_files_are_copies() -> None:
+    """Shared code has one home (ParaspinalLBPCore): no two tracked .py files are byte-identical
+    (files without code, e.g. an empty ``__init__.py``, excepted)."""
+    files = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    by_content: dict[bytes, list[str]] = {}
+    for name in files:
+        data = (REPO / name).read_bytes()
+        if (REPO / name).is_file() and ast.parse(data).body and not _only_docstring(data):
+            by_content.setdefault(data, []).append(name)
+    copies = [names for names in by_content.values() if len(names) > 1]
+    assert not copies, f"identical source files (move the code to ParaspinalLBPCore): {copies}"
+
+
+def _only_docstring(data: bytes) -> bool:
+    body = ast.parse(data).body
+    return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
 
 
 def test_dependencies_pinned() -> None:
@@ -369,3 +397,96 @@ def test_modules_use_the_shared_slicer_helpers_not_paraspinalseg(module: str) ->
         assert "ParaspinalSegLogic" not in text and "ParaspinalSeg" not in _imports(path), (
             f"{path.relative_to(REPO)} uses ParaspinalSeg.py; import ParaspinalLBPSlicer instead"
         )
+
+
+# --- One vocabulary: structure names, levels and label values are spelled out only in the core ---
+
+
+def vocabulary_redeclarations(source: str) -> list[str]:
+    """The vocabulary re-declared instead of imported from ParaspinalLBPCore.structures: a list/tuple/set
+    literal naming three or more structures, both sides of one muscle, or all five levels; a dict literal
+    mapping structure names to label values or back. (Selections such as ``("L4", "L5")`` and per-level
+    parameter tables are data, not vocabulary.)"""
+    from ParaspinalLBPCore.structures import BY_NAME, LEVELS, MUSCLES
+
+    pairs = [{s.name for s in MUSCLES if s.muscle == m.muscle} for m in MUSCLES]
+
+    def words(elts: list) -> set[str]:
+        return {e.value for e in elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+
+    def ints(elts: list) -> bool:
+        return bool(elts) and all(isinstance(e, ast.Constant) and type(e.value) is int for e in elts)
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            names = words(node.elts) & set(BY_NAME)
+            bad = len(names) >= 3 or any(p <= names for p in pairs) or set(LEVELS) <= words(node.elts)
+        elif isinstance(node, ast.Dict) and None not in node.keys:
+            keys, values = node.keys, node.values
+            bad = (len(words(keys) & set(BY_NAME)) >= 2 and ints(values)) or (
+                len(words(values) & set(BY_NAME)) >= 2 and ints(keys)
+            )
+        else:
+            continue
+        if bad:
+            found.append(f"line {node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_libs_import_the_vocabulary_from_the_core(module: str) -> None:
+    offenders = {
+        str(p.relative_to(REPO)): found
+        for p in sorted((REPO / module / f"{module}Lib").rglob("*.py"))
+        if (found := vocabulary_redeclarations(p.read_text(encoding="utf-8")))
+    }
+    assert not offenders, f"vocabulary spelled out outside ParaspinalLBPCore.structures: {offenders}"
+
+
+def test_vocabulary_check_catches_a_copy() -> None:
+    assert vocabulary_redeclarations('for m in ("multifidus_left", "multifidus_right"): pass')
+    assert vocabulary_redeclarations('S = ["multifidus_left", "psoas_left", "erector_spinae_right"]')
+    assert vocabulary_redeclarations('VALUE = {"erector_spinae_left": 3, "psoas_right": 6}')
+    assert vocabulary_redeclarations('NAMES = {1: "multifidus_right", 2: "multifidus_left"}')
+    assert vocabulary_redeclarations('LEVELS = ("L1", "L2", "L3", "L4", "L5")')
+    assert not vocabulary_redeclarations('x = rows["multifidus_left"]; levels = ("L4", "L5")')
+    assert not vocabulary_redeclarations('pick = ("erector_spinae_left", "multifidus_left")')
+    assert not vocabulary_redeclarations('FF = {"L1": 0.1, "L2": 0.11, "L3": 0.13, "L4": 0.16, "L5": 0.2}')
+
+
+# --- Command lines: ``--help`` loads no heavy engine ---
+
+HEAVY_ENGINES = (
+    "radiomics", "sklearn", "lightgbm", "xgboost", "shap", "statsmodels", "lifelines", "dask", "distributed",
+    "SimpleITK", "matplotlib", "fastapi", "skops", "highdicom",
+)  # fmt: skip
+_HELP_PROBE = """
+import contextlib, importlib, io, json, sys
+lib, engines = sys.argv[1], sys.argv[2].split(",")
+cli = importlib.import_module(lib + ".cli")
+loaded = {}
+for argv in [["--help"]] + [[name, "--help"] for name in cli.COMMANDS]:
+    before = set(sys.modules)
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            cli.main(argv)
+        except SystemExit:
+            pass
+    loaded[" ".join(argv)] = sorted(e for e in engines if e in sys.modules)
+print(json.dumps(loaded))
+"""
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_help_loads_no_heavy_engine(module: str) -> None:
+    """``<cli> --help`` and ``<cli> CMD --help`` run without importing pyradiomics, scikit-learn, the boosters,
+    shap, statsmodels, lifelines, Dask, SimpleITK ...: sub-commands and their engines load lazily."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _HELP_PROBE, f"{module}Lib", ",".join(HEAVY_ENGINES)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    loaded = {argv: engines for argv, engines in json.loads(out.stdout).items() if engines}
+    assert not loaded, f"{module}Lib: help imports heavy engines: {loaded}"

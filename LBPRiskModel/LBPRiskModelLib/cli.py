@@ -1,16 +1,28 @@
-"""Command line of LBPRiskModelLib: ``python -m LBPRiskModelLib {train,predict,report,serve} …``."""
+"""Command line of LBPRiskModelLib: ``python -m LBPRiskModelLib {train,predict,report,serve} …``.
+
+Each sub-command's module is imported only when that sub-command runs (ParaspinalLBPCore.cli).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from LBPRiskModelLib._cli import run_cli
+from ParaspinalLBPCore.cli import Command, run_cli
 
 COMMANDS = {
-    "train": "LBPRiskModelLib.train_cli:add_train_cli",
-    "predict": "LBPRiskModelLib.train_cli:add_predict_cli",
-    "report": "LBPRiskModelLib.train_cli:add_report_cli",
-    "serve": "LBPRiskModelLib.webapp.serve_cli:add_cli",
+    "train": Command("LBPRiskModelLib.train_cli:add_train_cli", "train, validate and export a model bundle"),
+    "predict": Command(
+        "LBPRiskModelLib.train_cli:add_predict_cli",
+        "predict risks for new cases with a verified bundle",
+    ),
+    "report": Command(
+        "LBPRiskModelLib.train_cli:add_report_cli",
+        "write the self-contained HTML training report of a bundle",
+    ),
+    "serve": Command(
+        "LBPRiskModelLib.webapp.serve_cli:add_cli",
+        "serve the web risk calculator for one model bundle",
+    ),
 }
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from ParaspinalLBPCore.atomic import atomic_write_text
 from ParaspinalRadiomicsLib.extraction import (
     META_COLUMNS,
     PYRADIOMICS_VERSION,
@@ -37,7 +38,7 @@ from ParaspinalRadiomicsLib.extraction import (
     provenance,
 )
 from ParaspinalRadiomicsLib.inputs import load_case
-from ParaspinalRadiomicsLib.tables import atomic_write_text, read_features, write_features
+from ParaspinalRadiomicsLib.tables import read_features, write_features
 
 log = logging.getLogger(__name__)
 _PARAMS_CACHE: dict[str, RadiomicsParams] = {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from ParaspinalRadiomicsLib.batch import Batch
 from ParaspinalRadiomicsLib.extract_cli import add_common_options, params_of, print_progress, quiet_radiomics
 
 
@@ -26,6 +25,8 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the batch; exit 0 even when some cases failed (they are in the table), 1 when all failed."""
+    from ParaspinalRadiomicsLib.batch import Batch
+
     quiet_radiomics(args)
     batch = Batch(
         args.manifest,

@@ -11,11 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ParaspinalRadiomicsLib.extraction import available_presets, extract_case, select_feature_classes
-from ParaspinalRadiomicsLib.inputs import load_case
-from ParaspinalRadiomicsLib.tables import write_features
+from ParaspinalRadiomicsLib.preset_files import available_presets
 
 
 def quiet_radiomics(args: argparse.Namespace) -> None:
@@ -69,7 +65,9 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     p.add_argument("--image", required=True, help="image file (NIfTI, NRRD, ...) or a DICOM series folder")
     p.add_argument(
-        "--series", metavar="NUMBER|UID", help="series of a DICOM folder holding several (SeriesNumber or UID)"
+        "--series",
+        metavar="NUMBER|UID",
+        help="series of a DICOM folder holding several (SeriesNumber or UID)",
     )
     p.add_argument("--labels", required=True, help="label map or Slicer .seg.nrrd on the image grid")
     p.add_argument(
@@ -83,6 +81,8 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def params_of(args: argparse.Namespace):
     """``--params`` restricted to ``--classes`` when given (validated before any work)."""
+    from ParaspinalRadiomicsLib.extraction import select_feature_classes  # the CLI loads pyradiomics lazily
+
     return select_feature_classes(args.params, args.classes) if args.classes else args.params
 
 
@@ -93,6 +93,12 @@ def print_progress(done: int, total: int, what: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract one case and write the table atomically."""
+    from tqdm import tqdm
+
+    from ParaspinalRadiomicsLib.extraction import extract_case
+    from ParaspinalRadiomicsLib.inputs import load_case
+    from ParaspinalRadiomicsLib.tables import write_features
+
     quiet_radiomics(args)
     params = params_of(args)
     image, labels, names, levels = load_case(args.image, args.labels, args.label_names, args.series)

@@ -37,9 +37,9 @@ from ruamel.yaml.error import YAMLError
 from scipy import ndimage
 
 from ParaspinalRadiomicsLib.inputs import Levels, as_label_map, check_finite, match_mask_geometry
+from ParaspinalRadiomicsLib.preset_files import PRESETS_DIR, available_presets
 
 log = logging.getLogger(__name__)
-PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 META_COLUMNS = [
     "case_id",
     "structure",
@@ -60,11 +60,6 @@ _MASK_DEPENDENT_FILTERS = {"LBP3D"}
 # IndexError/ComposerError in 19 of 50 tries. Parameter loading is serialised.
 _PARSER_LOCK = threading.Lock()
 _SITK_THREADS_LOCK = threading.Lock()  # guards the process-wide SimpleITK thread count (normalize_image)
-
-
-def available_presets() -> list[str]:
-    """Names of the presets shipped with the module (``protocol-mri``, ``ibsi-like``)."""
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
 @dataclass
@@ -139,7 +134,9 @@ def load_params(params: str | Path | dict | RadiomicsParams) -> RadiomicsParams:
 PROTOCOL_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm")
 
 
-def select_feature_classes(params: str | Path | dict | RadiomicsParams, classes: list[str]) -> RadiomicsParams:
+def select_feature_classes(
+    params: str | Path | dict | RadiomicsParams, classes: list[str]
+) -> RadiomicsParams:
     """The parameters with only ``classes`` enabled (each keeps its feature list from ``params``).
 
     A parameter set without a ``featureClass`` section enables the protocol classes; asking for a class

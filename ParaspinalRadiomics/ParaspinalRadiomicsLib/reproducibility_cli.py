@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from tqdm import tqdm
-
-from ParaspinalRadiomicsLib.batch import read_manifest
+from ParaspinalLBPCore.agreement import ICC_FORMS
 from ParaspinalRadiomicsLib.extract_cli import add_common_options, quiet_radiomics
-from ParaspinalRadiomicsLib.inputs import load_case
-from ParaspinalRadiomicsLib.reproducibility import (
-    METHODS,
-    icc,
-    perturbation_features,
-    perturbation_icc,
-    robust_features,
-    write_robust_features,
-)
-from ParaspinalRadiomicsLib.tables import atomic_write_text, read_features
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _icc_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.75, help="flag features with ICC below this (0.75)")
     p.add_argument(
-        "--method", choices=METHODS, default="ICC(2,1)", help="ICC used for flags and the robust list"
+        "--method", choices=ICC_FORMS, default="ICC(2,1)", help="ICC used for flags and the robust list"
     )
     p.add_argument("--robust-out", help="write robust_features.json (C5) for LBPRiskModel")
 
@@ -47,6 +38,9 @@ def add_icc_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 
 def _write(table: pd.DataFrame, args: argparse.Namespace) -> None:
+    from ParaspinalLBPCore.atomic import atomic_write_text
+    from ParaspinalRadiomicsLib.reproducibility import robust_features, write_robust_features
+
     atomic_write_text(args.out, table.to_csv(index=False))
     n_flag = int(table["flagged"].sum())
     print(f"{args.out}: {len(table)} features, {n_flag} below {args.method} {args.threshold}")
@@ -58,6 +52,9 @@ def _write(table: pd.DataFrame, args: argparse.Namespace) -> None:
 
 def run_icc(args: argparse.Namespace) -> int:
     """Compute the ICC table (and robust list) from feature tables."""
+    from ParaspinalRadiomicsLib.reproducibility import icc
+    from ParaspinalRadiomicsLib.tables import read_features
+
     tables = [read_features(p) for p in [args.a, args.b, *args.more]]
     _write(icc(*tables, threshold=args.threshold, method=args.method), args)
     return 0
@@ -87,6 +84,14 @@ def add_perturb_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run_perturb(args: argparse.Namespace) -> int:
     """Extract under perturbations (one case or every manifest case), then ICC across them."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from ParaspinalLBPCore.atomic import atomic_write_text
+    from ParaspinalRadiomicsLib.batch import read_manifest
+    from ParaspinalRadiomicsLib.inputs import load_case
+    from ParaspinalRadiomicsLib.reproducibility import perturbation_features, perturbation_icc
+
     quiet_radiomics(args)
     if args.manifest:
         cases = [(j.case_id, j.image, j.labels, j.label_names) for j in read_manifest(args.manifest)]

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from ParaspinalLBPCore.atomic import atomic_write_text
 from ParaspinalRadiomicsLib.extraction import META_COLUMNS
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text to a temp file in the same folder, then os.replace (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_features(df: pd.DataFrame, path: str | Path, provenance: dict | None = None) -> None:

@@ -53,6 +53,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES, MUSCLES
 from ParaspinalSegLib.autoseed_anatomy import (
     AutoSeedParams,
     SliceAnatomy,
@@ -65,7 +66,6 @@ from ParaspinalSegLib.autoseed_anatomy import (
 from ParaspinalSegLib.levels import levels_from_landmarks
 from ParaspinalSegLib.markups import MarkupPoint, write_points
 from ParaspinalSegLib.segment import segment
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES
 
 __all__ = [
     "DEFAULT_STRUCTURES",
@@ -77,13 +77,8 @@ __all__ = [
     "write_proposal",
 ]
 
-DEFAULT_STRUCTURES: tuple[str, ...] = (
-    "multifidus_left",
-    "multifidus_right",
-    "erector_spinae_left",
-    "erector_spinae_right",
-    "psoas_left",
-    "psoas_right",
+DEFAULT_STRUCTURES: tuple[str, ...] = tuple(
+    s.name for s in MUSCLES if s.muscle in ("multifidus", "erector_spinae", "psoas")
 )
 
 

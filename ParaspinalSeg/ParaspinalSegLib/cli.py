@@ -1,19 +1,40 @@
-"""Command line of ParaspinalSegLib: ``python -m ParaspinalSegLib {phantom,segment,measure} …``."""
+"""Command line of ParaspinalSegLib: ``python -m ParaspinalSegLib COMMAND …``.
+
+Each sub-command's module is imported only when that sub-command runs (ParaspinalLBPCore.cli).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ParaspinalSegLib._cli import run_cli
+from ParaspinalLBPCore.cli import Command, run_cli
 
 COMMANDS = {
-    "phantom": "ParaspinalSegLib.phantom_cli:add_cli",
-    "segment": "ParaspinalSegLib.segment_cli:add_cli",
-    "measure": "ParaspinalSegLib.measure_cli:add_cli",
-    "propose-seeds": "ParaspinalSegLib.autoseed_cli:add_cli",
-    "infiltrate": "ParaspinalSegLib.infiltrate_cli:add_cli",
-    "dicom-seg": "ParaspinalSegLib.dicom_seg_cli:add_cli",
-    "batch": "ParaspinalSegLib.batch_cli:add_cli",
+    "phantom": Command(
+        "ParaspinalSegLib.phantom_cli:add_cli",
+        "render a digital lumbar MRI phantom with ground truth",
+    ),
+    "segment": Command("ParaspinalSegLib.segment_cli:add_cli", "segment paraspinal muscles from seed points"),
+    "measure": Command(
+        "ParaspinalSegLib.measure_cli:add_cli",
+        "measure a label map (CSA, fat fraction, Goutallier, asymmetry)",
+    ),
+    "propose-seeds": Command(
+        "ParaspinalSegLib.autoseed_cli:add_cli",
+        "propose seed points from the image (auto-initialisation)",
+    ),
+    "infiltrate": Command(
+        "ParaspinalSegLib.infiltrate_cli:add_cli",
+        "infiltrate fat into a labelled real case inside its outlines",
+    ),
+    "dicom-seg": Command(
+        "ParaspinalSegLib.dicom_seg_cli:add_cli",
+        "write a label map as DICOM SEG referencing its source series",
+    ),
+    "batch": Command(
+        "ParaspinalSegLib.batch_cli:add_cli",
+        "segment + measure a cohort from a manifest, with a QC contact sheet (resumable)",
+    ),
 }
 
 

@@ -18,15 +18,8 @@ from typing import Any
 import pandas as pd
 
 from ParaspinalLBPCore import dicom_series as dser
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_CODES, SCT_LEFT, SCT_RIGHT
+from ParaspinalLBPCore.structures import BY_NAME, LEVEL_CODES, MUSCLE_CODES, SCT_LEFT, SCT_RIGHT
 
-LEVEL_CODES = {
-    "L1": ("SCT", "66794005", "L1 vertebra"),
-    "L2": ("SCT", "14293000", "L2 vertebra"),
-    "L3": ("SCT", "36470004", "L3 vertebra"),
-    "L4": ("SCT", "11994002", "L4 vertebra"),
-    "L5": ("SCT", "49668003", "L5 vertebra"),
-}
 # column → (concept, UCUM unit)
 MEASUREMENTS = {
     "csa_cm2": (("SCT", "42798000", "Area"), ("UCUM", "cm2", "square centimeter")),

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ParaspinalLBPCore.structures import MUSCLES
+
 # Label channels: index in the fraction stack -> label value (structures.py values).
 CHANNEL_VALUES = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17], dtype=np.uint8)
 CHANNEL = {int(v): i for i, v in enumerate(CHANNEL_VALUES)}
 VB, POST, CANAL, DISC, SUBCUT, SKIN, ABDOMEN, IMFAT = 10, 11, 12, 13, 14, 15, 16, 17
-MUSCLE_VALUE = {
-    "multifidus_left": 1, "multifidus_right": 2, "erector_spinae_left": 3, "erector_spinae_right": 4,
-    "psoas_left": 5, "psoas_right": 6, "quadratus_lumborum_left": 7, "quadratus_lumborum_right": 8,
-}  # fmt: skip
+MUSCLE_VALUE = {s.name: s.value for s in MUSCLES}
 
 # Base (female, body_scale 1) per-level CSA in cm² — MF and psoas grow caudally, ES shrinks
 # (TUM01: MF 5–11, ES 13–23 cm² per slice; psoas ~5 at L1 to ~15–20 at L4–L5; QL ~4–7).

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES, PARASPINAL_NAMES
 from ParaspinalSegLib import fat_patterns
-from ParaspinalSegLib.structures import LEVELS, MUSCLE_NAMES
 
 PATTERNS = fat_patterns.PATTERNS  # diffuse, streaky, patchy, peripheral, confluent
 SEXES = ("female", "male")
@@ -37,7 +37,7 @@ DEFAULT_PATTERN = {
 LevelValue = float | dict[str, float]
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 GOUTALLIER_GRADES = (0, 1, 2, 3, 4)
-PARASPINALS = ("multifidus_left", "multifidus_right", "erector_spinae_left", "erector_spinae_right")
+PARASPINALS = PARASPINAL_NAMES
 
 
 @dataclass

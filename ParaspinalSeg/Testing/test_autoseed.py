@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
-from ParaspinalSegLib._cli import run_cli
+from ParaspinalLBPCore.cli import run_cli
 from ParaspinalSegLib.autoseed import propose_seeds, refine_seeds, seed_accuracy, write_proposal
 from ParaspinalSegLib.autoseed_anatomy import AutoSeedParams, prepare_maps, slice_anatomy
 from ParaspinalSegLib.levels import levels_from_landmarks

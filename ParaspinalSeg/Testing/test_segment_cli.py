@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 import synthetic_dixon as sd
 
-from ParaspinalSegLib._cli import run_cli
+from ParaspinalLBPCore.cli import run_cli
 from ParaspinalSegLib.markups import write_points
 from ParaspinalSegLib.measure import MEASUREMENT_COLUMNS
 from ParaspinalSegLib.structures import BY_NAME

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from TrialAnalysisLib._cli import run_cli
+from ParaspinalLBPCore.cli import run_cli
 from TrialAnalysisLib.randomization import (
     balance_report,
     block_randomization,

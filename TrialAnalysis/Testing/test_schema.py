@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from TrialAnalysisLib._cli import run_cli
+from ParaspinalLBPCore.cli import run_cli
 from TrialAnalysisLib.schema import TABLES, data_dictionary, load_trial, validate_trial
 from TrialAnalysisLib.simulate import simulate_trial
 

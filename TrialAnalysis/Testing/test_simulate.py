@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from TrialAnalysisLib._cli import run_cli
+from ParaspinalLBPCore.cli import run_cli
 from TrialAnalysisLib.randomization import running_imbalance
 from TrialAnalysisLib.schema import LEVELS, MUSCLE_NAMES, TABLES, load_trial, validate_trial
 from TrialAnalysisLib.simulate import simulate_trial

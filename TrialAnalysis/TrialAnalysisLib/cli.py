@@ -1,21 +1,48 @@
-"""Command line of TrialAnalysisLib: ``python -m TrialAnalysisLib COMMAND …``."""
+"""Command line of TrialAnalysisLib: ``python -m TrialAnalysisLib COMMAND …``.
+
+Each sub-command's module is imported only when that sub-command runs (ParaspinalLBPCore.cli).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from TrialAnalysisLib._cli import run_cli
+from ParaspinalLBPCore.cli import Command, run_cli
 
 COMMANDS = {
-    "simulate": "TrialAnalysisLib.simulate_cli:add_cli",
-    "randomize": "TrialAnalysisLib.randomization_cli:add_cli",
-    "sample-size": "TrialAnalysisLib.sample_size_cli:add_cli",
-    "validate": "TrialAnalysisLib.validate_cli:add_cli",
-    "analyze": "TrialAnalysisLib.analyze_cli:add_cli",
-    "demo": "TrialAnalysisLib.demo:add_cli",
-    "randomization-server": "TrialAnalysisLib.randomization_server.server_cli:add_server_cli",
-    "randomization-admin": "TrialAnalysisLib.randomization_server.server_cli:add_admin_cli",
-    "audit-verify": "TrialAnalysisLib.randomization_server.server_cli:add_verify_cli",
+    "simulate": Command(
+        "TrialAnalysisLib.simulate_cli:add_cli",
+        "simulate the METNLBP trial (CSV dataset + data dictionary + truth.json)",
+    ),
+    "randomize": Command(
+        "TrialAnalysisLib.randomization_cli:add_cli",
+        "generate a stratified permuted-block allocation list (CSV + .sha256 + .json)",
+    ),
+    "sample-size": Command(
+        "TrialAnalysisLib.sample_size_cli:add_cli",
+        "sample size / detectable difference for the 12-month ODI comparison",
+    ),
+    "validate": Command(
+        "TrialAnalysisLib.validate_cli:add_cli",
+        "validate a trial dataset directory (exit 1 when errors are found)",
+    ),
+    "analyze": Command(
+        "TrialAnalysisLib.analyze_cli:add_cli",
+        "run the statistical analysis plan on a trial dataset and write report.html/.pdf",
+    ),
+    "demo": Command("TrialAnalysisLib.demo:add_cli", "run the whole digital-twin chain (make demo)"),
+    "randomization-server": Command(
+        "TrialAnalysisLib.randomization_server.server_cli:add_server_cli",
+        "serve central web randomisation (SQLite file or PostgreSQL URL)",
+    ),
+    "randomization-admin": Command(
+        "TrialAnalysisLib.randomization_server.server_cli:add_admin_cli",
+        "randomisation database: migrate, create the first administrator",
+    ),
+    "audit-verify": Command(
+        "TrialAnalysisLib.randomization_server.server_cli:add_verify_cli",
+        "verify the randomisation audit log (exit 1 when tampered)",
+    ),
 }
 
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
+
 if TYPE_CHECKING:
     from TrialAnalysisLib.schema_validation import ValidationReport
 
@@ -32,11 +34,6 @@ VISITS = ("baseline", "eoi_6w", "m1", "m3", "m6", "m12")
 VISIT_DAY = {"baseline": 0, "eoi_6w": 42, "m1": 72, "m3": 133, "m6": 224, "m12": 407}
 VISIT_WINDOW = {"baseline": (-30, 0), "eoi_6w": (35, 49), "m1": (65, 79), "m3": (119, 147), "m6": (203, 245),
                 "m12": (377, 437)}  # fmt: skip
-MUSCLE_NAMES = (
-    "multifidus_left", "multifidus_right", "erector_spinae_left", "erector_spinae_right",
-    "psoas_left", "psoas_right", "quadratus_lumborum_left", "quadratus_lumborum_right",
-)  # fmt: skip
-LEVELS = ("L1", "L2", "L3", "L4", "L5")
 EXCLUSION_CODES = (
     "age_lt_60", "odi_out_of_range", "goutallier_lt_2", "nsaid_contraindication",
     "prior_spine_surgery", "specific_pathology", "declined_consent",

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.structures import SIDES, muscle_name
 from TrialAnalysisLib import simulate_outcomes as so
 from TrialAnalysisLib import simulate_population as sp
 from TrialAnalysisLib.randomization import block_randomization, stratum_code
@@ -146,7 +147,7 @@ def _mf_ref(sex: str) -> float:
         np.mean(
             [
                 sp.reference_csa(m, lv, sex)
-                for m in ("multifidus_left", "multifidus_right")
+                for m in (muscle_name("multifidus", side) for side in SIDES)
                 for lv in ("L4", "L5")
             ]
         )

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from TrialAnalysisLib.schema import LEVELS, MUSCLE_NAMES
+from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
 from TrialAnalysisLib.simulate_population import reference_csa
 
 PHANTOM_FF_MAX = 0.70

@@ -12,7 +12,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from TrialAnalysisLib.schema import CENTRES, LEVELS, MUSCLE_NAMES
+from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
+from TrialAnalysisLib.schema import CENTRES
 
 START_DATE = dt.date(2024, 1, 8)
 CENTRE_START_OFFSET_DAYS = (0, 45, 90, 135, 180)  # staggered opening of C1..C5

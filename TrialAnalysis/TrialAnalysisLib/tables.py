@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ParaspinalLBPCore.structures import SIDES, muscle_name
 from TrialAnalysisLib.ancova import ancova
 
 FOLLOW_UP = ("eoi_6w", "m1", "m3", "m6", "m12")
@@ -55,7 +56,7 @@ def wide_frame(data: Any, scores: Sequence[str] = ("odi", "vas", "joa")) -> pd.D
     if getattr(data, "phenotype", None) is not None:
         ph = data.phenotype
         sel = ph[
-            ph["structure"].isin(["multifidus_left", "multifidus_right"]) & ph["level"].isin(["L4", "L5"])
+            ph["structure"].isin([muscle_name("multifidus", side) for side in SIDES]) & ph["level"].isin(["L4", "L5"])
         ]
         p["mf_ff_l45"] = p["participant_id"].map(sel.groupby("participant_id")["fat_fraction_pct"].mean())
     p["ff_tertile"] = pd.qcut(p["mean_ff_pct"], 3, labels=["T1 (low)", "T2", "T3 (high)"]).astype(str)
