@@ -151,6 +151,9 @@ def test_trial_report_and_index(run: Demo) -> None:
         assert f'href="{link}"' in index
         assert (run.out / link).exists()
     assert "python -m LBPRiskModelLib serve --model" in index
+    assert 'href="randomization/summary.html"' in index  # the cohort went through the randomisation service
+    rand = json.loads((run.out / "randomization" / "summary.json").read_text())
+    assert rand["randomised"] == rand["arms_equal_to_simulation"] == N_PARTICIPANTS and rand["audit_verified"]
 
 
 def test_rerun_resumes_without_recomputing(run: Demo) -> None:

@@ -116,4 +116,14 @@ def test_monitor_refused_randomising_and_sees_codes(browser: tuple) -> None:
     assert page.inner_text("#participants td.arm") in ("A", "B")
     page.goto(server.url + "/")
     assert set(page.locator("#arms td.arm").all_inner_texts()) <= {"A", "B"}
+    # emergency unblinding of that one participant, with a reason: the arm appears, the act is logged
+    page.goto(server.url + "/participants/P0001")
+    page.fill("#reason", "SAE: suspected GI bleeding, treating physician asks")
+    page.click("#unblind-submit")
+    page.wait_for_selector("#arm")
+    assert page.inner_text("#arm") in ("exercise + NSAIDs", "NSAIDs (control)")
+    con = sqlite3.connect(db)
+    last = con.execute("SELECT actor, action, target, outcome FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    con.close()
+    assert last == ("monitor", "unblind", "P0001", "ok")
     assert problems == [] and foreign == []

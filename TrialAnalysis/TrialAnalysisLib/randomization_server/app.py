@@ -206,7 +206,10 @@ R401 = {401: {"model": m.RefusalBody}, 403: {"model": m.RefusalBody}}
 
 
 def _register_api(app: FastAPI, ctx: Context) -> None:
-    """The JSON API routes."""
+    """The JSON API routes: health and session here, the rest by group."""
+    _register_admin_api(app, ctx)
+    _register_trial_api(app, ctx)
+    _register_export_api(app, ctx)
     database = ctx.database
 
     @app.get("/healthz", tags=["service"])
@@ -259,6 +262,11 @@ def _register_api(app: FastAPI, ctx: Context) -> None:
         accounts.change_password(database, s, body.old_password, body.new_password)
         return {"status": "changed"}
 
+
+def _register_admin_api(app: FastAPI, ctx: Context) -> None:
+    """Sites and users (admin)."""
+    database = ctx.database
+
     @app.get("/api/sites", tags=["admin"], responses=R401)
     def api_sites(request: Request) -> list[dict[str, Any]]:
         """Registered sites."""
@@ -288,6 +296,11 @@ def _register_api(app: FastAPI, ctx: Context) -> None:
         s = ctx.need(request, "set_user_active", username)
         accounts.set_active(database, s.actor, username, body.active)
         return {"username": username, "active": body.active}
+
+
+def _register_trial_api(app: FastAPI, ctx: Context) -> None:
+    """List upload, dashboard, randomising, participants, unblinding."""
+    database = ctx.database
 
     @app.post("/api/list", tags=["list"], status_code=201, responses=R401)
     def api_upload_list(body: m.ListUpload, request: Request) -> dict[str, Any]:
@@ -347,6 +360,11 @@ def _register_api(app: FastAPI, ctx: Context) -> None:
     def api_notifications(request: Request) -> list[dict[str, Any]]:
         """Notifications addressed to the caller."""
         return service.notifications(database, ctx.need(request, "notifications").actor)
+
+
+def _register_export_api(app: FastAPI, ctx: Context) -> None:
+    """Exports and the audit log."""
+    database = ctx.database
 
     @app.get("/api/export/allocation", tags=["export"], responses=R401, response_class=Response)
     def api_export(request: Request) -> Response:

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from TrialAnalysisLib.randomization_server import accounts, exports, lists, service
 from TrialAnalysisLib.randomization_server import api_models as m
@@ -107,8 +108,6 @@ def register_pages(app: FastAPI, ctx: Any) -> None:
         if not request.cookies.get("pre_csrf") or form.get("pre_csrf") != request.cookies.get("pre_csrf"):
             raise RefusedError("csrf", "login form expired: reload the page", 403, "login")
         user, pw = str(form.get("username", ""))[:64], str(form.get("password", ""))[:256]
-        from starlette.concurrency import run_in_threadpool
-
         token, _ = await run_in_threadpool(accounts.login, database, user, pw, ctx.ip(request))
         response = _see_other("/")
         response.set_cookie(
@@ -120,15 +119,13 @@ def register_pages(app: FastAPI, ctx: Any) -> None:
     async def form_of(request: Request, action: str, target: str = "", files: int = 0) -> tuple[Any, dict]:
         """(session, form fields) of a POSTed form whose CSRF field is the session's token."""
         form = await request.form(max_files=files, max_fields=40)
-        from starlette.concurrency import run_in_threadpool
-
         s = await run_in_threadpool(ctx.need, request, action, target, str(form.get("csrf_token", "")))
         return s, form
 
     @app.post("/logout", include_in_schema=False)
     async def logout_post(request: Request) -> Response:
         s, _ = await form_of(request, "logout")
-        accounts.logout(database, request.cookies["rsid"], s.actor)
+        await run_in_threadpool(accounts.logout, database, request.cookies["rsid"], s.actor)
         response = _see_other("/login")
         response.delete_cookie("rsid", path="/")
         return response
@@ -170,8 +167,6 @@ def register_pages(app: FastAPI, ctx: Any) -> None:
                 values=raw,
                 errors=fields,
             )
-        from starlette.concurrency import run_in_threadpool
-
         result = await run_in_threadpool(service.randomize, database, s.actor, body.model_dump())
         return render(request, ctx, "result.html", r=result)
 
@@ -188,8 +183,6 @@ def register_pages(app: FastAPI, ctx: Any) -> None:
     @app.post("/participants/{pid}/unblind", response_class=HTMLResponse, include_in_schema=False)
     async def unblind_post(pid: str, request: Request) -> HTMLResponse:
         s, form = await form_of(request, "unblind", pid)
-        from starlette.concurrency import run_in_threadpool
-
         await run_in_threadpool(
             service.unblind, database, s.actor, pid, str(form.get("reason", "")), ctx.outbox
         )
@@ -200,8 +193,6 @@ def register_pages(app: FastAPI, ctx: Any) -> None:
 
 def _register_admin_pages(app: FastAPI, ctx: Any, form_of: Any) -> None:
     """Admin (sites, users), list upload and audit pages."""
-    from starlette.concurrency import run_in_threadpool
-
     database = ctx.database
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
