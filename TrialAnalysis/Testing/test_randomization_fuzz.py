@@ -48,8 +48,8 @@ def test_api_fuzzing_finds_no_server_error(who: str, tmp_path: Path) -> None:
     assert "Traceback" not in log and " 500 " not in log
     n_ops = int(proc.stdout.split("Selected: ")[1].split("/")[0])
     assert n_ops >= 20
-    if who == "investigator":  # the fuzzer got past authentication: real randomisations and refusals happened
-        assert log.count("POST /api/randomize 201") + log.count("POST /api/randomize 422") > 5
+    if who == "investigator":  # past authentication: the schema's example randomised, fuzzed bodies refused
+        assert log.count("POST /api/randomize 201") >= 1 and log.count("POST /api/randomize 422") > 5
     elif who == "anonymous":
         assert log.count(" 401 ") > 20
     res = verify_database(db)  # thousands of fuzzed requests later, the audit chain is intact

@@ -28,6 +28,16 @@ class LoginResponse(BaseModel):
 
 
 class RandomizeRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"screening_id": "S00001", "centre": "C1", "sex": "F", "age": 68, "lbp_duration_months": 14,
+                 "odi": 38, "goutallier_grade": 2, "nsaid_contraindication": False, "prior_spine_surgery": False,
+                 "specific_pathology": False, "consent": True}
+            ]
+        },
+    )  # fmt: skip
     screening_id: str = Field(pattern=ID, description="screening log identifier, e.g. S00042")
     centre: str = Field(pattern=r"^[A-Za-z0-9_]{1,16}$", description="the investigator's own site")
     sex: Literal["F", "M"]
