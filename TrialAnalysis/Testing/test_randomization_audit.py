@@ -214,3 +214,16 @@ def test_demo_step_randomises_the_simulated_cohort(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "export" / "allocation.csv").read_bytes() == (
         tmp_path / "trial" / "allocation.csv"
     ).read_bytes()
+
+
+def test_unusable_database_is_a_one_line_user_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from TrialAnalysisLib.cli import main
+
+    assert main(["audit-verify", "--db", str(tmp_path / "absent.db")]) == 2
+    assert "absent.db: no such database file" in capsys.readouterr().err
+    assert main(["randomization-admin", "--db", "mysql://h/db", "migrate"]) == 2
+    assert "only SQLite and PostgreSQL are supported" in capsys.readouterr().err
+    port = __import__("randomization_support").free_port()  # nothing listens there
+    assert main(["audit-verify", "--db", f"postgresql://nobody@127.0.0.1:{port}/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot open the database" in err and "Traceback" not in err

@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from ParaspinalLBPCore.errors import BadInputError
 from TrialAnalysisLib.randomization_server import audit, db
 from TrialAnalysisLib.randomization_server.audit import Actor
 from TrialAnalysisLib.randomization_server.policy import ROLES, RefusedError, require
@@ -39,7 +40,7 @@ SITE_RE = re.compile(r"^[A-Za-z0-9_]{1,16}$")
 def hash_password(password: str) -> str:
     """argon2id hash of ``password`` (ValueError when shorter than 12 characters)."""
     if len(password) < MIN_PASSWORD:
-        raise ValueError(f"password: at least {MIN_PASSWORD} characters")
+        raise BadInputError(f"password: at least {MIN_PASSWORD} characters")
     with _HASH_SLOTS:
         return HASHER.hash(password)
 
@@ -285,6 +286,6 @@ def bootstrap_admin(url: str, username: str, password: str) -> None:
     try:
         create_user(database, BOOTSTRAP, username, password, "admin", None)
     except RefusedError as exc:
-        raise ValueError(f"create-admin {username}: {exc.message}") from None
+        raise BadInputError(f"create-admin {username}: {exc.message}") from None
     finally:
         database.dispose()

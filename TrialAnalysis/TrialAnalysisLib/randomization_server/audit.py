@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from ParaspinalLBPCore.errors import BadInputError
 from TrialAnalysisLib.randomization_server import db
 
 FIELDS = ("seq", "at", "actor", "role", "ip", "action", "target", "outcome", "before", "after")
@@ -228,11 +229,11 @@ def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any] |
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {n} is not JSON ({exc.msg})") from None
+            raise BadInputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
         if "head" in obj:
             head = obj["head"]
         elif not set(FIELDS) | {"prev_hash", "hash"} <= set(obj):
-            raise ValueError(f"{path}: line {n} lacks audit fields")
+            raise BadInputError(f"{path}: line {n} lacks audit fields")
         else:
             rows.append(obj)
     return rows, head

@@ -35,6 +35,8 @@ from sqlalchemy import (
     select,
 )
 
+from ParaspinalLBPCore.errors import BadInputError
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -201,7 +203,9 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith(("sqlite:", "postgresql+psycopg:")):
-        raise ValueError(f"database URL {url.split('://')[0]}://…: only SQLite and PostgreSQL are supported")
+        raise BadInputError(
+            f"database URL {url.split('://')[0]}://…: only SQLite and PostgreSQL are supported"
+        )
     return url
 
 
@@ -273,10 +277,9 @@ def migrate(url: str) -> None:
     """Create or upgrade the schema to the newest Alembic revision (idempotent)."""
     import logging
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # before the import, which logs its plugins
     from alembic import command
     from alembic.config import Config
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).resolve().parent / "migrations"))

@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
+
 DB_HELP = "SQLite file (created if missing) or PostgreSQL URL postgresql://user@host:port/dbname"
 
 
@@ -64,16 +66,28 @@ def log_config(access_log: bool) -> dict:
     return cfg
 
 
+def open_database(url: str) -> None:
+    """Migrate the database; a database that cannot be opened is a user error naming it (exit 2)."""
+    from sqlalchemy.exc import OperationalError
+
+    from TrialAnalysisLib.randomization_server.db import migrate
+
+    try:
+        migrate(url)
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise BadInputError(f"--db {url}: cannot open the database ({reason})") from None
+
+
 def run_server(args: argparse.Namespace) -> int:
     """Migrate, then serve until interrupted."""
     import uvicorn
 
     from TrialAnalysisLib.randomization_server.app import CONFIG_ENV, create_app
-    from TrialAnalysisLib.randomization_server.db import migrate
 
     if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    migrate(args.db)
+        raise BadInputError(f"--workers must be >= 1, got {args.workers}")
+    open_database(args.db)
     cfg = {"url": args.db, "outbox": _outbox(args), "secure_cookies": args.secure_cookies}
     common = dict(
         host=args.host,
@@ -116,9 +130,7 @@ def add_admin_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run_admin(args: argparse.Namespace) -> int:
     """Run one admin action."""
-    from TrialAnalysisLib.randomization_server.db import migrate
-
-    migrate(args.db)
+    open_database(args.db)
     if args.admin_command == "migrate":
         print(f"database schema up to date: {args.db}")
         return 0
@@ -129,7 +141,7 @@ def run_admin(args: argparse.Namespace) -> int:
     else:
         password = getpass.getpass("password for the new administrator: ")
         if getpass.getpass("repeat it: ") != password:
-            raise ValueError("the two passwords differ")
+            raise BadInputError("the two passwords differ")
     bootstrap_admin(args.db, args.username, password)
     print(f"administrator {args.username} created")
     return 0
@@ -152,11 +164,14 @@ def run_verify(args: argparse.Namespace) -> int:
     from TrialAnalysisLib.randomization_server import audit
 
     if args.db is not None:
+        if "://" not in args.db and not Path(args.db).exists():
+            raise MissingInputError(f"--db {args.db}: no such database file")
+        open_database(args.db)  # also refuses a database that cannot be opened, naming it
         res = audit.verify_database(args.db)
         rows = None
     else:
         if not args.file.exists():
-            raise FileNotFoundError(f"audit export not found: {args.file}")
+            raise MissingInputError(f"audit export not found: {args.file}")
         rows, head = audit.read_jsonl(args.file)
         res = audit.verify_chain(rows, head)
     if args.expect_head and res.ok:
