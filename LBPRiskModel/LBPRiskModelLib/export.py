@@ -99,7 +99,8 @@ def train(
     """Run the whole pipeline and write the bundle; returns the training result (with bundle_hash).
 
     ``progress``: a tqdm bar (True), nothing (False), or ``progress(done, total, stage)`` called at each
-    step and stage start; its last call is ``(total, total, "done")``.
+    step and stage start; its last call is ``(total, total, "done")``. ``figures_on=False`` skips the
+    report figures (tests).
     """
     steps = None
     if callable(progress):
@@ -109,83 +110,28 @@ def train(
         steps.set_postfix_str("uncertainty models")
     advance = steps.advance if steps is not None else (lambda stage: None)
     fam = res["selected"]
-    seed = int(cfg["seed"])
     model = res["models"][fam]
     cols, fields = selected_fields(res)
-    Ztr_sel = res["Ztr"]
     # full pipeline: fitted preprocessing steps + fitted model
     pipe = Pipeline([*[(n, s) for n, s in res["pre"].steps[:-1]], ("model", model)])
-    # bootstrap refits of the final estimator for per-patient uncertainty intervals
-    rng = np.random.default_rng(seed + 7)
-    ytr = res["prep"].y[res["train_idx"]]
-    ci_models = []
-    while len(ci_models) < int(cfg["ci_models"]):
-        idx = rng.integers(0, len(ytr), len(ytr))
-        if len(np.unique(ytr[idx])) < 2:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ci_models.append(clone(model).fit(Ztr_sel[idx], ytr[idx]))
+    rng = np.random.default_rng(int(cfg["seed"]) + 7)
+    ci_models = _ci_models(model, res["Ztr"], res["prep"].y[res["train_idx"]], int(cfg["ci_models"]), rng)
     advance("report")
-    bg_idx = rng.choice(len(Ztr_sel), min(int(cfg["mlp_background"]), len(Ztr_sel)), replace=False)
-    prep = res["prep"]
-    explain_info = {
-        "columns_to_fields": cols,
-        "background_mean": Ztr_sel.mean(axis=0).tolist(),
-        "background_sample": Ztr_sel[bg_idx].tolist(),
-        "input_columns": {c: ("category" if c in prep.categorical else "number") for c in prep.X.columns},
-        "method": {
-            "logistic_regression": "exact linear SHAP vs the training mean (log-odds)",
-            "xgboost": "native TreeSHAP, pred_contribs (log-odds)",
-            "lightgbm": "native TreeSHAP, pred_contrib (log-odds)",
-            "random_forest": "path-dependent TreeSHAP (probability)",
-            "mlp": f"permutation Shapley, 16 antithetic permutations, seed 0, {len(bg_idx)} background rows (log-odds)",
-        }[fam],
-    }
+    explain_info = _explain_info(res, cols, rng, int(cfg["mlp_background"]))
     schema = build_schema(res, fields)
-    oof_sel = res["oof"][fam]
     metrics = res["metrics"]
-    rg = risk_cutoffs(cfg, oof_sel)
-    metadata = {
-        "outcome": outcome,
-        "outcome_definition": outcome_definition or f"binary column {outcome!r} (1 = event)",
-        "intended_use": cfg["intended_use"],
-        "threshold": metrics["families"][fam]["threshold"],
-        "threshold_method": "Youden index on training out-of-fold predictions"
-        if cfg["threshold"] == "youden"
-        else "configured",
-        "risk_groups": rg,
-        "model_version": cfg["model_version"],
-        "n_top_features": 5,
-        "config": {k: v for k, v in cfg.items() if k != "intended_use"},
-    }
-    freq = selection_frequencies(res)
+    metadata = _metadata(
+        cfg, outcome, outcome_definition, metrics["families"][fam]["threshold"], res["oof"][fam]
+    )
     with tempfile.TemporaryDirectory() as td:
-        td = Path(td)
-        extra: dict[str, Path] = {}
-        res["manifest"].to_csv(td / "split_manifest.csv", index=False)
-        freq.to_csv(td / "selection_frequencies.csv", index=False)
-        te = res["test_idx"]
-        preds = pd.DataFrame(
-            {"case_id": prep.ids[te], "y": prep.y[te], **{f"p_{k}": v for k, v in res["p_test"].items()}}
-        )
-        if res["clinical"] is not None:
-            preds["p_clinical_only"] = res["clinical"]["p_test"]
-        preds.to_csv(td / "test_predictions.csv", index=False)
-        for name in ("split_manifest.csv", "selection_frequencies.csv", "test_predictions.csv"):
-            extra[f"report/{name}"] = td / name
-        figs: dict[str, Any] = {}
-        if figures_on:
-            figs = make_figures(res, freq, td, cols)
-            for v in figs.values():
-                for name in v if isinstance(v, list) else [v]:
-                    extra[f"report/{name}"] = td / name
-        metrics["figures"] = figs
+        extra = _report_files(res, Path(td), cols, figures_on)
         card_md, card_html = reporting.model_card(
             metadata | {"model_name": fam}, metrics, schema, explain_info
         )
-        write_json(td / "tripod_ai.json", reporting.tripod_checklist(metadata | {"model_name": fam}, metrics))
-        extra["report/tripod_ai.json"] = td / "tripod_ai.json"
+        write_json(
+            Path(td) / "tripod_ai.json", reporting.tripod_checklist(metadata | {"model_name": fam}, metrics)
+        )
+        extra["report/tripod_ai.json"] = Path(td) / "tripod_ai.json"
         advance("bundle")
         res["bundle_hash"] = save_bundle(
             out_dir,
@@ -205,6 +151,94 @@ def train(
     return res
 
 
+def _ci_models(model: Any, Z: np.ndarray, y: np.ndarray, n: int, rng: np.random.Generator) -> list[Any]:
+    """``n`` bootstrap refits of the final estimator on the model-space training matrix ``Z``, for the
+    per-patient uncertainty interval (resamples with one class only are drawn again)."""
+    ci_models: list[Any] = []
+    while len(ci_models) < n:
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci_models.append(clone(model).fit(Z[idx], y[idx]))
+    return ci_models
+
+
+#: How the deployed family's prediction-time explanations are computed (stated in the model card).
+EXPLAIN_METHODS = {
+    "logistic_regression": "exact linear SHAP vs the training mean (log-odds)",
+    "xgboost": "native TreeSHAP, pred_contribs (log-odds)",
+    "lightgbm": "native TreeSHAP, pred_contrib (log-odds)",
+    "random_forest": "path-dependent TreeSHAP (probability)",
+    "mlp": "permutation Shapley, 16 antithetic permutations, seed 0, {n} background rows (log-odds)",
+}
+
+
+def _explain_info(
+    res: dict[str, Any], cols: list[str], rng: np.random.Generator, n_background: int
+) -> dict[str, Any]:
+    """What the bundle needs to explain a prediction: model-space column → input field, the training
+    mean and a background sample (MLP), the input columns' kinds and the method's description."""
+    Ztr = res["Ztr"]
+    prep = res["prep"]
+    bg_idx = rng.choice(len(Ztr), min(n_background, len(Ztr)), replace=False)
+    return {
+        "columns_to_fields": cols,
+        "background_mean": Ztr.mean(axis=0).tolist(),
+        "background_sample": Ztr[bg_idx].tolist(),
+        "input_columns": {c: ("category" if c in prep.categorical else "number") for c in prep.X.columns},
+        "method": EXPLAIN_METHODS[res["selected"]].format(n=len(bg_idx)),
+    }
+
+
+def _metadata(
+    cfg: dict[str, Any], outcome: str, outcome_definition: str, threshold: float, oof: np.ndarray
+) -> dict[str, Any]:
+    """The bundle's metadata: outcome, intended use, decision threshold, risk groups, version, config."""
+    return {
+        "outcome": outcome,
+        "outcome_definition": outcome_definition or f"binary column {outcome!r} (1 = event)",
+        "intended_use": cfg["intended_use"],
+        "threshold": threshold,
+        "threshold_method": "Youden index on training out-of-fold predictions"
+        if cfg["threshold"] == "youden"
+        else "configured",
+        "risk_groups": risk_cutoffs(cfg, oof),
+        "model_version": cfg["model_version"],
+        "n_top_features": 5,
+        "config": {k: v for k, v in cfg.items() if k != "intended_use"},
+    }
+
+
+def _report_files(res: dict[str, Any], td: Path, cols: list[str], figures_on: bool) -> dict[str, Path]:
+    """Write the report's CSVs (split manifest, selection frequencies, test predictions) and figures into
+    ``td``; returns {bundle path: file}. Records the figure names in ``res["metrics"]["figures"]``."""
+    prep = res["prep"]
+    freq = selection_frequencies(res)
+    res["manifest"].to_csv(td / "split_manifest.csv", index=False)
+    freq.to_csv(td / "selection_frequencies.csv", index=False)
+    te = res["test_idx"]
+    preds = pd.DataFrame(
+        {"case_id": prep.ids[te], "y": prep.y[te], **{f"p_{k}": v for k, v in res["p_test"].items()}}
+    )
+    if res["clinical"] is not None:
+        preds["p_clinical_only"] = res["clinical"]["p_test"]
+    preds.to_csv(td / "test_predictions.csv", index=False)
+    extra = {
+        f"report/{name}": td / name
+        for name in ("split_manifest.csv", "selection_frequencies.csv", "test_predictions.csv")
+    }
+    figs: dict[str, Any] = {}
+    if figures_on:
+        figs = make_figures(res, freq, td, cols)
+        for v in figs.values():
+            for name in v if isinstance(v, list) else [v]:
+                extra[f"report/{name}"] = td / name
+    res["metrics"]["figures"] = figs
+    return extra
+
+
 def make_figures(res: dict[str, Any], freq: pd.DataFrame, out: Path, cols: list[str]) -> dict[str, Any]:
     """All report figures into ``out``; returns {kind: file name(s)}."""
     cfg = res["cfg"]
@@ -214,14 +248,12 @@ def make_figures(res: dict[str, Any], freq: pd.DataFrame, out: Path, cols: list[
     if res["clinical"] is not None:
         probs["clinical_only"] = res["clinical"]["p_test"]
     fam = res["selected"]
-    names = freq.set_index("feature").index.tolist()
     prep_names = res["pre"].named_steps["prep"].get_feature_names_out()
     sel_names = [
         n.split("__", 1)[1] if n.startswith(("num__", "cat__")) else n
         for n, s in zip(prep_names, res["pre"].named_steps["select"].support_, strict=True)
         if s
     ]
-    del names
     figs: dict[str, Any] = {
         "roc": figures.roc_plot(yte, probs, out / "roc.png").name,
         "calibration": figures.calibration_plot(yte, res["p_test"], out / "calibration.png").name,

@@ -234,7 +234,7 @@ def _img(path: Path) -> str:
 
 
 def render_report(bundle_dir: str | Path, out: str | Path) -> Path:
-    """Self-contained HTML report of a bundle (tables from metrics.json, figures embedded)."""
+    """Self-contained HTML report of a bundle (tables from metrics.json, figures embedded), written atomically."""
     bundle_dir = Path(bundle_dir)
     metrics = json.loads((bundle_dir / "metrics.json").read_text(encoding="utf-8"))
     meta = json.loads((bundle_dir / "metadata.json").read_text(encoding="utf-8"))
@@ -260,7 +260,21 @@ def render_report(bundle_dir: str | Path, out: str | Path) -> Path:
         parts.append(
             f"<p>Clinical-only logistic regression ({len(c['columns'])} predictors): test AUC {c['test_auc']:.3f} ({c['test_auc_ci_delong'][0]:.3f}–{c['test_auc_ci_delong'][1]:.3f}).</p>"
         )
-    figs = metrics.get("figures", {})
+    parts += _figure_sections(rep, metrics.get("figures", {}))
+    parts.append(_subgroup_section(metrics["families"][fam]["subgroups"]))
+    parts += _report_file_sections(rep)
+    parts.append(
+        "<h2>Library versions</h2>" + _html_table(["library", "version"], list(meta["versions"].items()))
+    )
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(_page("LBP risk model report", "\n".join(parts)), encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def _figure_sections(rep: Path, figs: dict[str, Any]) -> list[str]:
+    """Performance figures (ROC, calibration, decision curve, stability), then SHAP/LIME when present."""
     captions = {
         "roc": "ROC curves (test set)",
         "calibration": "Calibration plot (test set, quintiles of predicted risk)",
@@ -272,7 +286,7 @@ def render_report(bundle_dir: str | Path, out: str | Path) -> Path:
         for k, v in captions.items()
         if k in figs
     )
-    parts.append("<h2>Figures</h2><div class='grid'>" + grid + "</div>")
+    parts = ["<h2>Figures</h2><div class='grid'>" + grid + "</div>"]
     if "beeswarm" in figs:
         parts.append(
             "<h2>Explanations (SHAP, LIME)</h2><div class='grid'>"
@@ -280,25 +294,31 @@ def render_report(bundle_dir: str | Path, out: str | Path) -> Path:
             + "".join(_img(rep / n) for n in figs.get("waterfall", []) + figs.get("lime", []))
             + "</div>"
         )
-    sub = metrics["families"][fam]["subgroups"]
-    parts.append(
-        "<h2>Subgroups (deployed model, test set)</h2>"
-        + _html_table(
-            ["variable", "value", "n", "events", "AUC", "sensitivity", "specificity"],
+    return parts
+
+
+def _subgroup_section(sub: list[dict[str, Any]]) -> str:
+    """Deployed model's test-set AUC, sensitivity and specificity per sex and centre."""
+    return "<h2>Subgroups (deployed model, test set)</h2>" + _html_table(
+        ["variable", "value", "n", "events", "AUC", "sensitivity", "specificity"],
+        [
             [
-                [
-                    r["variable"],
-                    r["value"],
-                    r["n"],
-                    r["events"],
-                    _f(r["auc"]),
-                    _f(r["sensitivity"]),
-                    _f(r["specificity"]),
-                ]
-                for r in sub
-            ],
-        )
+                r["variable"],
+                r["value"],
+                r["n"],
+                r["events"],
+                _f(r["auc"]),
+                _f(r["sensitivity"]),
+                _f(r["specificity"]),
+            ]
+            for r in sub
+        ],
     )
+
+
+def _report_file_sections(rep: Path) -> list[str]:
+    """Stability-selection top 20 and the TRIPOD+AI checklist, from the bundle's report files if present."""
+    parts = []
     freq = rep / "selection_frequencies.csv"
     if freq.is_file():
         lines = freq.read_text(encoding="utf-8").splitlines()[1:21]
@@ -316,11 +336,4 @@ def render_report(bundle_dir: str | Path, out: str | Path) -> Path:
                 [[i["item"], i["description"], i["status"], i["text"]] for i in items],
             )
         )
-    parts.append(
-        "<h2>Library versions</h2>" + _html_table(["library", "version"], list(meta["versions"].items()))
-    )
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(_page("LBP risk model report", "\n".join(parts)), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return parts

@@ -291,23 +291,67 @@ def run_training(
 def _run_training(
     df: pd.DataFrame, outcome: str, cfg: dict[str, Any], progress: bool | StageProgress
 ) -> dict[str, Any]:
+    """The numbered steps of the module docstring, announced as stages on ``progress``."""
     seed = int(cfg["seed"])
-    n_jobs = int(cfg["n_jobs"])
     prep = prepare(df, outcome, cfg)
     report = data_report(
         pd.concat([prep.X, pd.Series(prep.y, name=outcome)], axis=1), outcome, list(prep.X.columns)
     )
+    # 1. stratified split
     manifest = split_manifest(prep.ids, prep.y, float(cfg["test_size"]), seed)
     tr = np.flatnonzero(manifest["set"].to_numpy() == "train")
     te = np.flatnonzero(manifest["set"].to_numpy() == "test")
-    ytr, yte = prep.y[tr], prep.y[te]
     if isinstance(progress, StageProgress):
         bar = progress
     else:
         bar = tqdm(total=training_steps(cfg), desc="train", disable=not progress, unit="step")
     bar.set_postfix_str("cross-validation")
+    cv, best, oof = _cross_validate(prep, cfg, tr, bar)  # 2.
+    selected = max(cfg["families"], key=lambda f: cv[f]["cv_auc_best"])  # 3.
+    bar.set_postfix_str("final fit")
+    final = _final_fit(prep, cfg, tr, te, best)  # 4.
+    bar.update(1)
+    clinical = _clinical_only(prep, tr, te)
+    bar.set_postfix_str("optimism bootstrap")
+    opt_reps = _optimism_bootstrap(prep, cfg, tr, best, bar)  # 5.
+    bar.close()
+    metrics = _metrics(prep, cfg, tr, te, cv, oof, final, clinical, opt_reps)
+    metrics["selected_model"] = selected
+    metrics["selection_reason"] = (
+        f"{selected} had the highest mean internal {cfg['cv_folds']}-fold CV AUC on the training set "
+        f"({cv[selected]['cv_auc_best']:.3f}); chosen before the test set was evaluated."
+    )
+    metrics["data_report"] = report
+    metrics["n_train"], metrics["n_test"] = len(tr), len(te)
+    metrics["events_train"], metrics["events_test"] = int(prep.y[tr].sum()), int(prep.y[te].sum())
+    metrics["protocol_config"] = cfg["protocol"]
+    return {
+        "prep": prep,
+        "cfg": cfg,
+        "outcome": outcome,
+        "manifest": manifest,
+        "train_idx": tr,
+        "test_idx": te,
+        "pre": final["pre"],
+        "Ztr": final["Ztr"],
+        "Zte": final["Zte"],
+        "models": final["models"],
+        "best": best,
+        "oof": oof,
+        "p_test": final["p_test"],
+        "clinical": clinical,
+        "selected": selected,
+        "metrics": metrics,
+    }
 
-    # 2. internal CV on the training set (folds in parallel; selection single-threaded inside)
+
+def _cross_validate(
+    prep: Prepared, cfg: dict[str, Any], tr: np.ndarray, bar: Any
+) -> tuple[dict[str, Any], dict[str, dict], dict[str, np.ndarray]]:
+    """Internal k-fold CV on the training rows: per family the grid's mean fold AUCs, the best grid point
+    and its out-of-fold predictions (folds run in parallel; selection is single-threaded inside)."""
+    seed, n_jobs = int(cfg["seed"]), int(cfg["n_jobs"])
+    ytr = prep.y[tr]
     skf = StratifiedKFold(int(cfg["cv_folds"]), shuffle=True, random_state=seed)
     folds = list(skf.split(np.zeros(len(tr)), ytr))
     fold_out = Parallel(n_jobs=n_jobs)(delayed(_cv_fold)(prep, cfg, tr[a], tr[b], seed, 1) for a, b in folds)
@@ -330,10 +374,16 @@ def _run_training(
             o[b] = fo[(fam, gbest)]
         oof[fam] = o
         cv[fam] = {"grid": grid, "cv_auc": scores, "best_params": grid[gbest], "cv_auc_best": scores[gbest]}
-    selected = max(cfg["families"], key=lambda f: cv[f]["cv_auc_best"])
+    return cv, best, oof
 
-    # 4. final fit on the whole training set; the test set is used once
-    bar.set_postfix_str("final fit")
+
+def _final_fit(
+    prep: Prepared, cfg: dict[str, Any], tr: np.ndarray, te: np.ndarray, best: dict[str, dict]
+) -> dict[str, Any]:
+    """Refit the whole pipeline on the training rows with each family's best grid point; the test rows
+    are only transformed and predicted (the one time they are used)."""
+    seed, n_jobs = int(cfg["seed"]), int(cfg["n_jobs"])
+    ytr = prep.y[tr]
     pre, Ztr = _fit_pre(_pre_pipeline(prep, cfg, seed, n_jobs), prep.X.iloc[tr], ytr)
     Zte = _transform(pre, prep.X.iloc[te])
     models, p_train, p_test = {}, {}, {}
@@ -343,33 +393,33 @@ def _run_training(
             models[fam] = make_estimator(fam, best[fam], seed, cfg["class_weight"]).fit(Ztr, ytr)
         p_train[fam] = models[fam].predict_proba(Ztr)[:, 1]
         p_test[fam] = models[fam].predict_proba(Zte)[:, 1]
-    bar.update(1)
+    return {"pre": pre, "Ztr": Ztr, "Zte": Zte, "models": models, "p_train": p_train, "p_test": p_test}
 
-    # clinical-only comparison model (logistic regression on clinical predictors, no selection)
+
+def _clinical_only(prep: Prepared, tr: np.ndarray, te: np.ndarray) -> dict[str, Any] | None:
+    """Comparison model: logistic regression on the clinical predictors alone (no selection), or None
+    when there are no clinical columns or nothing else."""
     clin_cols = [c for c in prep.X.columns if prep.roles[c] == "clinical"]
-    clinical = None
-    if clin_cols and len(clin_cols) < prep.X.shape[1]:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import Pipeline
+    if not clin_cols or len(clin_cols) >= prep.X.shape[1]:
+        return None
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
 
-        cp = Pipeline(
-            [
-                (
-                    "prep",
-                    build_preprocessor(
-                        [c for c in clin_cols if c in prep.numeric],
-                        [c for c in clin_cols if c in prep.categorical],
-                    ),
-                ),
-                ("model", LogisticRegression(max_iter=2000)),
-            ]
-        ).fit(prep.X.iloc[tr][clin_cols], ytr)
-        clinical = {"columns": clin_cols, "p_test": cp.predict_proba(prep.X.iloc[te][clin_cols])[:, 1]}
+    prep_step = build_preprocessor(
+        [c for c in clin_cols if c in prep.numeric], [c for c in clin_cols if c in prep.categorical]
+    )
+    cp = Pipeline([("prep", prep_step), ("model", LogisticRegression(max_iter=2000))])
+    cp.fit(prep.X.iloc[tr][clin_cols], prep.y[tr])
+    return {"columns": clin_cols, "p_test": cp.predict_proba(prep.X.iloc[te][clin_cols])[:, 1]}
 
-    # 5. Harrell optimism bootstrap of the AUC (whole pipeline per replicate)
+
+def _optimism_bootstrap(
+    prep: Prepared, cfg: dict[str, Any], tr: np.ndarray, best: dict[str, dict], bar: Any
+) -> list[dict[str, float]]:
+    """Harrell's optimism bootstrap of the AUC: the whole pipeline refitted per replicate (in parallel)."""
+    seed, n_jobs = int(cfg["seed"]), int(cfg["n_jobs"])
     B = int(cfg["optimism_bootstrap"])
-    opt_reps = []
-    bar.set_postfix_str("optimism bootstrap")
+    opt_reps: list[dict[str, float]] = []
     if B > 0:
         gen = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(_optimism_rep)(prep, cfg, tr, best, b, seed) for b in range(B)
@@ -377,75 +427,72 @@ def _run_training(
         for r in gen:
             opt_reps.append(r)
             bar.update(1)
-    bar.close()
+    return opt_reps
 
-    # 6. metrics (threshold and risk groups fixed on training out-of-fold predictions)
+
+def _metrics(
+    prep: Prepared,
+    cfg: dict[str, Any],
+    tr: np.ndarray,
+    te: np.ndarray,
+    cv: dict[str, Any],
+    oof: dict[str, np.ndarray],
+    final: dict[str, Any],
+    clinical: dict[str, Any] | None,
+    opt_reps: list[dict[str, float]],
+) -> dict[str, Any]:
+    """Test-set metrics per family (threshold fixed on the training out-of-fold predictions) and of the
+    clinical-only model."""
+    ytr, yte = prep.y[tr], prep.y[te]
     metrics: dict[str, Any] = {"families": {}}
     for fam in cfg["families"]:
         thr = (
             stats.youden_threshold(ytr, oof[fam]) if cfg["threshold"] == "youden" else float(cfg["threshold"])
         )
-        a, se, lo, hi = stats.delong_auc_ci(yte, p_test[fam])
-        blo, bhi = stats.bootstrap_auc_ci(yte, p_test[fam], int(cfg["auc_bootstrap"]), seed=seed)
-        slope, inter = stats.calibration_slope_intercept(yte, p_test[fam])
-        apparent = _safe_auc(ytr, p_train[fam])
+        p_test = final["p_test"][fam]
+        m = _test_metrics(yte, p_test, int(cfg["auc_bootstrap"]), int(cfg["seed"]))
+        apparent = _safe_auc(ytr, final["p_train"][fam])
         optimism = float(np.nanmean([r[fam] for r in opt_reps])) if opt_reps else float("nan")
         m = {
-            "best_params": best[fam],
+            "best_params": cv[fam]["best_params"],
             "cv_auc": cv[fam]["cv_auc_best"],
             "cv_grid": {"params": cv[fam]["grid"], "auc": cv[fam]["cv_auc"]},
             "threshold": thr,
-            "test_auc": a,
-            "test_auc_se_delong": se,
-            "test_auc_ci_delong": [lo, hi],
-            "test_auc_ci_bootstrap": [blo, bhi],
-            "brier": stats.brier(yte, p_test[fam]),
-            "calibration_slope": slope,
-            "calibration_intercept": inter,
+            **m,
             "apparent_train_auc": apparent,
             "optimism": optimism,
             "optimism_corrected_auc": apparent - optimism,
             "n_optimism_bootstrap": len(opt_reps),
-            **stats.threshold_metrics(yte, p_test[fam], thr),
+            **stats.threshold_metrics(yte, p_test, thr),
         }
         if clinical is not None:
-            d, z, pv = stats.delong_test(yte, p_test[fam], clinical["p_test"])
+            d, z, pv = stats.delong_test(yte, p_test, clinical["p_test"])
             m["vs_clinical_only"] = {"auc_difference": d, "z": z, "p_delong": pv}
-        m["subgroups"] = subgroup_table(prep.X.iloc[te], yte, p_test[fam], thr)
+        m["subgroups"] = subgroup_table(prep.X.iloc[te], yte, p_test, thr)
         metrics["families"][fam] = m
     if clinical is not None:
-        a, se, lo, hi = stats.delong_auc_ci(yte, clinical["p_test"])
+        a, _se, lo, hi = stats.delong_auc_ci(yte, clinical["p_test"])
         metrics["clinical_only"] = {
             "columns": clinical["columns"],
             "test_auc": a,
             "test_auc_ci_delong": [lo, hi],
         }
-    metrics["selected_model"] = selected
-    metrics["selection_reason"] = (
-        f"{selected} had the highest mean internal {cfg['cv_folds']}-fold CV AUC on the training set "
-        f"({cv[selected]['cv_auc_best']:.3f}); chosen before the test set was evaluated."
-    )
-    metrics["data_report"] = report
-    metrics["n_train"], metrics["n_test"] = len(tr), len(te)
-    metrics["events_train"], metrics["events_test"] = int(ytr.sum()), int(yte.sum())
-    metrics["protocol_config"] = cfg["protocol"]
+    return metrics
+
+
+def _test_metrics(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    """AUC with DeLong SE/CI and bootstrap CI, Brier score and calibration slope/intercept."""
+    a, se, lo, hi = stats.delong_auc_ci(y, p)
+    blo, bhi = stats.bootstrap_auc_ci(y, p, n_boot, seed=seed)
+    slope, inter = stats.calibration_slope_intercept(y, p)
     return {
-        "prep": prep,
-        "cfg": cfg,
-        "outcome": outcome,
-        "manifest": manifest,
-        "train_idx": tr,
-        "test_idx": te,
-        "pre": pre,
-        "Ztr": Ztr,
-        "Zte": Zte,
-        "models": models,
-        "best": best,
-        "oof": oof,
-        "p_test": p_test,
-        "clinical": clinical,
-        "selected": selected,
-        "metrics": metrics,
+        "test_auc": a,
+        "test_auc_se_delong": se,
+        "test_auc_ci_delong": [lo, hi],
+        "test_auc_ci_bootstrap": [blo, bhi],
+        "brier": stats.brier(y, p),
+        "calibration_slope": slope,
+        "calibration_intercept": inter,
     }
 
 

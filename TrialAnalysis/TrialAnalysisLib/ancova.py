@@ -163,6 +163,8 @@ def ancova(
     ``imputations=0`` analyses complete cases; ``imputations=m`` imputes outcome and covariates by
     MICE (``auxiliary`` columns help predict but are not in the model) and pools by Rubin's rules.
     ``alternative`` applies to the treatment difference p-value ("less": the arm lowers the outcome).
+    ``reference`` is the reference arm (default: the first level). ``responder_threshold`` adds the
+    responder analysis: responder = outcome ≤ threshold (``responder_direction="less"``) or ≥ it.
     """
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
@@ -179,7 +181,6 @@ def ancova(
     responder = None
     if responder_threshold is not None:
         responder = {"threshold": responder_threshold, "direction": responder_direction}
-    n_total = len(d)
     if imputations and imputations > 0:
         completed = mice(d, imputations, seed=seed, method=mi_method)
         fits = [_fit_once(c, outcome, treatment, covariates, reference, responder) for c in completed]
@@ -188,10 +189,64 @@ def ancova(
         cc = d[[outcome, treatment, *covariates]].dropna()
         fits = [_fit_once(cc, outcome, treatment, covariates, reference, responder)]
         method = "complete cases"
-    f0 = fits[0]
-    dfc = f0["fit"]["df"]
+    pooled = _Pooled(fits, conf_level)
+    diff = pooled.rows("diff", alternative)
+    diff["alternative"] = alternative
+    tables = {
+        "lsmeans": pooled.rows("lsm").drop(columns=["statistic", "p"]).rename(columns={"term": "arm"}),
+        "difference": diff,
+        "type3": _type3_table(fits),
+    }
+    if responder is not None:
+        tables["responder"] = _responder_table(pooled.rows("resp"))
+    fit = fits[0]["fit"]
+    info = {
+        "method": method,
+        "outcome": outcome,
+        "treatment": treatment,
+        "reference": str(reference),
+        "n_total": len(d),
+        "n_analysed": fit["n"],
+        "df_resid": fit["df"],
+        "conf_level": conf_level,
+        "alternative": alternative,
+        **_fit_info(fits),
+    }
+    notes = [
+        f"Covariates: {', '.join(covariates) or 'none'}; factor covariates averaged over levels for LS-means."
+    ]
+    return AnalysisResult(
+        f"ANCOVA of {outcome} by {treatment}", pooled.rows("coef"), tables, info, notes, fit=fits
+    )
 
-    def pool(key: str, i: int) -> tuple[str, float, float, float]:
+
+def _fit_info(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """One fit: its dispersion, RSS, log-likelihood and R's AIC (which counts the residual variance as a
+    parameter); several fits: the number of imputations."""
+    fit = fits[0]["fit"]
+    if len(fits) > 1:
+        return {"imputations": len(fits)}
+    return {
+        "dispersion": fit["sigma2"],
+        "rss": fit["rss"],
+        "loglik": fit["llf"],
+        "aic": -2 * fit["llf"] + 2 * (fit["p"] + 1),
+    }
+
+
+class _Pooled:
+    """Estimates of one or more fits (one per imputed dataset) pooled by Rubin's rules into tidy rows.
+
+    A single fit is reported as is, with the residual df (normal reference for responder quantities).
+    """
+
+    def __init__(self, fits: list[dict[str, Any]], conf_level: float) -> None:
+        self.fits, self.conf_level = fits, conf_level
+        self.dfc = fits[0]["fit"]["df"]
+
+    def pool(self, key: str, i: int) -> tuple[str, float, float, float]:
+        """(name, estimate, SE, df) of the ``i``-th quantity of kind ``key`` (coef, lsm, diff, resp)."""
+        fits = self.fits
         name = fits[0][key][i][0]
         if len(fits) == 1:
             _, e, v = fits[0][key][i]
@@ -199,21 +254,22 @@ def ancova(
                 name,
                 e,
                 float(np.sqrt(v)) if np.isfinite(v) else np.nan,
-                (dfc if key != "resp" else np.inf),
+                (self.dfc if key != "resp" else np.inf),
             )
         est = np.array([f[key][i][1] for f in fits])
         var = np.array([f[key][i][2] for f in fits])
         if not np.all(np.isfinite(var)):
             return name, float(est.mean()), np.nan, np.nan
-        pr = rubin(est, var, dfc if key != "resp" else np.inf)
+        pr = rubin(est, var, self.dfc if key != "resp" else np.inf)
         return name, pr.estimate, pr.se, pr.df
 
-    def rows_for(key: str, alt: str = "two-sided", label: str = "term") -> pd.DataFrame:
+    def rows(self, key: str, alt: str = "two-sided", label: str = "term") -> pd.DataFrame:
+        """Tidy table of every quantity of kind ``key`` with t statistic, p (``alt``) and CI."""
         out = []
-        for i in range(len(f0[key])):
-            name, e, se, dfv = pool(key, i)
+        for i in range(len(self.fits[0][key])):
+            name, e, se, dfv = self.pool(key, i)
             stat = e / se if se and np.isfinite(se) and se > 0 else np.nan
-            lo, hi = _ci(e, se, dfv, conf_level) if np.isfinite(se) else (np.nan, np.nan)
+            lo, hi = _ci(e, se, dfv, self.conf_level) if np.isfinite(se) else (np.nan, np.nan)
             p = _p_value(stat, dfv, alt) if np.isfinite(stat) else np.nan
             out.append(
                 {
@@ -229,12 +285,12 @@ def ancova(
             )
         return tidy(out)
 
-    table = rows_for("coef")
-    lsm = rows_for("lsm").drop(columns=["statistic", "p"]).rename(columns={"term": "arm"})
-    diff = rows_for("diff", alternative)
-    diff["alternative"] = alternative
-    type3_rows = []
-    for i, (name, _, _) in enumerate(f0["type3"]):
+
+def _type3_table(fits: list[dict[str, Any]]) -> pd.DataFrame:
+    """Type III F test per model term: the Wald F of one fit, or the D1 statistic pooled over imputations."""
+    dfc = fits[0]["fit"]["df"]
+    rows = []
+    for i, (name, _, _) in enumerate(fits[0]["type3"]):
         qs = [f["type3"][i][1] for f in fits]
         us = [f["type3"][i][2] for f in fits]
         k = len(qs[0])
@@ -243,45 +299,19 @@ def ancova(
             df2 = dfc
         else:
             fstat, df2, _ = _d1(qs, us)
-        type3_rows.append(
+        rows.append(
             {"term": name, "df_num": k, "df": df2, "statistic": fstat, "p": float(stats.f.sf(fstat, k, df2))}
         )
-    type3 = tidy(type3_rows, ["term", "df_num", "df", "statistic", "p"])
-    tables = {"lsmeans": lsm, "difference": diff, "type3": type3}
-    if responder is not None:
-        resp = rows_for("resp")
-        for j, r in resp.iterrows():
-            if str(r["term"]).startswith("log OR"):
-                resp.loc[j, "odds_ratio"] = np.exp(r["estimate"])
-                resp.loc[j, "or_ci_low"] = np.exp(r["ci_low"])
-                resp.loc[j, "or_ci_high"] = np.exp(r["ci_high"])
-                z = r["estimate"] / r["se"]
-                resp.loc[j, "p"] = float(2 * stats.norm.sf(abs(z)))
-        tables["responder"] = resp
-    fit = f0["fit"]
-    info: dict[str, Any] = {
-        "method": method,
-        "outcome": outcome,
-        "treatment": treatment,
-        "reference": str(reference),
-        "n_total": n_total,
-        "n_analysed": fit["n"],
-        "df_resid": dfc,
-        "conf_level": conf_level,
-        "alternative": alternative,
-    }
-    if len(fits) == 1:
-        info.update(
-            {
-                "dispersion": fit["sigma2"],
-                "rss": fit["rss"],
-                "loglik": fit["llf"],
-                "aic": -2 * fit["llf"] + 2 * (fit["p"] + 1),
-            }
-        )
-    else:
-        info["imputations"] = len(fits)
-    notes = [
-        f"Covariates: {', '.join(covariates) or 'none'}; factor covariates averaged over levels for LS-means."
-    ]
-    return AnalysisResult(f"ANCOVA of {outcome} by {treatment}", table, tables, info, notes, fit=fits)
+    return tidy(rows, ["term", "df_num", "df", "statistic", "p"])
+
+
+def _responder_table(resp: pd.DataFrame) -> pd.DataFrame:
+    """Responder rows with the odds ratio and its CI on the log-OR rows (Wald z p-value there)."""
+    for j, r in resp.iterrows():
+        if str(r["term"]).startswith("log OR"):
+            resp.loc[j, "odds_ratio"] = np.exp(r["estimate"])
+            resp.loc[j, "or_ci_low"] = np.exp(r["ci_low"])
+            resp.loc[j, "or_ci_high"] = np.exp(r["ci_high"])
+            z = r["estimate"] / r["se"]
+            resp.loc[j, "p"] = float(2 * stats.norm.sf(abs(z)))
+    return resp

@@ -369,75 +369,135 @@ def mixed_model(
 
     ``time`` is a factor (visit) when it is a string/category column or ``time_as="factor"``, else
     numeric (linear trend); visit order (and the reference visit) is the category order, or the
-    order of first appearance in ``df`` for plain strings. Returns fixed effects with Satterthwaite df, EMMs per time × arm, arm
-    contrasts at each time, Type III-style F tests and the variance components.
+    order of first appearance in ``df`` for plain strings. ``random_slope`` adds a random slope on
+    the numeric column ``slope_var`` (default ``time``). ``df_method``: "satterthwaite",
+    "kenward-roger" (needs ``reml=True``; SEs from the adjusted covariance) or "z". ``reference``
+    is the reference arm. Returns fixed effects, EMMs per time × arm, arm contrasts at each time,
+    Type III-style F tests and the variance components.
     """
     if df_method not in DF_METHODS:
-        raise ValueError(
-            f"df_method must be one of {DF_METHODS} (Kenward–Roger is not implemented), got {df_method!r}"
-        )
+        raise ValueError(f"df_method must be one of {DF_METHODS}, got {df_method!r}")
     if df_method == "kenward-roger" and not reml:
         raise ValueError("df_method 'kenward-roger' needs reml=True")
     covariates = list(covariates)
     slope_var = slope_var or (time if random_slope else None)
     cols = [outcome, time, subject] + ([treatment] if treatment else []) + covariates
     cols += [slope_var] if slope_var and slope_var not in cols else []
+    d, time_factor = _analysis_frame(df, cols, time, time_as)
+    inter = (time, treatment) if (treatment and time_factor) else None
+    x, design = build_design(
+        d,
+        [time] + ([treatment] if treatment else []) + covariates,
+        references={treatment: reference} if treatment and reference is not None else {},
+        factors=((time,) if time_factor else ()) + ((treatment,) if treatment else ()),
+        interaction=inter,
+    )
+    y = pd.to_numeric(d[outcome]).to_numpy(dtype=float)
+    groups = d[subject].to_numpy()
+    z = _random_design(d, slope_var if random_slope else None)
+    fit = _fit_statsmodels(y, x, groups, z, reml, outcome)
+    lik = _Lik(y, x, z, groups, reml)
+    q = z.shape[1]
+    theta = _polish(lik, np.concatenate([np.asarray(fit.cov_re)[np.tril_indices(q)], [fit.scale]]))
+    inf = _Inference(lik, theta, (y, x, z, groups), df_method, conf_level)
+    table = tidy([inf.contrast(c, inf.eye[i]) for i, c in enumerate(design.columns)])
+    tables = _time_arm_tables(inf, design, d, time, treatment, time_factor)
+    tables["F_tests"] = tidy(
+        [inf.f_test(tname, design.term_columns(tname)) for tname in [t.name for t in design.terms]]
+        + ([inf.f_test(":".join(inter), design.term_columns(":".join(inter)))] if inter else []),
+        ["term", "df_num", "df", "statistic", "p"],
+    )
+    re_names = ["intercept"] + ([slope_var] if random_slope else [])
+    tables["variance_components"] = _variance_components(lik, theta, subject, re_names)
+    info = {
+        "outcome": outcome,
+        "n_obs": len(d),
+        "n_subjects": int(pd.Series(groups).nunique()),
+        "method": "REML" if reml else "ML",
+        "df_method": df_method,
+        "loglik": lik.loglik(theta),
+        "statsmodels_llf": float(fit.llf),
+        "converged": bool(fit.converged),
+    }
+    if treatment:
+        info["reference"] = str(design.term(treatment).levels[0])
+    return AnalysisResult(
+        f"Mixed model of {outcome}",
+        table,
+        tables,
+        info,
+        notes=[f"Random effects: {' + '.join(re_names)} by {subject}."],
+        fit={"statsmodels": fit, "design": design, "lik": lik, "theta": theta},
+    )
+
+
+def _analysis_frame(df: pd.DataFrame, cols: list[str], time: str, time_as: str) -> tuple[pd.DataFrame, bool]:
+    """Complete rows of ``cols`` and whether ``time`` is a factor; a string time becomes a categorical
+    in order of first appearance in ``df`` (baseline, eoi, m1, …), so the first visit is the reference."""
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise KeyError(f"columns {missing} not in data; columns: {list(df.columns)}")
     d = df[cols].dropna().reset_index(drop=True)
     time_factor = time_as == "factor" or (time_as == "auto" and is_categorical(d[time]))
-    terms = [time] + ([treatment] if treatment else []) + covariates
-    factors = ((time,) if time_factor else ()) + ((treatment,) if treatment else ())
-    refs = {treatment: reference} if treatment and reference is not None else {}
     if time_factor and not isinstance(d[time].dtype, pd.CategoricalDtype):
-        order = list(pd.unique(df[time].dropna()))  # keep data order of visits (baseline, eoi, m1 ...)
-        d[time] = pd.Categorical(d[time], categories=order)
-    inter = (time, treatment) if (treatment and time_factor) else None
-    x, design = build_design(d, terms, references=refs, factors=factors, interaction=inter)
-    y = pd.to_numeric(d[outcome]).to_numpy(dtype=float)
-    groups = d[subject].to_numpy()
-    if random_slope:
-        if is_categorical(d[slope_var]):
-            raise ValueError(
-                f"random slope needs a numeric time column; {slope_var!r} is categorical (set slope_var)"
-            )
-        z = np.column_stack([np.ones(len(d)), d[slope_var].to_numpy(dtype=float)])
-    else:
-        z = np.ones((len(d), 1))
+        d[time] = pd.Categorical(d[time], categories=list(pd.unique(df[time].dropna())))
+    return d, time_factor
+
+
+def _random_design(d: pd.DataFrame, slope_var: str | None) -> np.ndarray:
+    """Random-effects design Z: intercept, plus the numeric ``slope_var`` for a random slope."""
+    if slope_var is None:
+        return np.ones((len(d), 1))
+    if is_categorical(d[slope_var]):
+        raise ValueError(
+            f"random slope needs a numeric time column; {slope_var!r} is categorical (set slope_var)"
+        )
+    return np.column_stack([np.ones(len(d)), d[slope_var].to_numpy(dtype=float)])
+
+
+def _fit_statsmodels(
+    y: np.ndarray, x: np.ndarray, groups: np.ndarray, z: np.ndarray, reml: bool, outcome: str
+) -> Any:
+    """statsmodels MixedLM fit, the starting point for :func:`_polish`: L-BFGS, then BFGS, then
+    Nelder–Mead + BFGS until one converges (its warnings are silenced; ``converged`` is reported)."""
     model = sm.MixedLM(y, x, groups, exog_re=z)
     fit = None
     for method in (["lbfgs"], ["bfgs"], ["nm", "bfgs"]):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             try:
                 fit = model.fit(reml=reml, method=method)
             except (np.linalg.LinAlgError, ValueError):
                 continue
-        sorted({str(w.message) for w in caught})
         if fit.converged:
             break
     if fit is None:
         raise ValueError(f"mixed model for {outcome!r} did not converge")
-    q = z.shape[1]
-    gmat = np.asarray(fit.cov_re)
-    theta = np.concatenate([gmat[np.tril_indices(q)], [fit.scale]])
-    lik = _Lik(y, x, z, groups, reml)
-    theta = _polish(lik, theta)
-    gmat = lik.unpack(theta)[0]
-    xvx, xvy, _, _ = lik.parts(theta)
-    beta = np.linalg.solve(xvx, xvy)
-    sat = Satterthwaite(lik, theta, (y, x, z, groups)) if df_method == "satterthwaite" else None
-    kr = KenwardRoger(lik, y, x, z, groups, theta) if df_method == "kenward-roger" else None
-    cov = kr.phi_a if kr else lik.cov_beta(theta)
-    zq = conf_level / 2 + 0.5
+    return fit
 
-    def contrast(name: str, lvec: np.ndarray, **extra: Any) -> dict[str, Any]:
-        est = float(lvec @ beta)
-        se = float(np.sqrt(lvec @ cov @ lvec))
-        dfv = sat.df(lvec) if sat else kr.test(lvec[None, :], beta)[2] if kr else float("inf")
+
+class _Inference:
+    """Tests of linear combinations of the fixed effects at θ̂ with the chosen df method."""
+
+    def __init__(self, lik: _Lik, theta: np.ndarray, data: tuple, df_method: str, conf_level: float) -> None:
+        xvx, xvy, _, _ = lik.parts(theta)
+        self.beta = np.linalg.solve(xvx, xvy)
+        self.eye = np.eye(len(self.beta))
+        self.sat = Satterthwaite(lik, theta, data) if df_method == "satterthwaite" else None
+        self.kr = KenwardRoger(lik, *data, theta) if df_method == "kenward-roger" else None
+        self.cov = self.kr.phi_a if self.kr else lik.cov_beta(theta)
+        self.zq = conf_level / 2 + 0.5
+
+    def contrast(self, name: str, lvec: np.ndarray, **extra: Any) -> dict[str, Any]:
+        """Estimate, SE, df, t, two-sided p and CI of ``lvec @ beta`` (one tidy row named ``name``)."""
+        est = float(lvec @ self.beta)
+        se = float(np.sqrt(lvec @ self.cov @ lvec))
+        if self.sat:
+            dfv = self.sat.df(lvec)
+        else:
+            dfv = self.kr.test(lvec[None, :], self.beta)[2] if self.kr else float("inf")
         tval = est / se
-        qv = stats.t.ppf(zq, dfv)
+        qv = stats.t.ppf(self.zq, dfv)
         return {
             "term": name,
             "estimate": est,
@@ -450,9 +510,24 @@ def mixed_model(
             **extra,
         }
 
-    eye = np.eye(len(beta))
-    table = tidy([contrast(c, eye[i]) for i, c in enumerate(design.columns)])
-    tables: dict[str, pd.DataFrame] = {}
+    def f_test(self, name: str, idx: list[int]) -> dict[str, Any]:
+        """F test that the coefficients ``idx`` (one model term) are all zero."""
+        beta = self.beta
+        if self.sat:
+            f, k, den = self.sat.f_test(self.eye[idx], beta)
+        elif self.kr:
+            f, k, den, _ = self.kr.test(self.eye[idx], beta)
+        else:
+            f = float(beta[idx] @ np.linalg.solve(self.cov[np.ix_(idx, idx)], beta[idx]) / len(idx))
+            k, den = len(idx), float("inf")
+        return {"term": name, "df_num": k, "df": den, "statistic": f, "p": float(stats.f.sf(f, k, den))}
+
+
+def _time_arm_tables(
+    inf: _Inference, design: Any, d: pd.DataFrame, time: str, treatment: str | None, time_factor: bool
+) -> dict[str, pd.DataFrame]:
+    """EMMs per time × arm ("emmeans") and each arm minus the reference arm at each time ("contrasts");
+    a numeric time is evaluated at up to about 8 of its observed values."""
     tlevels = (
         design.term(time).levels
         if time_factor
@@ -463,58 +538,26 @@ def mixed_model(
     for tv in tlevels:
         for a in arms:
             fixed = {time: tv} | ({treatment: a} if treatment else {})
-            r = contrast(
-                f"{tv}" + (f" {a}" if treatment else ""), design.reference_row(fixed), time=tv, arm=a
-            )
-            emm.append(r)
+            name = f"{tv}" + (f" {a}" if treatment else "")
+            emm.append(inf.contrast(name, design.reference_row(fixed), time=tv, arm=a))
         if treatment:
             for a in arms[1:]:
                 lvec = design.reference_row({time: tv, treatment: a}) - design.reference_row(
                     {time: tv, treatment: arms[0]}
                 )
-                con.append(contrast(f"{a} - {arms[0]} at {tv}", lvec, time=tv))
-    tables["emmeans"] = tidy(emm)
+                con.append(inf.contrast(f"{a} - {arms[0]} at {tv}", lvec, time=tv))
+    tables = {"emmeans": tidy(emm)}
     if con:
         tables["contrasts"] = tidy(con)
-    ftests = []
-    for tname in [t.name for t in design.terms] + ([":".join(inter)] if inter else []):
-        idx = design.term_columns(tname)
-        lmat = eye[idx]
-        if sat:
-            f, k, den = sat.f_test(lmat, beta)
-        elif kr:
-            f, k, den, _ = kr.test(lmat, beta)
-        else:
-            f = float(beta[idx] @ np.linalg.solve(cov[np.ix_(idx, idx)], beta[idx]) / len(idx))
-            k, den = len(idx), float("inf")
-        ftests.append(
-            {"term": tname, "df_num": k, "df": den, "statistic": f, "p": float(stats.f.sf(f, k, den))}
-        )
-    tables["F_tests"] = tidy(ftests, ["term", "df_num", "df", "statistic", "p"])
+    return tables
+
+
+def _variance_components(lik: _Lik, theta: np.ndarray, subject: str, re_names: list[str]) -> pd.DataFrame:
+    """Residual variance, then the random-effect variances and covariances at θ̂."""
+    gmat = lik.unpack(theta)[0]
     vc = [{"term": "residual variance", "estimate": float(theta[-1])}]
-    re_names = ["intercept"] + ([slope_var] if random_slope else [])
-    for i in range(q):
+    for i in range(len(re_names)):
         for j in range(i + 1):
             nm = f"var({subject} {re_names[i]})" if i == j else f"cov({subject} {re_names[j]},{re_names[i]})"
             vc.append({"term": nm, "estimate": float(gmat[i, j])})
-    tables["variance_components"] = tidy(vc, ["term", "estimate"])
-    info = {
-        "outcome": outcome,
-        "n_obs": len(d),
-        "n_subjects": int(pd.Series(groups).nunique()),
-        "method": "REML" if reml else "ML",
-        "df_method": df_method,
-        "loglik": lik.loglik(theta),
-        "statsmodels_llf": float(fit.llf),
-        "converged": bool(fit.converged),
-    }
-    if treatment:
-        info["reference"] = str(arms[0])
-    return AnalysisResult(
-        f"Mixed model of {outcome}",
-        table,
-        tables,
-        info,
-        notes=[f"Random effects: {' + '.join(re_names)} by {subject}."],
-        fit={"statsmodels": fit, "design": design, "lik": lik, "theta": theta},
-    )
+    return tidy(vc, ["term", "estimate"])

@@ -315,6 +315,56 @@ def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: P
 
     res = run_analyses(data, imputations=imputations, seed=seed, progress=say)
     say("figures")
+    figs = _figures(res, out)
+    say("report.html and results.json")
+    images = {k: base64.b64encode(p.read_bytes()).decode() for k, p in figs.items()}
+    meta = {
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "data_dir": str(data.directory),
+        "data_hash": data_hash(data.directory),
+        "seed": seed,
+        "imputations": imputations,
+        "versions": versions(),
+    }
+    d = res["primary_mi"].tables["difference"].iloc[0]
+    headline = (
+        f"Adjusted difference (exercise − control) in 12-month ODI change: {d['estimate']:.2f} points "
+        f"(95 % CI {d['ci_low']:.2f} to {d['ci_high']:.2f}; one-sided p = {fmt_p(d['p'])}), "
+        f"ITT with {imputations} imputations."
+    )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
+    html = env.get_template("report.html.j2").render(
+        meta=meta,
+        images=images,
+        t=_report_tables(res),
+        headline=headline,
+        res=res,
+        fmt_p=fmt_p,
+        sample_size_text=protocol_statement(),
+        truth=data.truth or {},
+    )
+    (out / "report.html").write_bytes(html.encode())
+    summary = {
+        "meta": meta,
+        "primary": {k: res[k].to_dict() for k in ("primary_mi", "primary_cc", "primary_pp")},
+        "consort": res["consort"],
+        "nass_tests": res["nass_tests"],
+    }
+    if "cox" in res:
+        summary["cox"] = res["cox"].to_dict()
+        summary["logrank"] = res["logrank"].to_dict()
+    (out / "results.json").write_bytes(json.dumps(summary, indent=2, default=str).encode())
+    if pdf:
+        say("report.pdf")
+        _write_pdf(out / "report.pdf", res, figs, meta, headline)
+
+
+def _figures(res: dict[str, Any], out: Path) -> dict[str, Path]:
+    """The report's figures as PNG in ``out``: CONSORT, subgroup forest, trajectories, KM and PH
+    check (when there are recurrence data), power curve."""
     figs: dict[str, Path] = {}
     figs["consort"] = out / "consort.png"
     consort.plot_consort(res["consort"], figs["consort"])
@@ -335,18 +385,12 @@ def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: P
         survival.plot_zph(res["zph"], figs["zph"])
     figs["power"] = out / "power_curve.png"
     plot_power_curve(figs["power"])
-    say("report.html and results.json")
-    images = {k: base64.b64encode(p.read_bytes()).decode() for k, p in figs.items()}
-    meta = {
-        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "data_dir": str(data.directory),
-        "data_hash": data_hash(data.directory),
-        "seed": seed,
-        "imputations": imputations,
-        "versions": versions(),
-    }
+    return figs
+
+
+def _report_tables(res: dict[str, Any]) -> dict[str, Any]:
+    """The HTML tables the report template places (by name)."""
     pm = res["primary_mi"]
-    d = pm.tables["difference"].iloc[0]
     t = {
         "primary": _html_table(_primary_rows(res)),
         "type3": _html_table(pm.tables["type3"]),
@@ -368,39 +412,7 @@ def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: P
             res["cox"].table[["term", "estimate", "se", "p", "hr", "hr_ci_low", "hr_ci_high"]]
         )
         t["zph"] = _html_table(res["zph"].table)
-    headline = (
-        f"Adjusted difference (exercise − control) in 12-month ODI change: {d['estimate']:.2f} points "
-        f"(95 % CI {d['ci_low']:.2f} to {d['ci_high']:.2f}; one-sided p = {fmt_p(d['p'])}), "
-        f"ITT with {imputations} imputations."
-    )
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-    )
-    html = env.get_template("report.html.j2").render(
-        meta=meta,
-        images=images,
-        t=t,
-        headline=headline,
-        res=res,
-        fmt_p=fmt_p,
-        sample_size_text=protocol_statement(),
-        truth=data.truth or {},
-    )
-    (out / "report.html").write_bytes(html.encode())
-    summary = {
-        "meta": meta,
-        "primary": {k: res[k].to_dict() for k in ("primary_mi", "primary_cc", "primary_pp")},
-        "consort": res["consort"],
-        "nass_tests": res["nass_tests"],
-    }
-    if "cox" in res:
-        summary["cox"] = res["cox"].to_dict()
-        summary["logrank"] = res["logrank"].to_dict()
-    (out / "results.json").write_bytes(json.dumps(summary, indent=2, default=str).encode())
-    if pdf:
-        say("report.pdf")
-        _write_pdf(out / "report.pdf", res, figs, meta, headline)
+    return t
 
 
 def _text_page(pdf: Any, title: str, text: str) -> None:

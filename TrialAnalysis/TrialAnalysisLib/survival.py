@@ -249,8 +249,10 @@ def cox(
 ) -> AnalysisResult:
     """Cox proportional-hazards model: coef, HR with CI, Wald/LR/score tests (as R ``coxph``).
 
-    ``robust=True`` gives R's sandwich variance D'D from dfbeta residuals (score residuals with the
-    fit's tie method × the model variance), summed within ``cluster`` when given (R ``cluster(id)``).
+    ``ties``: "efron" (R's default) or "breslow"; ``strata``: column(s) with separate baseline
+    hazards; ``references``: reference level per factor covariate. ``robust=True`` gives R's
+    sandwich variance D'D from dfbeta residuals (score residuals with the fit's tie method × the
+    model variance), summed within ``cluster`` when given (R ``cluster(id)``).
     """
     if ties not in ("efron", "breslow"):
         raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
@@ -277,43 +279,8 @@ def cox(
         if cluster:
             dfb = pd.DataFrame(dfb).groupby(d[cluster].to_numpy()).sum().to_numpy()
         cov = dfb.T @ dfb
-    se = np.sqrt(np.diag(cov))
-    zq = stats.norm.ppf(0.5 + conf_level / 2)
-    zs = beta / se
-    rows = []
-    for i, nm in enumerate(names):
-        rows.append(
-            {
-                "term": nm,
-                "estimate": beta[i],
-                "se": se[i],
-                "statistic": zs[i],
-                "p": float(2 * stats.norm.sf(abs(zs[i]))),
-                "ci_low": beta[i] - zq * se[i],
-                "ci_high": beta[i] + zq * se[i],
-                "hr": np.exp(beta[i]),
-                "hr_ci_low": np.exp(beta[i] - zq * se[i]),
-                "hr_ci_high": np.exp(beta[i] + zq * se[i]),
-            }
-        )
-    table = tidy(rows)
-    b0 = np.zeros_like(beta)
-    llf0 = float(model.loglike(b0))
-    llf = float(model.loglike(beta))
-    u0 = model.score(b0)
-    i0 = -model.hessian(b0)
-    p = len(beta)
-    lr = 2 * (llf - llf0)
-    wald = float(beta @ np.linalg.solve(cov, beta))
-    score = float(u0 @ np.linalg.solve(i0, u0))
-    tests = tidy(
-        [
-            {"term": "likelihood ratio", "statistic": lr, "df": p, "p": float(stats.chi2.sf(lr, p))},
-            {"term": "Wald", "statistic": wald, "df": p, "p": float(stats.chi2.sf(wald, p))},
-            {"term": "score (log-rank)", "statistic": score, "df": p, "p": float(stats.chi2.sf(score, p))},
-        ],
-        ["term", "statistic", "df", "p"],
-    )
+    table = _hazard_ratio_rows(names, beta, np.sqrt(np.diag(cov)), stats.norm.ppf(0.5 + conf_level / 2))
+    tests, llf, llf0 = _cox_global_tests(model, beta, cov)
     info = {
         "n": len(d),
         "events": int(e.sum()),
@@ -336,6 +303,51 @@ def cox(
         "ties": ties,
     }
     return AnalysisResult("Cox proportional hazards", table, {"tests": tests}, info, fit=fit)
+
+
+def _hazard_ratio_rows(names: list[str], beta: np.ndarray, se: np.ndarray, zq: float) -> pd.DataFrame:
+    """Coefficient table: log HR, SE, Wald z and p, CI, and the HR with its CI (``zq``: normal quantile)."""
+    zs = beta / se
+    rows = []
+    for i, nm in enumerate(names):
+        rows.append(
+            {
+                "term": nm,
+                "estimate": beta[i],
+                "se": se[i],
+                "statistic": zs[i],
+                "p": float(2 * stats.norm.sf(abs(zs[i]))),
+                "ci_low": beta[i] - zq * se[i],
+                "ci_high": beta[i] + zq * se[i],
+                "hr": np.exp(beta[i]),
+                "hr_ci_low": np.exp(beta[i] - zq * se[i]),
+                "hr_ci_high": np.exp(beta[i] + zq * se[i]),
+            }
+        )
+    return tidy(rows)
+
+
+def _cox_global_tests(model: PHReg, beta: np.ndarray, cov: np.ndarray) -> tuple[pd.DataFrame, float, float]:
+    """Likelihood-ratio, Wald (with ``cov``) and score (log-rank) tests of β = 0, as ``summary(coxph)``;
+    also the log partial likelihoods at β̂ and at 0."""
+    b0 = np.zeros_like(beta)
+    llf0 = float(model.loglike(b0))
+    llf = float(model.loglike(beta))
+    u0 = model.score(b0)
+    i0 = -model.hessian(b0)
+    p = len(beta)
+    lr = 2 * (llf - llf0)
+    wald = float(beta @ np.linalg.solve(cov, beta))
+    score = float(u0 @ np.linalg.solve(i0, u0))
+    tests = tidy(
+        [
+            {"term": "likelihood ratio", "statistic": lr, "df": p, "p": float(stats.chi2.sf(lr, p))},
+            {"term": "Wald", "statistic": wald, "df": p, "p": float(stats.chi2.sf(wald, p))},
+            {"term": "score (log-rank)", "statistic": score, "df": p, "p": float(stats.chi2.sf(score, p))},
+        ],
+        ["term", "statistic", "df", "p"],
+    )
+    return tests, llf, llf0
 
 
 def _zph_score(

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -143,21 +143,15 @@ def app_from_env() -> FastAPI:
 
 
 def create_app(bundle_dir: str | Path) -> FastAPI:
-    """Verify the bundle at ``bundle_dir`` and build the calculator app (raises BundleError if tampered)."""
+    """Verify the bundle at ``bundle_dir`` and build the calculator app (raises BundleError if tampered).
+
+    The app is the HTML pages (:func:`pages_router`), the JSON API (:func:`api_router`), the static
+    files, the security middleware and error handlers that answer in the calculator's own words.
+    """
     from LBPRiskModelLib.bundle import load_bundle
 
-    bundle = load_bundle(Path(bundle_dir))
-    calc = Calculator(bundle)
-    request_model = build_request_model(calc.schema)
+    calc = Calculator(load_bundle(Path(bundle_dir)))
     identity = calc.identity()
-    env = Environment(
-        loader=FileSystemLoader(str(HERE / "templates")),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals["fmt"] = fmt_number
-
     app = FastAPI(
         title="LBP risk calculator API",
         version=identity["model_version"] or "0",
@@ -172,8 +166,29 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(SecurityAndAccessLog)
     app.state.calculator = calc
+    pages = Pages(calc)
+    app.include_router(pages_router(calc, pages))
+    app.include_router(api_router(calc))
+    _add_error_handlers(app, calc, pages)
+    return app
+
+
+class Pages:
+    """The calculator's HTML pages: one Jinja environment plus the model identity every page shows."""
+
+    def __init__(self, calc: Calculator) -> None:
+        self.calc = calc
+        self.identity = calc.identity()
+        self.env = Environment(
+            loader=FileSystemLoader(str(HERE / "templates")),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.globals["fmt"] = fmt_number
 
     def render(
+        self,
         request: Request,
         template: str,
         lang: str,
@@ -182,13 +197,12 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
         **context: Any,
     ) -> HTMLResponse:
         """Render a page with the common context (strings, language switch, model identity)."""
-        t = strings(lang)
-        html = env.get_template(template).render(
-            t=t,
+        html = self.env.get_template(template).render(
+            t=strings(lang),
             lang=lang,
             other=other_language(lang),
-            identity=identity,
-            has_model_card=calc.model_card_path() is not None,
+            identity=self.identity,
+            has_model_card=self.calc.model_card_path() is not None,
             path=request.url.path,
             **context,
         )
@@ -197,7 +211,8 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
             response.set_cookie("lang", lang, max_age=365 * 24 * 3600, httponly=True, samesite="lax")
         return response
 
-    def form_page(
+    def form(
+        self,
         request: Request,
         lang: str,
         set_cookie: bool,
@@ -205,10 +220,11 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
         evaluation: Evaluation | None = None,
         status: int = 200,
     ) -> HTMLResponse:
+        """The input form, refilled with ``raw`` and its per-field errors/warnings when given."""
+        calc = self.calc
         errors = evaluation.errors if evaluation else {}
         warnings = evaluation.warnings if evaluation else {}
-        known = {f for f in calc.by_name}
-        return render(
+        return self.render(
             request,
             "form.html",
             lang,
@@ -216,34 +232,22 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
             set_cookie,
             fields=field_views(calc.schema, lang, raw, errors, warnings),
             policy_lines=missing_policy_text(calc.schema, lang),
-            other_errors={k: v for k, v in errors.items() if k not in known},
+            other_errors={k: v for k, v in errors.items() if k not in calc.by_name},
             has_errors=bool(errors),
             repost=_repost_items(raw) if raw else None,
         )
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index(request: Request) -> HTMLResponse:
-        lang, set_cookie = _page_language(request)
-        return form_page(request, lang, set_cookie)
-
-    @app.post("/predict", response_class=HTMLResponse, include_in_schema=False)
-    async def predict_page(request: Request) -> HTMLResponse:
-        form = await request.form(max_files=0, max_fields=len(calc.schema) + 8)
-        raw = {k: v for k, v in form.items() if isinstance(v, str)}
-        lang, set_cookie = _page_language(request, raw.get("lang"))
-        try:
-            evaluation = calc.evaluate({k: v for k, v in raw.items() if k not in CONTROL_KEYS}, lang)
-        except Exception as exc:  # never let a traceback (which may quote values) reach the log
-            LOG.error("prediction failed: %s", type(exc).__name__)
-            return render(request, "error.html", lang, 500, message=translate(lang, "server_error"))
-        if evaluation.prediction is None:
-            return form_page(request, lang, set_cookie, raw, evaluation, status=422)
+    def result(
+        self, request: Request, lang: str, set_cookie: bool, raw: dict[str, Any], evaluation: Evaluation
+    ) -> HTMLResponse:
+        """The result page of an evaluation that gave a prediction: risk, group, contributions, inputs used."""
+        calc = self.calc
         pred = evaluation.prediction
         rows = [
             (calc.label(c["feature"], lang), _value_text(c["value"]), c["contribution"])
             for c in evaluation.contributions
         ]
-        return render(
+        return self.render(
             request,
             "result.html",
             lang,
@@ -265,12 +269,38 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
             repost=_repost_items(raw),
         )
 
-    @app.get("/model-card", response_class=HTMLResponse, include_in_schema=False)
+
+def pages_router(calc: Calculator, pages: Pages) -> APIRouter:
+    """HTML routes (not in the OpenAPI schema): ``GET /`` form, ``POST /predict`` result, ``GET /model-card``."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/", response_class=HTMLResponse)
+    async def index(request: Request) -> HTMLResponse:
+        lang, set_cookie = _page_language(request)
+        return pages.form(request, lang, set_cookie)
+
+    @router.post("/predict", response_class=HTMLResponse)
+    async def predict_page(request: Request) -> HTMLResponse:
+        form = await request.form(max_files=0, max_fields=len(calc.schema) + 8)
+        raw = {k: v for k, v in form.items() if isinstance(v, str)}
+        lang, set_cookie = _page_language(request, raw.get("lang"))
+        try:
+            evaluation = calc.evaluate({k: v for k, v in raw.items() if k not in CONTROL_KEYS}, lang)
+        except Exception as exc:  # never let a traceback (which may quote values) reach the log
+            LOG.error("prediction failed: %s", type(exc).__name__)
+            return pages.render(request, "error.html", lang, 500, message=translate(lang, "server_error"))
+        if evaluation.prediction is None:
+            return pages.form(request, lang, set_cookie, raw, evaluation, status=422)
+        return pages.result(request, lang, set_cookie, raw, evaluation)
+
+    @router.get("/model-card", response_class=HTMLResponse)
     async def model_card(request: Request) -> Response:
         lang, set_cookie = _page_language(request)
         path = calc.model_card_path()
         if path is None:
-            return render(request, "error.html", lang, 404, set_cookie, message=translate(lang, "not_found"))
+            return pages.render(
+                request, "error.html", lang, 404, set_cookie, message=translate(lang, "not_found")
+            )
         text = path.read_text(encoding="utf-8", errors="replace")
         if path.suffix.lower() in (".html", ".htm"):
             # The bundle's own HTML: served as-is but sandboxed (no scripts, no external loads).
@@ -280,14 +310,22 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
                     "content-security-policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:",
                 },
             )
-        return render(request, "model_card.html", lang, 200, set_cookie, card=markdown_to_html(text))
+        return pages.render(request, "model_card.html", lang, 200, set_cookie, card=markdown_to_html(text))
 
-    @app.get("/healthz", response_model=Health, tags=["service"])
+    return router
+
+
+def api_router(calc: Calculator) -> APIRouter:
+    """JSON routes: ``GET /healthz``, ``GET /api/schema``, ``POST /api/predict`` (body model built from the schema)."""
+    router = APIRouter()
+    identity = calc.identity()
+
+    @router.get("/healthz", response_model=Health, tags=["service"])
     async def healthz() -> dict[str, str]:
         """Liveness and the identity of the verified bundle being served."""
         return {"status": "ok", **identity}
 
-    @app.get("/api/schema", tags=["model"])
+    @router.get("/api/schema", tags=["model"])
     async def api_schema() -> dict[str, Any]:
         """The bundle's input schema (labels in English and Chinese, units, ranges, categories,
         policies) and metadata (outcome, intended use, disclaimer, threshold, cut-offs, versions)."""
@@ -307,13 +345,18 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
         return evaluation.prediction
 
     # The body model is built at run time, so it is attached after the fact (not a string annotation).
-    api_predict.__annotations__["payload"] = request_model
-    app.post(
+    api_predict.__annotations__["payload"] = build_request_model(calc.schema)
+    router.post(
         "/api/predict",
         response_model=PredictResponse,
         tags=["model"],
         responses={422: {"model": ValidationErrorResponse, "description": "Per-field validation messages"}},
     )(api_predict)
+    return router
+
+
+def _add_error_handlers(app: FastAPI, calc: Calculator, pages: Pages) -> None:
+    """422 with the calculator's per-field messages; 404 as JSON for the API, as a page otherwise."""
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -336,9 +379,7 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
         ):
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         lang, _ = _page_language(request)
-        return render(request, "error.html", lang, 404, message=translate(lang, "not_found"))
-
-    return app
+        return pages.render(request, "error.html", lang, 404, message=translate(lang, "not_found"))
 
 
 def _validation_response(lang: str, errors: dict[str, str], warnings: dict[str, str]) -> JSONResponse:
