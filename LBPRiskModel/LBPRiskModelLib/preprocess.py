@@ -150,8 +150,12 @@ class StabilitySelector(TransformerMixin, BaseEstimator):
 
 
 def _l1_fit(X: np.ndarray, y: np.ndarray, C: float, weight: np.ndarray | None = None) -> np.ndarray:
-    """Coefficients of one L1-penalised logistic regression (liblinear)."""
-    m = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", max_iter=200, tol=1e-3)
+    """Coefficients of one L1-penalised logistic regression (liblinear).
+
+    liblinear visits coordinates in a random order; a fixed ``random_state`` makes the fit (and so
+    which coefficients end at exactly zero) independent of numpy's global generator.
+    """
+    m = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", max_iter=200, tol=1e-3, random_state=0)
     return m.fit(X, y, sample_weight=weight).coef_.ravel()
 
 

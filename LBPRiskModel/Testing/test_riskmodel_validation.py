@@ -176,3 +176,19 @@ def test_config_rejects_unknown_keys(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"selection\.n_bootstrapp"):
         load_config(p)
     assert load_config()["protocol"] is True and load_config(quick=True)["protocol"] is False
+
+
+def test_stability_selection_does_not_depend_on_numpy_global_state() -> None:
+    """Same data and random_state → same selection frequencies, whatever else has drawn from numpy's
+    global generator (liblinear seeds its coordinate order from it unless given a random_state)."""
+    from LBPRiskModelLib.preprocess import StabilitySelector
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 60))
+    y = (X[:, 0] + X[:, 1] - X[:, 2] + rng.normal(size=150) > 0).astype(int)
+    freqs = []
+    for state in range(6):
+        np.random.seed(state)
+        freqs.append(StabilitySelector(n_bootstrap=30, q=15, random_state=3).fit(X, y).frequency_)
+    for f in freqs[1:]:
+        np.testing.assert_array_equal(f, freqs[0])
