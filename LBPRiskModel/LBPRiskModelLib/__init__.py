@@ -12,7 +12,13 @@ Modules:
 - ``bundle`` — ``save_bundle`` / ``load_bundle`` → ``Bundle`` (``schema``, ``validate``,
   ``predict_one``, ``predict``, ``metadata``, ``model_card_path``); verified SHA-256 manifest,
   skops with an explicit trust list. Used by the calculator (``webapp``) and the Slicer Logic.
-- ``explain`` — prediction-time contributions without the ``shap`` package (Slicer-safe).
+- ``explain`` / ``treeshap`` — prediction-time contributions without the ``shap`` package
+  (Slicer-safe): linear SHAP, exact path-dependent TreeSHAP vectorised over root-to-leaf paths,
+  permutation Shapley for the MLP.
+- ``fastpath`` — numpy one-row prediction path of a bundle, used only when it equals scikit-learn's
+  on probe rows at load time.
+- ``labels`` — bilingual (English / Chinese) labels, units and plausible ranges of input fields.
+- ``webapp`` — the web calculator (FastAPI): form and result pages, JSON API, model card.
 - ``figures`` / ``reporting`` — ROC, calibration, decision curve, SHAP/LIME plots, HTML report,
   model card, TRIPOD+AI checklist.
 

@@ -242,8 +242,9 @@ def to_input_fields(phi: np.ndarray, columns_to_fields: list[str], fields: list[
 def fast_proba(model: Any, Z: np.ndarray) -> np.ndarray:
     """P(class 1) like ``predict_proba``; random forests are evaluated tree by tree without joblib.
 
-    sklearn's forest ``predict_proba`` dispatches through joblib even with ``n_jobs=1`` (tens of ms per
-    call under load); this loop accumulates the same per-tree probabilities in the same order.
+    sklearn's forest ``predict_proba`` dispatches through joblib even with ``n_jobs=1``, which costs far
+    more than the arithmetic of one row; this loop accumulates the same per-tree probabilities in the
+    same order.
     """
     from sklearn.ensemble import RandomForestClassifier
 

@@ -39,7 +39,8 @@ from LBPRiskModelLib import explain, treeshap
 
 #: agreement required between the fast path and scikit-learn (absolute, model space and probability)
 TOLERANCE = 1e-12
-#: probe rows on which a forest's compiled TreeSHAP is compared with the recursive one (~25 ms a row)
+#: probe rows on which a forest's compiled TreeSHAP is compared with the recursive one (the slow reference,
+#: so fewer rows than the prediction check)
 EXPLAIN_PROBES = 12
 #: XGBoost computes its SHAP values in float32: the compiled (float64) ones agree to ~1e-6
 XGBOOST_CONTRIB_TOLERANCE = 2e-5
@@ -500,7 +501,7 @@ def check_explanations(fast: FastPath, Z: np.ndarray, predictions_agree: bool = 
 
 def percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
     """``[np.percentile(values, q) for q in qs]`` (linear method) from one sort, without numpy's
-    per-call overhead (tens of microseconds each, a sizeable part of a one-row prediction)."""
+    per-call overhead (which is a sizeable part of a one-row prediction)."""
     a = np.sort(np.asarray(values, dtype=float).ravel())
     n = a.size
     if n == 0 or np.isnan(a[-1]):

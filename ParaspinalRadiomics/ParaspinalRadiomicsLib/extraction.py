@@ -56,8 +56,8 @@ Progress = Callable[[int, int, str], None]
 # Image types whose filter output depends on the mask: never cached across masks.
 _MASK_DEPENDENT_FILTERS = {"LBP3D"}
 # pykwalify (pyradiomics' schema check and YAML reader) parses with one module-level ruamel parser that is
-# not thread-safe: two threads building extractors at once (Dask workers are threads) failed with
-# IndexError/ComposerError in 19 of 50 tries. Parameter loading is serialised.
+# not thread-safe: two threads building extractors at once (Dask workers are threads) can fail with
+# IndexError/ComposerError. Parameter loading is serialised.
 _PARSER_LOCK = threading.Lock()
 _SITK_THREADS_LOCK = threading.Lock()  # guards the process-wide SimpleITK thread count (normalize_image)
 
@@ -180,11 +180,11 @@ def normalize_image(image: sitk.Image, settings: dict) -> sitk.Image:
     """pyradiomics' ``imageoperations.normalizeImage`` with SimpleITK single-threaded, safe across threads.
 
     Normalize sums the image statistics in an internal StatisticsImageFilter, in a scheduling-dependent
-    order when several threads run it, so the last bit of the normalised image (and features at ~1e-15
-    relative) changed from run to run. That inner filter takes SimpleITK's process-wide default thread
+    order when several threads run it, so the last bit of the normalised image (and of the features)
+    would change from run to run. That inner filter takes SimpleITK's process-wide default thread
     count (the outer filter's ``SetNumberOfThreads(1)`` does not reach it), so the default is set to 1
-    around the call, under a lock: cases may run in threads (Dask workers), and an unlocked save/set/restore
-    let one thread's restore switch another thread's normalisation back to many threads.
+    around the call, under a lock: cases may run in threads (Dask workers), and without it one thread's
+    restore could switch another thread's normalisation back to many threads.
     """
     with _SITK_THREADS_LOCK:
         n = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()

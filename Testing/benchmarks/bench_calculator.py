@@ -7,7 +7,7 @@ interval: explanation always on) and, as the baseline under identical load, to `
 a one-client run gives the bare service time. The load generator is a compiled one so that it
 does not compete with the server for the 2 cores: ``hey`` (Debian package; fixed request count,
 per-request latencies via ``-o csv``), else ``wrk`` (a Lua script stops each thread after its
-share of the requests), else the old Python client (httpx, same process: it takes a large CPU
+share of the requests), else a Python client (httpx, same process: it takes a large CPU
 share and inflates the latencies). Every line reports the client's CPU share, the server's CPU
 time per request and the 1-minute load average (other jobs on the machine add noise).
 

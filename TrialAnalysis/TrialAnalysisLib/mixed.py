@@ -1,14 +1,15 @@
-"""Linear mixed models by visit with Satterthwaite small-sample df (what lmerTest adds to lme4).
+"""Linear mixed models by visit with Satterthwaite or Kenward–Roger small-sample df (as lmerTest/pbkrtest).
 
 ``mixed_model(df, "odi", "visit", "arm", "participant_id", covariates=["sex", "centre"])`` fits
 ``outcome ~ time * treatment + covariates + (1 | subject)`` (``random_slope=True`` adds a random
 slope on a numeric time, ``slope_var``) with statsmodels ``MixedLM`` (REML by default). statsmodels
 only gives z tests, so the df are computed here: the REML (or ML) log-likelihood is re-implemented
 from per-subject sufficient statistics, parametrised by the variance parameters
-θ = (random-effect (co)variances, residual variance); for a contrast L the variance
-φ(θ) = L (X'V(θ)⁻¹X)⁻¹ L' is differentiated numerically, the covariance of θ̂ is the inverse of the
-negative numerical Hessian of the log-likelihood, and ν = 2 φ² / (∇φ' A ∇φ) (Satterthwaite 1946;
-Giesbrecht & Burns 1985; multi-df F tests by lmerTest's eigen-decomposition method).
+θ = (random-effect (co)variances, residual variance), and statsmodels' optimum is polished by Newton
+steps on it; for a contrast L the variance φ(θ) = L (X'V(θ)⁻¹X)⁻¹ L' is differentiated, the
+covariance A of θ̂ is the inverse of the negative Hessian of the log-likelihood (both exact for REML,
+central differences for ML), and ν = 2 φ² / (∇φ' A ∇φ) (Satterthwaite 1946; Giesbrecht & Burns 1985;
+multi-df F tests by lmerTest's eigen-decomposition method).
 ``df_method="kenward-roger"`` gives the Kenward–Roger (1997) adjusted covariance Φ_A (used for SEs)
 and df (as pbkrtest; contrasts use t = Lβ/√(LΦ_AL') with the KR df, as lmerTest); "z" gives
 asymptotic normal tests.
@@ -124,7 +125,8 @@ def _gradient(f: Any, x: np.ndarray) -> np.ndarray:
 
 
 def _polish(lik: _Lik, theta: np.ndarray, iters: int = 6) -> np.ndarray:
-    """Newton steps on the exact (RE)ML log-likelihood from the optimizer's answer (tightens to ~1e-8)."""
+    """Newton steps on the exact (RE)ML log-likelihood from the optimizer's answer, so θ̂ is the optimum
+    itself rather than wherever statsmodels' optimizer stopped (the df depend on it)."""
     best = lik.loglik(theta)
     for _ in range(iters):
         g = _gradient(lik.loglik, theta)

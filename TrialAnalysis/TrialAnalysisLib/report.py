@@ -6,7 +6,7 @@ ODI/VAS/JOA by visit, KM/log-rank/Cox for recurrence, subgroups, safety and cond
 ``render_report(data, out_dir)`` writes ``report.html`` (self-contained: figures embedded as
 base64 PNG, no external resources), ``report.pdf`` (matplotlib PdfPages: figures + text tables),
 ``results.json`` and the figures as PNG beside them, stamped with package versions, the data
-hash (SHA-256 over the dataset's CSV files) and the seed.
+hash (SHA-256 over the dataset's CSV, JSON and checksum files) and the seed.
 
 Every output is first written into a hidden staging folder inside ``out_dir`` and moved into
 place only when the whole report is done (``results.json`` last, so it marks a complete run): an

@@ -7,8 +7,8 @@
 ever travel in POST bodies and are never logged; the only cookie is ``lang``.
 
 The endpoints are ``async def`` and compute on the event loop on purpose: with the bundle's numpy
-fast path a prediction with explanation costs ~0.1 ms of CPU (logistic regression), less than a
-hop to the thread pool; throughput scales with ``serve --workers N`` (processes), not threads.
+fast path a prediction with its explanation costs less CPU than a hop to the thread pool would;
+throughput scales with ``serve --workers N`` (processes), not threads.
 """
 
 from __future__ import annotations

@@ -49,9 +49,8 @@ def _no_delay_protocol() -> type:
     """Uvicorn's HTTP protocol with TCP_NODELAY set on every connection.
 
     asyncio sets TCP_NODELAY only when the socket's ``proto`` is IPPROTO_TCP; with ``--workers N``
-    uvicorn binds the listening socket itself with proto 0, so Nagle's algorithm stayed on and a
-    keep-alive client waited ~40 ms (delayed ACK) for every response sent as headers + body
-    (single-client p50 44 ms vs 1.0 ms, measured with bench_calculator.py).
+    uvicorn binds the listening socket itself with proto 0, so without this Nagle's algorithm stays
+    on and a keep-alive client waits for the delayed ACK on every response sent as headers + body.
     """
     import contextlib
     import socket

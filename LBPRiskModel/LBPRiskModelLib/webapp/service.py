@@ -143,7 +143,7 @@ class Calculator:
         if errors:
             return Evaluation(checked.values, errors, warnings)
         # Values are already checked finite and in range: skip scikit-learn's repeated input
-        # validation (same numbers, ~1.2-1.5x faster per prediction, see bench_calculator.py).
+        # validation (same numbers, less work per prediction; bench_calculator.py measures it).
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             prediction = self.bundle.predict_one(record)
         return self._shape(prediction, checked.values, warnings)
