@@ -94,9 +94,12 @@ class ParaspinalSegParameterNode:
     caseId: str = ""
     assumeSameGrid: bool = False
     raterName: str = ""
-    cohortManifest: Path  # cohort run (paraspinal-seg batch) in a background job
+    cohortManifest: Path  # cohort run (paraspinal-seg batch) and agreement report, in background jobs
     cohortOutput: Path
     cohortJobs: Annotated[int, WithinRange(1, 16)] = 1
+    raterA: Path
+    raterB: Path
+    agreementOutput: Path
 
 
 #
@@ -137,6 +140,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             what=_("Cohort job"),
         )  # fmt: skip
         self.ui.runBatchButton.connect("clicked(bool)", self.onRunBatch)
+        self.ui.agreementButton.connect("clicked(bool)", self.onAgreement)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -195,6 +199,7 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         idle = bool(p) and not (self._cohortJob and self._cohortJob.running)
         paths = lambda *names: idle and all(optionalPath(getattr(p, n)) for n in names)  # noqa: E731
         self.ui.runBatchButton.enabled = paths("cohortManifest", "cohortOutput")
+        self.ui.agreementButton.enabled = paths("raterA", "raterB", "agreementOutput")
 
     def onPlaceSeed(self) -> None:
         """Start placing one seed named after the chosen structure (one click per muscle per level)."""
@@ -261,6 +266,15 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("The cohort run could not start.")):
             job = self.logic.batchInBackground(p.cohortManifest, p.cohortOutput, parallelJobs=p.cohortJobs)
             self._cohortJob.start(job, _("Segmenting the cohort…"))
+        self._checkCanApply()
+
+    def onAgreement(self) -> None:
+        """Start the agreement report in the background; the report opens when it is done."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("The agreement report could not start.")):
+            manifest = optionalPath(p.cohortManifest)
+            job = self.logic.agreementInBackground(p.raterA, p.raterB, p.agreementOutput, manifest)
+            self._cohortJob.start(job, _("Comparing the raters…"))
         self._checkCanApply()
 
     def _onCohortJobSucceeded(self, job) -> None:
@@ -443,6 +457,12 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         args += ["--jobs", int(parallelJobs)] + ["--dicom-seg"] * bool(dicomSeg) + ["--force"] * bool(force)
         return self._startJob(args, outputDir, "Cohort run", ("qc.html", "measurements.csv"))
 
+    def agreementInBackground(self, raterA, raterB, outputDir, manifest=None):
+        """Start ``paraspinal-seg agreement --progress`` between two rater folders; returns the job (as above)."""
+        args = ["agreement", "--a", Path(raterA), "--b", Path(raterB), "--out", Path(outputDir), "--progress"]
+        args += ["--manifest", Path(manifest)] if manifest else []
+        return self._startJob(args, outputDir, "Agreement report", ("report.html", "agreement.csv"))
+
     def _startJob(self, args, outputDir, name: str, results: tuple[str, str]):
         from ParaspinalLBPSlicer import jobs
 
@@ -452,7 +472,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         return job
 
     def loadJobResults(self, job, tableNode=None):
-        """(HTML page, table node) of a finished cohort run: qc.html and the measurement table."""
+        """(HTML page, table node) of a finished cohort run (measurements) or agreement job (summary)."""
         import pandas as pd
 
         page, table = (job.outputPath / name for name in job.resultFiles)

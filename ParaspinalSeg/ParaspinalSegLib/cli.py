@@ -31,6 +31,10 @@ COMMANDS = {
         "ParaspinalSegLib.dicom_seg_cli:add_cli",
         "write a label map as DICOM SEG referencing its source series",
     ),
+    "agreement": Command(
+        "ParaspinalSegLib.agreement_cli:add_cli",
+        "rater agreement of segmentations: Dice, surface distance, ICC, Bland–Altman",
+    ),
     "batch": Command(
         "ParaspinalSegLib.batch_cli:add_cli",
         "segment + measure a cohort from a manifest, with a QC contact sheet (resumable)",

@@ -33,7 +33,7 @@ CAPTION_COLUMNS = {
     "csa_cm2": "CSA cm²",
     "fat_fraction_pct": "FF %",
     "lean_csa_cm2": "lean CSA cm²",
-    "imat_area_cm2": "IMAT cm²",
+    "imat_cm2": "IMAT cm²",
 }
 
 

@@ -1,7 +1,8 @@
-"""ParaspinalSeg's cohort run in the background (``batchInBackground``) with real subprocesses, as the
-Widget's *Run cohort* starts it: progress is monotone and reaches its total, the results equal the
-synchronous library run, ``loadJobResults`` makes the table node, a cancelled run leaves only complete
-cases and the next run finishes them, and bad input fails with the CLI's one-line error."""
+"""ParaspinalSeg's cohort run and agreement report in the background (``batchInBackground``,
+``agreementInBackground``) with real subprocesses, as the Widget's *Run cohort* / *Agreement report*
+start them: progress is monotone and reaches its total, the results equal the synchronous library run,
+``loadJobResults`` makes the table node, a cancelled run leaves only complete cases and the next run
+finishes them, and bad input fails with the CLI's one-line error."""
 
 from __future__ import annotations
 
@@ -85,6 +86,17 @@ def test_cancelled_batch_keeps_complete_cases_and_resumes(logic, cohort: Path, t
     assert sorted(p.name for p in (out / "cases").iterdir()) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
 
 
+def test_agreement_in_background(logic, batch: Path, tmp_path: Path, slicer_scene) -> None:
+    job = logic.agreementInBackground(batch, batch, tmp_path / "report")
+    seen = follow(job)
+    assert job.status == jobs.SUCCEEDED, job.errorMessage or job.lines[-5:]
+    assert seen[-1] == (7, 7, "done") and [s[0] for s in seen] == sorted(s[0] for s in seen)
+    page, table = logic.loadJobResults(job)
+    assert page.name == "report.html" and page.is_file()
+    df = slicer_scene.util.dataframeFromTable(table)
+    assert len(df) == 8 * 3 and (df["dice_mean"].astype(float) == 1.0).all()  # the same folder twice
+
+
 def test_bad_input_fails_with_the_cli_line(logic, tmp_path: Path) -> None:
     bad = tmp_path / "cases.csv"
     bad.write_text("case_id,image\nA,x.nii.gz\n", encoding="utf-8")
@@ -92,3 +104,6 @@ def test_bad_input_fails_with_the_cli_line(logic, tmp_path: Path) -> None:
     assert job.wait(timeout=RUN_TIMEOUT).status == jobs.FAILED and job.returncode == 2
     assert job.lastStderrLine == f"paraspinal-seg batch: error: manifest {bad}: column 'seeds' is missing"
     assert "Cohort run failed" in job.errorMessage
+    job = logic.agreementInBackground(tmp_path / "nope", tmp_path, tmp_path / "r")
+    assert job.wait(timeout=RUN_TIMEOUT).status == jobs.FAILED
+    assert job.lastStderrLine.startswith("paraspinal-seg agreement: error: --a: folder not found")
