@@ -34,6 +34,7 @@ METADATA_KEYWORDS = (
     "SequenceName",
     "SequenceVariant",
     "ScanningSequence",
+    "InversionTime",
     "SeriesDescription",
     "ImageType",
     "ProtocolName",

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalSegLib.contrast import require_supported
 from ParaspinalSegLib.io import check_finite, check_volume, match_grid, same_grid_problems
 
 
@@ -98,6 +99,10 @@ def prepare_maps(image_or_dixon, assume_same_grid: bool, p: AutoSeedParams) -> T
     else:
         raise ValueError("input must be a sitk.Image (T1/T2) or a Dixon pair {'water': img, 'fat': img}")
     sx, sy = ref.GetSpacing()[:2]
+    verdict = require_supported(arrs.get("image"), water=arrs.get("water"), fat=arrs.get("fat"),
+                                spacing_ji=(sy, sx), what="image" if "image" in arrs else "water/fat images")  # fmt: skip
+    if verdict.finding == "inconclusive":
+        notes.append(f"contrast check: {verdict.reason}")
     sig = (0.0, p.smooth_mm / sy, p.smooth_mm / sx)
     sm = {k: ndi.gaussian_filter(v.astype(np.float32), sig) for k, v in arrs.items()}
     if "water" in sm:

@@ -16,6 +16,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from ParaspinalLBPCore import dicom_series as ds
+from ParaspinalSegLib.contrast import read_metadata
 from ParaspinalSegLib.io import check_volume, read_volume
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class ImageInputs:
     water: sitk.Image | None = None
     fat: sitk.Image | None = None
     series: dict[str, ds.SeriesInfo] = field(default_factory=dict)
+    file_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # NIfTI header / BIDS sidecar
 
     @property
     def inputs(self) -> sitk.Image | dict[str, sitk.Image]:
@@ -42,8 +44,9 @@ class ImageInputs:
 
     @property
     def metadata(self) -> dict[str, dict[str, Any]]:
-        """Header keywords per role (ScanOptions, SequenceName, ImageType, ...), for image-type checks."""
-        return {role: info.metadata for role, info in self.series.items()}
+        """Header keywords per role (ScanOptions, SequenceName, ImageType, ...), for image-type checks: the
+        DICOM series' headers, else the file's NIfTI ``descrip``/``intent_name`` and BIDS sidecar keys."""
+        return {**self.file_metadata, **{role: info.metadata for role, info in self.series.items()}}
 
 
 def _read(
@@ -81,12 +84,16 @@ def load_image_inputs(args: Any) -> ImageInputs:
         out.image = _checked(image, info, "image") if info else image
         if info:
             out.series["image"] = info
+        else:
+            out.file_metadata["image"] = read_metadata(args.image)
     else:
         for role in ("water", "fat"):
             image, info = _read(get(role), f"{role} image", get(f"{role}_series"), role)
             setattr(out, role, _checked(image, info, f"{role} image") if info else image)
             if info:
                 out.series[role] = info
+            else:
+                out.file_metadata[role] = read_metadata(get(role))
         if "water" in out.series and "fat" in out.series:
             ds.check_same_geometry(out.series["water"], out.series["fat"], bool(get("assume_same_grid")))
     check_inputs(out)

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ParaspinalSegLib import fat as fatmod
+from ParaspinalSegLib.contrast import require_supported
 from ParaspinalSegLib.io import check_finite, check_volume, match_grid, same_grid_problems
 from ParaspinalSegLib.levels import levels_from_landmarks, levels_from_seed_slices, ranges_from_centres
 from ParaspinalSegLib.seeds import VoxelSeed, check_structures, seeds_from_labelmap, seeds_from_points
@@ -77,6 +78,7 @@ def prepare_inputs(image_or_dixon, assume_same_grid: bool = False) -> Inputs:
     if isinstance(image_or_dixon, sitk.Image):
         img = check_volume(image_or_dixon, "image")
         arr = check_finite(sitk.GetArrayFromImage(img), "image")
+        _note_contrast(require_supported(arr, spacing_ji=_spacing_ji(img), what="image"), notes)
         return Inputs(img, False, None, None, arr, notes)
     if isinstance(image_or_dixon, Mapping):
         missing = [k for k in ("water", "fat") if image_or_dixon.get(k) is None]
@@ -97,7 +99,19 @@ def prepare_inputs(image_or_dixon, assume_same_grid: bool = False) -> Inputs:
         )
     w = check_finite(sitk.GetArrayFromImage(water), "water image")
     f = check_finite(sitk.GetArrayFromImage(fat), "fat image")
+    verdict = require_supported(water=w, fat=f, spacing_ji=_spacing_ji(fat), what="water/fat images")
+    _note_contrast(verdict, notes)
     return Inputs(fat, True, w, f, None, notes)
+
+
+def _spacing_ji(image: sitk.Image) -> tuple[float, float]:
+    return float(image.GetSpacing()[1]), float(image.GetSpacing()[0])
+
+
+def _note_contrast(verdict, notes: list[str]) -> None:
+    """An input whose fat contrast could not be confirmed is segmented, with the reason in the notes."""
+    if verdict.finding == "inconclusive":
+        notes.append(f"contrast check: {verdict.reason}")
 
 
 def _check_seeds_in_body(inp: Inputs, vseeds: Sequence[VoxelSeed]) -> float:
