@@ -309,12 +309,16 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         perSlice: bool = True,
         assumeSameGrid: bool = False,
         erosionVoxels: int = 1,
+        fatMethod: str = "auto",
     ):
-        """Measure every segment (CSA, volume, intensity; FF when a Dixon pair is given) into a table node.
+        """Measure every segment into a table node: CSA, lean CSA, intramuscular fat area, volume, signal and
+        volume fat fractions, Goutallier grade, asymmetry (columns: ``measure.COLUMN_DOCS``, also set as the
+        table's column descriptions and units).
 
         ``erosionVoxels`` (default 1, as the CLI) erodes each mask in-plane by that many voxels before the
-        fat fraction only (partial volume with the surrounding fat: on the phantom the Dixon FF error drops
-        from 5.1 to 0.7 pp); CSA and volume use the full mask.
+        fat fractions only (partial volume with the surrounding fat); CSA and volume use the full mask.
+        ``fatMethod`` as ``measure_labels``' ``fat_method`` ("none": areas and volumes on any contrast).
+        Fat-suppressed or water-only images and swapped water/fat are refused (ValueError naming why).
 
         ``assumeSameGrid`` accepts Dixon images whose geometry metadata differ from the reference
         volume's while their voxel grids have the same size (e.g. the MyoSegmenTUM water image).
@@ -336,6 +340,9 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             kwargs.update(dixon)
         from ParaspinalSegLib import measure
 
+        if fatMethod != "none":
+            roles = {"water": waterVolume, "fat": fatVolume} if kwargs else {"image": referenceVolume}
+            self.checkMetadata(roles)
         df = measure.measure_labels(
             labels,
             names,
@@ -344,9 +351,15 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             case_id=caseId,
             per_slice=perSlice,
             erode_px=erosionVoxels,
+            fat_method=fatMethod,
             **kwargs,
         )
+        for note in df.attrs.get("notes", []):
+            logging.warning("ParaspinalSeg: %s", note)
         tableNode = dataFrameToTable(df, tableNode)
+        for column, (unit, description) in measure.COLUMN_DOCS.items():
+            tableNode.SetColumnUnitLabel(column, unit)
+            tableNode.SetColumnDescription(column, description)
         tableNode.SetAttribute("ParaspinalLBP.table", "measurements")
         logging.info("ParaspinalSeg: measured %d structures into %s", len(names), tableNode.GetName())
         return tableNode
@@ -428,13 +441,43 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         return seedsNode
 
     def _source(self, inputVolume, fatVolume, waterVolume):
-        """(reference volume node, Lib input): a Dixon {water, fat} dict (fat grid) or one image."""
+        """(reference volume node, Lib input): a Dixon {water, fat} dict (fat grid) or one image; refuses
+        fat-suppressed / water-only / swapped inputs by their metadata (the Lib checks the images)."""
         if fatVolume is not None and waterVolume is not None:
+            self.checkMetadata({"water": waterVolume, "fat": fatVolume})
             source = {"water": mrml.volumeToImage(waterVolume), "fat": mrml.volumeToImage(fatVolume)}
             return fatVolume, source  # the Lib returns Dixon results on the fat image's grid
         if inputVolume is not None:
+            self.checkMetadata({"image": inputVolume})
             return inputVolume, mrml.volumeToImage(inputVolume)
         raise ValueError("select a T1/T2-weighted image, or a Dixon water + fat pair")
+
+    @staticmethod
+    def volumeMetadata(volumeNode) -> dict:
+        """The headers of a volume node for the contrast checks: its file's NIfTI header / BIDS sidecar,
+        and, when it was loaded from the DICOM database, the DICOM keywords of its first instance."""
+        from ParaspinalSegLib.contrast import DICOM_TAGS, read_metadata
+
+        meta = {}
+        storage = volumeNode.GetStorageNode() if volumeNode is not None else None
+        if storage is not None and storage.GetFileName():
+            meta.update(read_metadata(storage.GetFileName()))
+        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split() if volumeNode is not None else []
+        database = getattr(slicer, "dicomDatabase", None)
+        if uids and database is not None:
+            path = database.fileForInstance(uids[0])
+            for keyword, tag in DICOM_TAGS.items():
+                value = database.fileValue(path, tag) if path else ""
+                if value:
+                    meta[keyword] = value
+        return meta
+
+    def checkMetadata(self, volumesByRole) -> None:
+        """Raise ValueError when a volume's metadata say it is fat-suppressed, water-only or in the wrong role."""
+        from ParaspinalSegLib.contrast import require_supported_metadata
+
+        metadata = {role: self.volumeMetadata(node) for role, node in volumesByRole.items() if node}
+        require_supported_metadata(metadata)
 
     def exportDicomSeg(self, segmentationNode, referenceVolume, creator: str = "") -> str:
         """Write ``segmentationNode`` as DICOM SEG referencing the DICOM series ``referenceVolume`` was loaded

@@ -34,7 +34,8 @@ MUSCLES = [
     "quadratus_lumborum_left",
     "quadratus_lumborum_right",
 ]
-EXACT = ["n_voxels", "csa_cm2", "fcsa_cm2", "volume_cm3", "fat_fraction_pct", "goutallier_grade"]
+EXACT = ["n_voxels", "csa_cm2", "fcsa_cm2", "volume_cm3", "fat_fraction_pct", "goutallier_grade",
+         "fat_volume_fraction_pct", "lean_csa_cm2", "imat_cm2", "ff_erode_px"]
 
 
 def _script(module: str):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ParaspinalSegLib.fat import tissue_mode
+
 _CROSS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)
 
 
@@ -33,15 +35,6 @@ def _design(idx: tuple[np.ndarray, ...], shape: tuple[int, ...], degree: int) ->
     if nk > 1:
         cols.append(z)
     return np.stack(cols, axis=1)
-
-
-def _mode(values: np.ndarray, bins: int = 64) -> float:
-    lo, hi = np.percentile(values, [1, 99])
-    if hi <= lo:
-        return float(lo)
-    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    b = int(np.argmax(ndi.gaussian_filter1d(hist.astype(float), 1.5)))
-    return float(0.5 * (edges[b] + edges[b + 1]))
 
 
 class PolynomialBias:
@@ -80,7 +73,7 @@ def fit_polynomial_bias(
         mus = muscle
     if mus.sum() < 20:
         raise ValueError("t1_local fat model: too few muscle voxels to estimate the lean-muscle gain")
-    lean0 = _mode(image[mus])
+    lean0 = tissue_mode(image[mus])
     p99 = float(np.percentile(image[body], 99)) if body.any() else 0.0
     fatc = ndi.binary_erosion(body & (image > 0.5 * (lean0 + p99)), np.ones((1, 3, 3), bool))
     if fatc.sum() < 50 or p99 <= lean0:
@@ -104,7 +97,7 @@ def fit_polynomial_bias(
     for _ in range(iterations):
         rf, rl = yf - xf @ coef, yl - xl @ coef
         sf = np.abs(rf - np.median(rf)) < 0.25
-        sl = np.abs(rl - np.log(_mode(np.exp(rl)))) < 0.10
+        sl = np.abs(rl - np.log(tissue_mode(np.exp(rl)))) < 0.10
         if sf.sum() < 20 or sl.sum() < 20:
             break
         x = np.concatenate([np.c_[xf[sf], np.ones(sf.sum())], np.c_[xl[sl], np.zeros(sl.sum())]])

@@ -1,34 +1,17 @@
-"""Fat fraction maps: Dixon F/(F+W) with a noise floor, and a linear signal model for T1/T2 (fat bright).
+"""Fat maps: Dixon signal fat fraction and adipose volume fraction, and the single-image (T1/T2, fat bright) model.
 
-Dixon: FF = F / (F + W) per voxel; where F + W is below the noise floor (air, cortical bone) the
-ratio is pure noise (magnitude images push it towards 50 %), so those voxels are left out (NaN).
-Non-Dixon: the linear two-reference model FF = (S − S_lean) / (S_fat − S_lean), clipped to 0–1,
-with both references estimated from the image itself: S_lean = the mode of the signal inside each
-muscle (its dominant lean tissue under the local coil gain), S_fat = the median of the bright (fat)
-class in a band of subcutaneous tissue around the muscles. Unlike Otsu inside the muscle (which always splits the histogram and reports 9–25 % "fat"
-in lean muscle), it gives ≈ 0 for lean muscle; it is validated against Dixon on an in-phase
-image synthesised as F + W.
-
-``local_linear_ff`` ("t1_local") is the validated non-Dixon method. Measured on TUM01 (manual masks,
-in-phase F + W vs Dixon F/(F+W)), the plain model reads multifidus 11–13 pp too lean. Dixon noise is
-not the cause: the noise bias is ≤ 1.5 pp (σ ≈ 5.2, lean F + W ≈ 450). The causes are:
-(1) coil bias, which makes deep multifidus ~13 % darker than erector spinae. It is corrected by a
-smooth gain field fitted to fat and lean muscle (bias.py).
-(2) a single lean reference, which is too bright for a deep muscle. Each muscle's lean reference is
-the lower of the global lean level and its own histogram mode. A diffusely fatty muscle has a
-brighter mode and keeps the global level, so it is not read as lean. This works only when other,
-leaner muscles set that level: in the phantom, the diffusely fatty erector spinae dominates the global
-mode and reads 4–6 pp low.
-(3) the linear endpoints. Dixon FF is a *signal* fraction, and adipose tissue is ~2.5× brighter
-than lean muscle. So with v = (S − S_lean)/(S_fat − S_lean) (adipose volume fraction), the signal
-fat fraction is FF = v·S_fat / S, not v.
-Caveat: these choices were made on TUM01 itself (one case). The coil field's polynomial degree is
-2: degree 1 or 3 gives a whole-muscle error up to 5.7/7.0 pp on TUM01, and up to 5.2/6.7 pp
-(degree 2: 6.2) against the phantom's truth. No smooth field makes lean multifidus as bright as lean
-erector spinae (it stays 8–10 % darker); the per-muscle lean reference absorbs that difference.
-Whole-muscle agreement with Dixon is within 3.4 pp (before: 13.2). Per level, the multifidus at L5
-is still ~12 pp low: there the Dixon FF of the muscle's most common voxels is 8–12 %, which a single
-fat-bright image cannot see.
+- ``dixon_ff``: F/(F+W) per voxel; below the noise floor the ratio is noise (magnitude images push it
+  towards 50 %), so those voxels are NaN.
+- ``dixon_volume_fraction``: the share of a voxel that is adipose tissue, from its signal FF and the
+  case's own adipose/lean-muscle signal ratio (calibrated against the local fat signal; see there).
+- ``local_linear_ff`` ("t1_local"): one fat-bright image. A smooth coil-bias field (bias.py) is divided out;
+  the fat reference is the subcutaneous fat around the muscles, each muscle's lean reference the lower of
+  the pooled and its own lowest tissue class (``tissue_mode``: a homogeneous muscle's mode, or the lean
+  tissue between fat patches); the linear fraction v between them is the volume fraction and
+  v·k/(1 + v(k − 1)) the Dixon-comparable signal fraction (adipose tissue gives k× lean muscle's signal).
+  One image can only read fat against lean muscle it sees: diffusely fatty muscles with no lean muscle
+  labelled read too lean. Validation against Dixon and the phantom: docs/segmentation.md.
+- ``linear_references``/``linear_ff`` ("t1_linear"): one lean and one fat reference, no bias correction.
 """
 
 from __future__ import annotations
@@ -65,14 +48,25 @@ def dixon_ff(water: np.ndarray, fat: np.ndarray, floor: float | None = None) -> 
     return ff
 
 
-def _mode(values: np.ndarray, bins: int = 64) -> float:
-    """Histogram mode (smoothed), robust to the fatty tail."""
+# A histogram peak counts as a tissue class when it is at least MIN_PEAK_SHARE of the highest peak and the
+# histogram dips below PEAK_DIP of its height before the highest peak (a separate class, not a wiggle on a flank).
+MIN_PEAK_SHARE = 0.25
+PEAK_DIP = 0.8
+
+
+def tissue_mode(values: np.ndarray, bins: int = 64) -> float:
+    """The lowest tissue class's histogram mode (smoothed): the plain mode unless a separate, substantial peak
+    lies below it. In lean muscle that is the mode; in muscle with fat patches the lean tissue between them
+    forms its own, lower peak, which the plain mode (the fatty majority) would miss."""
     lo, hi = np.percentile(values, [1, 99])
     if hi <= lo:
         return float(lo)
     hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
     hist = ndi.gaussian_filter1d(hist.astype(float), 1.5)
-    b = int(np.argmax(hist))
+    top = int(np.argmax(hist))
+    padded = np.r_[-1.0, hist, -1.0]
+    peaks = np.flatnonzero((hist >= padded[:-2]) & (hist >= padded[2:]) & (hist >= MIN_PEAK_SHARE * hist[top]))
+    b = next((int(p) for p in peaks if p < top and hist[p:top].min() < PEAK_DIP * hist[p]), top)
     return float(0.5 * (edges[b] + edges[b + 1]))
 
 
@@ -85,7 +79,7 @@ def linear_references(
         raise ValueError("linear fat model: no muscle voxels to estimate the lean-muscle reference from")
     inner = ndi.binary_erosion(muscle, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
     vals = image[inner if inner.sum() > 50 else muscle]
-    lean = _mode(vals)
+    lean = tissue_mode(vals)
     r = max(1, round(band_mm / min(spacing_ji)))
     # in-plane dilation by r voxels (separable box, cheap)
     band = ndi.maximum_filter(muscle, size=(1, 2 * r + 1, 2 * r + 1)) & ~muscle
@@ -111,7 +105,7 @@ def structure_lean_reference(image: np.ndarray, mask: np.ndarray) -> float:
     vals = image[inner if inner.sum() > 50 else mask]
     if vals.size < 10:
         raise ValueError("linear fat model: too few voxels in a muscle to estimate its lean reference")
-    return _mode(vals)
+    return tissue_mode(vals)
 
 
 def linear_ff(image: np.ndarray, lean: float, fat_ref: float) -> np.ndarray:
@@ -153,11 +147,12 @@ def local_linear_ff(
     spacing_ji: tuple[float, float] = (1.0, 1.0),
     band_mm: float = 30.0,
     bias_correction: bool = True,
-) -> tuple[np.ndarray, dict]:
-    """Non-Dixon FF map (0–1, NaN outside the labelled muscles): coil-bias-corrected image, per-muscle
-    lean reference min(global lean, own mode), subcutaneous-fat reference, signal-fraction model.
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Non-Dixon fat maps (NaN outside the labelled muscles): coil-bias-corrected image, per-muscle lean
+    reference min(global lean, own mode), subcutaneous-fat reference, signal-fraction model.
 
-    Returns (ff map float32, references: lean_ref, fat_ref, per-muscle lean, bias gain range)."""
+    Returns (signal fat fraction map, adipose volume fraction map v, references: lean_ref, fat_ref,
+    per-muscle lean, bias gain range); both maps float32, 0–1."""
     from ParaspinalSegLib.bias import fit_polynomial_bias
 
     muscle = np.isin(labels, values)
@@ -176,6 +171,7 @@ def local_linear_ff(
     lean_g, fat_ref = linear_references(corrected, muscle, band_mm=band_mm, spacing_ji=spacing_ji)
     refs.update(lean_ref=lean_g, fat_ref=fat_ref, lean_by_label={})
     out = np.full(np.shape(image), np.nan, np.float32)
+    vol = np.full(np.shape(image), np.nan, np.float32)
     for v in values:
         m = labels == v
         if not m.any():
@@ -183,7 +179,118 @@ def local_linear_ff(
         lean = min(lean_g, structure_lean_reference(corrected, m)) if m.sum() >= 10 else lean_g
         refs["lean_by_label"][int(v)] = lean
         out[m] = signal_fat_fraction(corrected[m], lean, fat_ref)
-    return out, refs
+        vol[m] = linear_ff(corrected[m], lean, fat_ref)
+    return out, vol, refs
+
+
+# Dixon volume fraction: voxels with F/(F+W) above this near the muscles are adipose tissue (its reference).
+ADIPOSE_MIN_FF = 0.8
+# In-plane smoothing of the local adipose-signal reference: the coil gain varies over ~10 cm (as infiltrate.py).
+REFERENCE_SIGMA_MM = 25.0
+# Muscle voxels up to this signal FF calibrate the adipose/lean signal ratio (k is ill-determined near pure fat).
+CALIBRATION_MAX_FF = 0.6
+
+
+def dixon_volume_fraction(
+    water: np.ndarray,
+    fat: np.ndarray,
+    muscle: np.ndarray,
+    spacing_ji: tuple[float, float] = (1.0, 1.0),
+    floor: float | None = None,
+    band_mm: float = 30.0,
+) -> tuple[np.ndarray, dict]:
+    """Adipose volume fraction per voxel from a Dixon pair (0–1, float32; NaN below the noise floor).
+
+    Two compartments, lean muscle (signal FF taken as 0) and adipose tissue (signal FF s_a, total signal
+    k × lean's): a voxel of signal FF s holds v = s / (s + k (s_a − s)); s is free of the coil gain. s_a is
+    the median F/(F+W) of the fat around the muscles. k is calibrated on the case: a muscle voxel's total
+    signal S against the local adipose signal R (a plane fitted to the adipose voxels' signal with Gaussian
+    weights of REFERENCE_SIGMA_MM: the same coil gain, its gradient included; voxels with no fat within
+    ~2.5 sigma are not used) gives k = (s_a R / S − s) / (s_a − s) whatever its mixture; the median over the muscle
+    voxels up to CALIBRATION_MAX_FF is taken, so fatty muscle calibrates it as well as lean. Returns (v,
+    references)."""
+    w = np.clip(np.asarray(water, dtype=np.float64), 0, None)
+    f = np.clip(np.asarray(fat, dtype=np.float64), 0, None)
+    total_full = w + f
+    floor = noise_floor(total_full) if floor is None else floor
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s_full = np.where(total_full > floor, f / np.where(total_full > 0, total_full, 1.0), np.nan)
+    r = max(1, round(band_mm / min(spacing_ji)))
+    box = _box(muscle, r)
+    muscle, total, s = muscle[box], total_full[box], s_full[box]
+    near = ndi.maximum_filter(muscle, size=(1, 2 * r + 1, 2 * r + 1)) & ~muscle
+    adipose = ndi.binary_erosion(near & (s > ADIPOSE_MIN_FF), np.ones((1, 3, 3), bool))
+    if adipose.sum() < 50:
+        raise ValueError("fat volume fraction: too little fat around the muscles to calibrate the fat signal")
+    s_a = float(np.median(s[adipose]))
+    sigma = (0.0, REFERENCE_SIGMA_MM / spacing_ji[0], REFERENCE_SIGMA_MM / spacing_ji[1])
+    near_fat = ndi.maximum_filter(adipose, size=(1, 2 * r + 1, 2 * r + 1))  # fat within band_mm
+    calib = erode_inplane(muscle, 1) & (total > floor) & (s <= CALIBRATION_MAX_FF) & near_fat
+    local, ok = _local_plane(total, adipose, sigma, calib)
+    if ok.sum() < 50:
+        raise ValueError(
+            "fat volume fraction: too little muscle below 60 % fat signal near fat to calibrate it"
+        )
+    sv, tv = s[calib][ok], total[calib][ok]
+    k = float(np.median((s_a * local[ok] / tv - sv) / (s_a - sv)))
+    sc = np.clip(s_full, 0.0, s_a)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = (sc / (sc + k * (s_a - sc))).astype(np.float32)
+    return v, {"adipose_ff": s_a, "adipose_to_lean_signal": k, "calibration_voxels": int(calib.sum())}
+
+
+def _local_plane(
+    values: np.ndarray, mask: np.ndarray, sigma: tuple[float, float, float], where: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """First-order normalised convolution: at the voxels ``where``, the value of the plane fitted in-plane (per
+    slice, Gaussian weights ``sigma`` in voxels) to ``values`` on ``mask``; (values, well-conditioned flags).
+    The weighted moments are smooth at this scale, so they are computed on a grid coarsened ~sigma/6 times
+    and interpolated linearly."""
+    step = max(1, int(min(sigma[1:]) // 6))
+    nk, nj, ni = mask.shape
+    pj, pi = -nj % step, -ni % step
+
+    def coarse(arr: np.ndarray) -> np.ndarray:
+        arr = np.pad(arr, ((0, 0), (0, pj), (0, pi)))
+        return arr.reshape(nk, arr.shape[1] // step, step, arr.shape[2] // step, step).sum(axis=(2, 4))
+
+    jj, ii = np.mgrid[0:nj, 0:ni].astype(np.float64)
+    y, x = (jj / sigma[1])[None], (ii / sigma[2])[None]
+    a = mask.astype(np.float64)
+    av = np.where(mask, values, 0.0)
+    idx = np.nonzero(where)
+    at = np.stack(
+        [idx[0].astype(np.float64), (idx[1] - (step - 1) / 2) / step, (idx[2] - (step - 1) / 2) / step]
+    )
+    small = (0.0, sigma[1] / step, sigma[2] / step)
+
+    def moment(arr: np.ndarray) -> np.ndarray:
+        return ndi.map_coordinates(ndi.gaussian_filter(coarse(arr), small), at, order=1, mode="nearest")
+
+    m1, mx, my = moment(a), moment(a * x), moment(a * y)
+    mxx, mxy, myy = moment(a * x * x), moment(a * x * y), moment(a * y * y)
+    rhs = np.stack([moment(av), moment(av * x), moment(av * y)], -1)
+    mat = np.stack(
+        [np.stack([m1, mx, my], -1), np.stack([mx, mxx, mxy], -1), np.stack([my, mxy, myy], -1)], -2
+    )
+    ok = np.abs(np.linalg.det(mat)) > 1e-9 * np.abs(m1) ** 3
+    coef = np.full(rhs.shape, np.nan)
+    coef[ok] = np.linalg.solve(mat[ok], rhs[ok][..., None])[..., 0]
+    xv, yv = np.broadcast_to(x, mask.shape)[idx], np.broadcast_to(y, mask.shape)[idx]
+    return coef[:, 0] + coef[:, 1] * xv + coef[:, 2] * yv, ok
+
+
+def _box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
+    """All slices × the in-plane bounding box of ``mask`` grown by ``pad`` voxels (the whole array if empty)."""
+    j = np.flatnonzero(mask.any(axis=(0, 2)))
+    i = np.flatnonzero(mask.any(axis=(0, 1)))
+    if j.size == 0:
+        return (slice(None),) * mask.ndim
+    return (
+        slice(None),
+        slice(max(j[0] - pad, 0), j[-1] + pad + 1),
+        slice(max(i[0] - pad, 0), i[-1] + pad + 1),
+    )
 
 
 def erode_inplane(mask: np.ndarray, iterations: int = 1) -> np.ndarray:

@@ -32,7 +32,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         default="auto",
         choices=["auto", "dixon", "t1_local", "t1_linear", "none"],
         help="auto: dixon with --water/--fat, else t1_local (bias-corrected non-Dixon model, fat.py; t1_linear "
-        "where no bias field can be fitted)",
+        "where no bias field can be fitted); none: areas and volumes only, on any contrast (fat-suppressed too)",
     )
     p.add_argument("--no-per-slice", action="store_true", help="omit the per-slice rows")
     add_measurement_arguments(p)
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure and write OUT/measurements.csv."""
     import SimpleITK as sitk
 
+    from ParaspinalSegLib.contrast import require_supported_metadata
     from ParaspinalSegLib.image_inputs import load_image_inputs
     from ParaspinalSegLib.io import match_grid, read_labels_json
     from ParaspinalSegLib.levels import levels_from_landmarks
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         levels = levels_from_landmarks(read_points(args.levels), labels, source=args.levels)
     bar.update()
     src = load_image_inputs(args)
+    if args.fat_method != "none":  # the images themselves are checked by measure_labels()
+        require_supported_metadata(src.metadata, hint=" (for areas and volumes only: --fat-method none)")
     roles = {"image": src.image} if src.image is not None else {"water": src.water, "fat": src.fat}
     kw = {
         role: match_grid(im, labels, f"{role} image" if role != "image" else "image", "label map", args.assume_same_grid)
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         erode_px=args.erode_px,
         **kw,
     )
+    for note in table.attrs.get("notes", []):
+        print(f"note: {note}")
     out = write_csv(Path(args.out_dir) / "measurements.csv", table)
     bar.update()
     bar.close()

@@ -177,6 +177,10 @@ def test_measure_cli_on_truth(outputs) -> None:
     assert set(table.structure) == {"multifidus_left", "erector_spinae_right"}
     assert table.slice.isna().all()
     assert np.allclose(table.fat_fraction_pct, 10.0, atol=1.0)
+    # the new columns: signal FF, 1-voxel erosion (the CLI default), lean CSA + intramuscular fat = CSA
+    assert set(table.ff_type) == {"signal"} and set(table.ff_erode_px) == {1}
+    np.testing.assert_allclose(table.lean_csa_cm2 + table.imat_cm2, table.csa_cm2, rtol=1e-9)
+    assert (table.fat_volume_fraction_pct < table.fat_fraction_pct).all()
 
 
 @pytest.mark.slicer

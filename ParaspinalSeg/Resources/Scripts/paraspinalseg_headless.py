@@ -47,7 +47,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--erosion-voxels",
         type=int,
         default=1,
-        help="erode masks in-plane before the fat fraction (0-3, default 1)",
+        help="erode masks in-plane before the fat fractions (0-3, default 1)",
+    )
+    p.add_argument(
+        "--fat-method",
+        default="auto",
+        choices=["auto", "dixon", "t1_local", "t1_linear", "none"],
+        help="fat fraction method (default auto: dixon with --water/--fat, else t1_local); none = areas and "
+        "volumes only, on any contrast",
     )
     p.add_argument("--out-dir", required=True, help="output folder")
     args = p.parse_args(argv)
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> dict:
         caseId=args.case_id,
         perSlice=not args.no_per_slice,
         erosionVoxels=args.erosion_voxels,
+        fatMethod=args.fat_method,
     )
     out.mkdir(parents=True, exist_ok=True)
     written = {"measurements": out / "measurements.csv"}
@@ -98,7 +106,7 @@ def run(args: argparse.Namespace) -> dict:
         written["segmentation"] = out / "segmentation.seg.nrrd"
         if not slicer.util.saveNode(seg, str(written["segmentation"])):
             raise OSError(f"could not write {written['segmentation']}")
-    headless.saveTableCsv(table, written["measurements"], integerColumns=("slice", "n_voxels"))
+    headless.saveTableCsv(table, written["measurements"], integerColumns=("slice", "n_voxels", "ff_erode_px"))
     return written
 
 
