@@ -59,7 +59,6 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read the image(s), propose the seeds and write them atomically."""
     from ParaspinalSegLib.autoseed import propose_seeds, write_proposal
-    from ParaspinalSegLib.contrast import require_supported_metadata
     from ParaspinalSegLib.image_inputs import load_image_inputs
     from ParaspinalSegLib.markups import read_points
 
@@ -68,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--refine-iterations must be at least 1 (got {args.refine_iterations})")
     steps = tqdm(total=3, desc="propose-seeds", unit="step")
     levels = read_points(args.levels) if args.levels else None
-    src = load_image_inputs(args)
-    require_supported_metadata(src.metadata)  # the image itself is checked by propose_seeds()
-    inputs = src.inputs
+    inputs = load_image_inputs(args).inputs
     steps.update()
     proposal = propose_seeds(
         inputs,

@@ -2,8 +2,9 @@
 
 ``load_image_inputs(args)`` turns the options of ``cli_args.add_image_arguments`` into checked axial
 float32 volumes and remembers which DICOM series each came from (for ``--dicom-seg`` and header checks).
-Header-based checks of the image type run in ``check_inputs`` (today: Dixon roles swapped); a check
-of fat-suppressed / water-only inputs takes ``(inputs.inputs, inputs.metadata)`` and belongs there.
+Header-based checks of the image type run in ``check_inputs``: Dixon roles swapped, and (contrast.py) a
+fat-suppressed or water-only single image / swapped pair by its metadata, unless the command measures
+areas only (``--fat-method none``). The images themselves are checked by the library functions.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def load_image_inputs(args: Any) -> ImageInputs:
                 out.file_metadata[role] = read_metadata(get(role))
         if "water" in out.series and "fat" in out.series:
             ds.check_same_geometry(out.series["water"], out.series["fat"], bool(get("assume_same_grid")))
-    check_inputs(out)
+    check_inputs(out, *_contrast_check(args))
     _report(out)
     return out
 
@@ -118,13 +119,14 @@ def _from_dicom_folder(args: Any) -> ImageInputs:
         out.water = _checked(ds.read_series(w), w, "water image")
         out.fat = _checked(ds.read_series(f), f, "fat image")
         out.series.update(water=w, fat=f)
-    check_inputs(out)
+    check_inputs(out, *_contrast_check(args))
     _report(out)
     return out
 
 
-def check_inputs(inputs: ImageInputs) -> None:
-    """Refuse a Dixon series given in the other role by its own headers (water given as fat: swapped)."""
+def check_inputs(inputs: ImageInputs, fat_contrast: bool = True, hint: str = "") -> None:
+    """Refuse a Dixon series given in the other role by its own headers (water given as fat: swapped) and,
+    when the command relies on fat contrast, inputs whose metadata say fat-suppressed / water-only / swapped."""
     for role in ("water", "fat"):
         info = inputs.series.get(role)
         if info is not None and info.dixon in ("water", "fat") and info.dixon != role:
@@ -132,6 +134,17 @@ def check_inputs(inputs: ImageInputs) -> None:
                 f"{role} image: {info.label} of {info.folder} is a Dixon {info.dixon} image by its "
                 f"ImageType/SeriesDescription ({chr(92).join(info.image_type)}); water and fat swapped?"
             )
+    if fat_contrast:
+        from ParaspinalSegLib.contrast import require_supported_metadata
+
+        require_supported_metadata(inputs.metadata, hint=hint)
+
+
+def _contrast_check(args: Any) -> tuple[bool, str]:
+    """(check the fat contrast?, hint): a command with ``--fat-method`` can measure areas without it."""
+    if not hasattr(args, "fat_method"):
+        return True, ""
+    return args.fat_method != "none", " (for areas and volumes only: --fat-method none)"
 
 
 def _report(inputs: ImageInputs) -> None:

@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     """Measure and write OUT/measurements.csv."""
     import SimpleITK as sitk
 
-    from ParaspinalSegLib.contrast import require_supported_metadata
     from ParaspinalSegLib.image_inputs import load_image_inputs
     from ParaspinalSegLib.io import match_grid, read_labels_json
     from ParaspinalSegLib.levels import levels_from_landmarks
@@ -68,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
         levels = levels_from_landmarks(read_points(args.levels), labels, source=args.levels)
     bar.update()
     src = load_image_inputs(args)
-    if args.fat_method != "none":  # the images themselves are checked by measure_labels()
-        require_supported_metadata(src.metadata, hint=" (for areas and volumes only: --fat-method none)")
     roles = {"image": src.image} if src.image is not None else {"water": src.water, "fat": src.fat}
     kw = {
         role: match_grid(im, labels, f"{role} image" if role != "image" else "image", "label map", args.assume_same_grid)

@@ -49,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the segmentation and write all outputs atomically."""
     import SimpleITK as sitk
 
-    from ParaspinalSegLib.contrast import require_supported_metadata
     from ParaspinalSegLib.image_inputs import load_image_inputs
     from ParaspinalSegLib.io import write_labels, write_labels_json, write_seg_nrrd
     from ParaspinalSegLib.markups import read_points
@@ -67,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
     seeds = read_points(args.seeds)
     levels = read_points(args.levels) if args.levels else None
     src = load_image_inputs(args)
-    require_supported_metadata(src.metadata)  # the image itself is checked by segment()
     image, water, fat = src.image, src.water, src.fat
     reference = resolve_reference(args, src) if args.dicom_seg or args.dicom_sr else None
     if reference is not None:  # refuse a mismatched reference before segmenting, not after writing
