@@ -128,7 +128,9 @@ def _imports(path: Path, top_level_only: bool = False) -> set[str]:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_lib_is_plain_python(module: str) -> None:
-    forbidden = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "__main__"} | (LIBS - {f"{module}Lib"})
+    forbidden = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "__main__", "ParaspinalLBPDemo"} | (
+        LIBS - {f"{module}Lib"}
+    )
     offenders = {}
     for path in sorted((REPO / module / f"{module}Lib").rglob("*.py")):
         bad = _imports(path) & forbidden
@@ -168,13 +170,30 @@ CORE = REPO / "ParaspinalSeg" / "ParaspinalLBPCore"
 
 def test_core_is_plain_python_and_imports_no_lib() -> None:
     """ParaspinalLBPCore is what every Lib may share: no Slicer/Qt/VTK, no Lib, no Slicer-side helpers."""
-    forbidden = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "__main__", "ParaspinalLBPSlicer"} | LIBS
+    forbidden = {
+        "slicer",
+        "qt",
+        "ctk",
+        "vtk",
+        "vtkmodules",
+        "__main__",
+        "ParaspinalLBPSlicer",
+        "ParaspinalLBPDemo",
+    }
+    forbidden |= LIBS
     offenders = {
         str(p.relative_to(REPO)): sorted(_imports(p) & forbidden)
         for p in sorted(CORE.rglob("*.py"))
         if _imports(p) & forbidden
     }
     assert not offenders, f"ParaspinalLBPCore imports Slicer/Qt/VTK or a Lib: {offenders}"
+
+
+def test_demo_package_is_plain_python() -> None:
+    """ParaspinalLBPDemo may use every Lib (through their command lines) but never Slicer."""
+    forbidden = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "ParaspinalLBPSlicer"}
+    for path in sorted((REPO / "ParaspinalSeg" / "ParaspinalLBPDemo").glob("*.py")):
+        assert not _imports(path) & forbidden, f"{path.name} imports {sorted(_imports(path) & forbidden)}"
 
 
 def test_no_two_source_files_are_copies() -> None:
@@ -490,3 +509,26 @@ def test_help_loads_no_heavy_engine(module: str) -> None:
     )  # fmt: skip
     loaded = {argv: engines for argv, engines in json.loads(out.stdout).items() if engines}
     assert not loaded, f"{module}Lib: help imports heavy engines: {loaded}"
+
+
+# --- User errors: bad input raises ParaspinalLBPCore.errors types (exit 2, one line); the rest are bugs ---
+
+#: Modules whose ValueErrors are internal signals or programming errors, never a user's input.
+INTERNAL_ERRORS = {"treeshap.py", "fastpath.py", "explain.py"}
+BARE_USER_ERROR = re.compile(r"\b(raise|return)\s+(ValueError|FileNotFoundError|KeyError|OSError)\(")
+
+
+def test_libs_raise_user_error_types_for_bad_input() -> None:
+    """A Lib reports bad input with BadInputError / MissingInputError / MissingKeyError (the command lines
+    exit 2 with the message); a bare ValueError, FileNotFoundError, KeyError or OSError would now show a
+    traceback, as bugs do."""
+    roots = [REPO / m / f"{m}Lib" for m in MODULES] + [CORE]
+    offenders = [
+        f"{path.relative_to(REPO)}:{n}"
+        for root in roots
+        for path in sorted(root.rglob("*.py"))
+        if path.name not in INTERNAL_ERRORS
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if BARE_USER_ERROR.search(line)
+    ]
+    assert not offenders, f"raise ParaspinalLBPCore.errors types for bad input: {offenders}"

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from LBPRiskModelLib import explain, fastpath
+from ParaspinalLBPCore.errors import BadInputError, UserError
 
 _LOG = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ DISCLAIMER_EN = (
 DISCLAIMER_ZH = "本工具为METNLBP试验的研究工具。预测风险仅供临床决策参考，不能替代临床判断；尚未在开发队列以外验证，并非经认证的医疗器械。"
 
 
-class BundleError(Exception):
+class BundleError(UserError):
     """A bundle is tampered, incomplete or incompatible; the message names the file."""
 
 
@@ -526,7 +527,7 @@ class Bundle:
         """Validate, predict and explain one patient; raises ValueError listing field errors."""
         res = self.validate(record)
         if res.errors:
-            raise ValueError("; ".join(f"{k}: {v}" for k, v in res.errors.items()))
+            raise BadInputError("; ".join(f"{k}: {v}" for k, v in res.errors.items()))
         Z, risks, boots = self._parts([res.values])
         risk = float(risks[0])
         boot = boots[0] if boots.shape[1] else np.array([risk])
@@ -561,7 +562,7 @@ class Bundle:
             res = self.validate(rec)
             if res.errors:
                 who = rec.get(id_col) if id_col else f"row {i + 1}"
-                raise ValueError(f"{who}: " + "; ".join(f"{k}: {v}" for k, v in res.errors.items()))
+                raise BadInputError(f"{who}: " + "; ".join(f"{k}: {v}" for k, v in res.errors.items()))
             parsed.append(res.values)
             warn_col.append("; ".join(f"{k}: {v}" for k, v in res.warnings.items()))
         X = self._frame(parsed)

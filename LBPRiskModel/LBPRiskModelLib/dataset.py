@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
+
 FEATURE_META = {
     "case_id",
     "structure",
@@ -49,7 +51,7 @@ DAYS_PER_MONTH = 30.4375
 def _read_csv(path: str | Path, what: str) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found")
+        raise MissingInputError(f"{path}: {what} not found")
     return pd.read_csv(path)
 
 
@@ -57,7 +59,7 @@ def pivot_features(features: pd.DataFrame, robust: list[str] | None = None) -> p
     """C5 long-wide table → one row per case, columns ``<feature>__<structure>__<level>``."""
     for col in ("case_id", "structure", "level"):
         if col not in features.columns:
-            raise KeyError(f"feature table: missing column {col!r}")
+            raise MissingKeyError(f"feature table: missing column {col!r}")
     df = features
     if "status" in df.columns:
         df = df[df["status"].astype(str) == "ok"]
@@ -65,7 +67,7 @@ def pivot_features(features: pd.DataFrame, robust: list[str] | None = None) -> p
     if robust is not None:
         unknown = sorted(set(robust) - set(feats))
         if unknown:
-            raise KeyError(
+            raise MissingKeyError(
                 f"robust-feature list: features not in the feature table: {', '.join(unknown[:5])}"
             )
         feats = [c for c in feats if c in set(robust)]
@@ -81,7 +83,7 @@ def pivot_measurements(meas: pd.DataFrame) -> pd.DataFrame:
         meas = meas.rename(columns={"participant_id": "case_id"})
     for col in ("case_id", "structure", "level"):
         if col not in meas.columns:
-            raise KeyError(f"measurement table: missing column {col!r}")
+            raise MissingKeyError(f"measurement table: missing column {col!r}")
     df = meas
     if "slice" in df.columns:
         df = df[df["slice"].isna() | (df["slice"].astype(str) == "")]
@@ -101,10 +103,10 @@ def derive_outcome(clinical_dir: str | Path, spec: dict[str, Any]) -> pd.Series:
         visits = _read_csv(d / "visits.csv", "visits table")
         for col in ("participant_id", "visit", "odi"):
             if col not in visits.columns:
-                raise KeyError(f"{d / 'visits.csv'}: missing column {col!r}")
+                raise MissingKeyError(f"{d / 'visits.csv'}: missing column {col!r}")
         odi = visits.pivot_table(index="participant_id", columns="visit", values="odi", aggfunc="first")
         if visit not in odi.columns or "baseline" not in odi.columns:
-            raise KeyError(f"{d / 'visits.csv'}: no ODI at visit {visit!r} or 'baseline'")
+            raise MissingKeyError(f"{d / 'visits.csv'}: no ODI at visit {visit!r} or 'baseline'")
         improvement = odi["baseline"] - odi[visit]
         out = (improvement >= mcid).astype(float).where(improvement.notna())
         out.name = spec.get("name", f"responder_{visit}")
@@ -117,7 +119,7 @@ def derive_outcome(clinical_dir: str | Path, spec: dict[str, Any]) -> pd.Series:
         out = event.astype(float).where(known)
         out.name = spec.get("name", f"recurrence_{int(months)}m")
     else:
-        raise ValueError(f"outcome type {kind!r}: expected 'responder' or 'recurrence'")
+        raise BadInputError(f"outcome type {kind!r}: expected 'responder' or 'recurrence'")
     out.index = out.index.astype(str)
     return out
 
@@ -134,7 +136,7 @@ def assemble(
     if clinical_dir is not None:
         p = _read_csv(Path(clinical_dir) / "participants.csv", "participants table")
         if "participant_id" not in p.columns:
-            raise KeyError(f"{Path(clinical_dir) / 'participants.csv'}: missing column 'participant_id'")
+            raise MissingKeyError(f"{Path(clinical_dir) / 'participants.csv'}: missing column 'participant_id'")
         p = p.assign(case_id=p["participant_id"].astype(str)).set_index("case_id")
         parts.append(p.drop(columns=[c for c in p.columns if c in NON_PREDICTORS]))
     if features is not None:
@@ -145,7 +147,7 @@ def assemble(
     if measurements is not None:
         parts.append(pivot_measurements(_read_csv(measurements, "measurement table")))
     if not parts:
-        raise ValueError("nothing to assemble: give clinical data, a feature table or a measurement table")
+        raise BadInputError("nothing to assemble: give clinical data, a feature table or a measurement table")
     table = parts[0]
     for other in parts[1:]:
         table = table.join(other, how="inner")

@@ -23,6 +23,7 @@ from LBPRiskModelLib.train import (
     selection_frequencies,
     training_steps,
 )
+from ParaspinalLBPCore.errors import BadInputError
 
 #: Steps :func:`train` counts after :func:`~LBPRiskModelLib.train.run_training`: uncertainty models,
 #: report assets (figures), writing the bundle.
@@ -83,7 +84,7 @@ def risk_cutoffs(cfg: dict[str, Any], oof: np.ndarray) -> dict[str, Any]:
     else:
         method = "configured"
     if len(cuts) != len(names) - 1:
-        raise ValueError("config risk_groups: need one cut-off fewer than names")
+        raise BadInputError("config risk_groups: need one cut-off fewer than names")
     return {"names": names, "cutoffs": [float(c) for c in cuts], "method": method}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as sst
 
+from ParaspinalLBPCore.errors import BadInputError
+
 
 def _midrank(x: np.ndarray) -> np.ndarray:
     """Mid-ranks (ties get the average rank), 1-based; numpy-only for speed in bootstrap loops."""
@@ -28,7 +30,7 @@ def delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
     pos, neg = scores[:, y == 1], scores[:, y == 0]
     m, n = pos.shape[1], neg.shape[1]
     if m == 0 or n == 0:
-        raise ValueError("AUC needs both outcome classes")
+        raise BadInputError("AUC needs both outcome classes")
     k = scores.shape[0]
     tx = np.empty((k, m))
     ty = np.empty((k, n))

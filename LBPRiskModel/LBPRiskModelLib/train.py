@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from LBPRiskModelLib import stats
 from LBPRiskModelLib.dataset import NON_PREDICTORS, data_report, feature_roles, split_manifest
 from LBPRiskModelLib.preprocess import build_preprocessor, make_pipeline, transformed_to_fields
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 
 log = logging.getLogger(__name__)
 FAMILIES = ("logistic_regression", "random_forest", "xgboost", "lightgbm", "mlp")
@@ -43,7 +44,7 @@ FAMILIES = ("logistic_regression", "random_forest", "xgboost", "lightgbm", "mlp"
 def _deep_update(base: dict, new: dict, where: str = "") -> dict:
     for k, v in new.items():
         if k not in base:
-            raise ValueError(f"config: unknown key {where + k!r}")
+            raise BadInputError(f"config: unknown key {where + k!r}")
         if isinstance(base[k], dict) and isinstance(v, dict) and k != "grids":
             _deep_update(base[k], v, where + k + ".")
         elif k == "grids" and isinstance(v, dict):
@@ -65,13 +66,13 @@ def load_config(
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"{p}: config file not found")
+            raise MissingInputError(f"{p}: config file not found")
         _deep_update(cfg, yaml.safe_load(p.read_text()) or {})
     if overrides:
         _deep_update(cfg, overrides)
     bad = [f for f in cfg["families"] if f not in FAMILIES]
     if bad:
-        raise ValueError(f"config: unknown model family {bad[0]!r}; expected one of {', '.join(FAMILIES)}")
+        raise BadInputError(f"config: unknown model family {bad[0]!r}; expected one of {', '.join(FAMILIES)}")
     cfg["protocol"] = bool(
         cfg["selection"]["n_bootstrap"] >= 100 and cfg["optimism_bootstrap"] >= 100 and cfg["cv_folds"] >= 5
     )
@@ -103,7 +104,7 @@ def make_estimator(family: str, params: dict[str, Any], seed: int, class_weight:
         p["hidden_layer_sizes"] = tuple(p.get("hidden_layer_sizes", (16,)))
         p.setdefault("solver", "lbfgs")  # small tabular data: lbfgs converges fast and well
         return MLPClassifier(random_state=seed, max_iter=500, **p)
-    raise ValueError(f"unknown model family {family!r}")
+    raise BadInputError(f"unknown model family {family!r}")
 
 
 def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
@@ -129,7 +130,7 @@ class Prepared:
 def prepare(df: pd.DataFrame, outcome: str, cfg: dict[str, Any]) -> Prepared:
     """Select predictors (drop ids, outcome, non-baseline and all-empty columns) and type them."""
     if outcome not in df.columns:
-        raise KeyError(f"outcome column {outcome!r} not in the data table")
+        raise MissingKeyError(f"outcome column {outcome!r} not in the data table")
     id_col = cfg.get("id_col", "case_id")
     df = df[df[outcome].notna()].reset_index(drop=True)
     yv = df[outcome]
@@ -137,13 +138,13 @@ def prepare(df: pd.DataFrame, outcome: str, cfg: dict[str, Any]) -> Prepared:
         yv = yv.astype(int)
     vals = set(pd.unique(yv))
     if not vals <= {0, 1} or len(vals) != 2:
-        raise ValueError(
+        raise BadInputError(
             f"outcome column {outcome!r} must be binary 0/1 with both classes; found {sorted(vals)[:5]}"
         )
     drop = {outcome, id_col, *NON_PREDICTORS, *cfg.get("exclude", [])}
     preds = [c for c in df.columns if c not in drop and df[c].notna().any()]
     if not preds:
-        raise ValueError("no predictor columns left in the data table")
+        raise BadInputError("no predictor columns left in the data table")
     numeric = [
         c for c in preds if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
     ]

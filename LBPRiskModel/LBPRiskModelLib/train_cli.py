@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
+
 log = logging.getLogger(__name__)
 
 
@@ -95,11 +97,11 @@ def train_from_files(
     if data:
         path = Path(data)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: data table not found")
+            raise MissingInputError(f"{path}: data table not found")
         df = pd.read_csv(path)
     else:
         if spec is not None and not clinical:
-            raise ValueError("--outcome responder:/recurrence: needs --clinical DIR")
+            raise BadInputError("--outcome responder:/recurrence: needs --clinical DIR")
         df, derived = assemble(clinical, features, measurements, robust, spec)
         outcome = derived or outcome
     if spec is not None:
@@ -175,14 +177,14 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         b = load_bundle(args.model)
     except BundleError as exc:
-        raise ValueError(f"refusing bundle: {exc}") from exc
+        raise BadInputError(f"refusing bundle: {exc}") from exc
     path = Path(args.data)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: data table not found")
+        raise MissingInputError(f"{path}: data table not found")
     df = pd.read_csv(path)
     missing_required = [f.name for f in b.schema if f.required and f.name not in df.columns]
     if missing_required:
-        raise KeyError(f"{path}: missing required column(s) {', '.join(missing_required)}")
+        raise MissingKeyError(f"{path}: missing required column(s) {', '.join(missing_required)}")
     id_col = "case_id" if "case_id" in df.columns else None
     out = b.predict(df, n_top=args.top, id_col=id_col)
     tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")
@@ -207,7 +209,7 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         verify_bundle(args.model)
     except BundleError as exc:
-        raise ValueError(f"refusing bundle: {exc}") from exc
+        raise BadInputError(f"refusing bundle: {exc}") from exc
     render_report(args.model, args.out)
     print(f"report → {args.out}")
     return 0

@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ParaspinalLBPCore.atomic import atomic_write_text
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 from ParaspinalRadiomicsLib.extraction import (
     META_COLUMNS,
     PYRADIOMICS_VERSION,
@@ -62,11 +63,11 @@ def read_manifest(path: str | Path) -> list[CaseJob]:
     """Read and check a manifest; errors name the file, row and column."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"manifest not found: {path}")
+        raise MissingInputError(f"manifest not found: {path}")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in ("case_id", "image", "labels") if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise BadInputError(
             f"manifest {path}: missing column(s) {', '.join(missing)} (need case_id, image, labels)"
         )
     jobs: list[CaseJob] = []
@@ -75,13 +76,13 @@ def read_manifest(path: str | Path) -> list[CaseJob]:
         line = int(i) + 2
         case_id = row["case_id"].strip()
         if not case_id:
-            raise ValueError(f"manifest {path}, line {line}: empty case_id")
+            raise BadInputError(f"manifest {path}, line {line}: empty case_id")
         if case_id in seen:
-            raise ValueError(f"manifest {path}, line {line}: duplicate case_id {case_id!r}")
+            raise BadInputError(f"manifest {path}, line {line}: duplicate case_id {case_id!r}")
         seen.add(case_id)
         for col in ("image", "labels"):
             if not row[col].strip():
-                raise ValueError(f"manifest {path}, line {line}: empty {col} for case {case_id!r}")
+                raise BadInputError(f"manifest {path}, line {line}: empty {col} for case {case_id!r}")
         absolute = lambda p: str((path.parent / p.strip()).resolve()) if p.strip() else None  # noqa: E731
         jobs.append(
             CaseJob(

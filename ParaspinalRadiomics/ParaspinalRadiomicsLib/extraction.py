@@ -36,6 +36,7 @@ from radiomics import featureextractor, imageoperations
 from ruamel.yaml.error import YAMLError
 from scipy import ndimage
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 from ParaspinalRadiomicsLib.inputs import Levels, as_label_map, check_finite, match_mask_geometry
 from ParaspinalRadiomicsLib.preset_files import PRESETS_DIR, available_presets
 
@@ -107,7 +108,7 @@ def load_params(params: str | Path | dict | RadiomicsParams) -> RadiomicsParams:
         if not path.is_file() and (PRESETS_DIR / f"{text}.yaml").is_file():
             path = PRESETS_DIR / f"{text}.yaml"
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"parameter file not found: {text} (presets: {', '.join(available_presets())})"
             )
         try:
@@ -117,16 +118,16 @@ def load_params(params: str | Path | dict | RadiomicsParams) -> RadiomicsParams:
             with _PARSER_LOCK:
                 data = (json.loads(text_data) if path.suffix == ".json" else pyk_yml.load(text_data)) or {}
         except (json.JSONDecodeError, YAMLError) as exc:
-            raise ValueError(f"parameter file {path} is not valid YAML/JSON: {exc}") from exc
+            raise BadInputError(f"parameter file {path} is not valid YAML/JSON: {exc}") from exc
         source = str(path)
     if not isinstance(data, dict):
-        raise ValueError(f"parameter file {source}: expected a mapping with setting/imageType/featureClass")
+        raise BadInputError(f"parameter file {source}: expected a mapping with setting/imageType/featureClass")
     try:
         with _PARSER_LOCK:
             extractor = featureextractor.RadiomicsFeatureExtractor(dict(data))
     except SchemaError as exc:
         msg = " ".join(str(getattr(exc, "msg", exc)).split())
-        raise ValueError(f"parameter file {source}: pyradiomics rejected it: {msg}") from exc
+        raise BadInputError(f"parameter file {source}: pyradiomics rejected it: {msg}") from exc
     return RadiomicsParams(dict(data), source, extractor, _params_hash(extractor))
 
 
@@ -146,9 +147,9 @@ def select_feature_classes(
     enabled = rp.params.get("featureClass") or dict.fromkeys(PROTOCOL_CLASSES)
     unknown = sorted(set(classes) - set(enabled))
     if unknown:
-        raise ValueError(f"feature classes {unknown} are not enabled in {rp.source}")
+        raise BadInputError(f"feature classes {unknown} are not enabled in {rp.source}")
     if not classes:
-        raise ValueError(f"no feature class selected (enabled in {rp.source}: {', '.join(enabled)})")
+        raise BadInputError(f"no feature class selected (enabled in {rp.source}: {', '.join(enabled)})")
     selected = load_params({**rp.params, "featureClass": {c: enabled[c] for c in classes}})
     return RadiomicsParams(selected.params, rp.source, selected.extractor, selected.settings_hash)
 
@@ -250,7 +251,7 @@ def extract_mask(
         margin = int(s.get("padDistance", 5)) + 1
         image, mask = _crop(image, bbox, margin), _crop(mask, bbox, margin)
     if s.get("voxelBased"):
-        raise ValueError("voxel-based extraction is not supported by the table extractor")
+        raise BadInputError("voxel-based extraction is not supported by the table extractor")
     # -- rest of loadImage (per mask): resampling or pre-cropping depend on the mask's bounding box
     if s.get("interpolator") is not None and s.get("resampledPixelSpacing") is not None:
         image, mask = imageoperations.resampleImage(image, mask, **s)
@@ -259,7 +260,7 @@ def extract_mask(
         if corrected is not None:
             mask = corrected
         if bb is None:
-            raise ValueError("Mask checks failed during pre-crop")
+            raise BadInputError("Mask checks failed during pre-crop")
         image, mask = imageoperations.cropToTumorMask(image, mask, bb, **s)
     # -- execute steps 2-6
     bb, corrected = imageoperations.checkMask(image, mask, **s)
@@ -338,11 +339,11 @@ def build_mask_specs(
     level_items: list[tuple[str, tuple[int, int] | None]] = [("all", None)]
     if per_level:
         if not levels:
-            raise ValueError("per-level extraction needs vertebral levels (field 'levels' of labels.json)")
+            raise BadInputError("per-level extraction needs vertebral levels (field 'levels' of labels.json)")
         nz = arr.shape[0]
         for lev, (k0, k1) in levels.items():
             if k1 >= nz:
-                raise ValueError(f"level {lev} slice range [{k0}, {k1}] exceeds the label map's {nz} slices")
+                raise BadInputError(f"level {lev} slice range [{k0}, {k1}] exceeds the label map's {nz} slices")
             level_items.append((lev, (k0, k1)))
     specs: list[MaskSpec] = []
     missing: list[dict] = []

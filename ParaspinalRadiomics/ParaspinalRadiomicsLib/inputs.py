@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
+
 Levels = dict[str, tuple[int, int]]
 
 
@@ -25,15 +27,15 @@ def read_image(path: str | Path, series: str | None = None) -> sitk.Image:
 
         return load_image(path, series)[0]
     if series:
-        raise ValueError(f"a series choice ({series}) applies to a DICOM folder, not to the file {path}")
+        raise BadInputError(f"a series choice ({series}) applies to a DICOM folder, not to the file {path}")
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise MissingInputError(f"image file not found: {path}")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise ValueError(f"cannot read image {path}: {_first_line(exc)}") from exc
+        raise BadInputError(f"cannot read image {path}: {_first_line(exc)}") from exc
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(
+        raise BadInputError(
             f"image {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
             "a scalar (grey-level) image is required"
         )
@@ -46,7 +48,7 @@ def check_finite(image: sitk.Image, name: str = "image") -> None:
     if np.issubdtype(arr.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         if bad:
-            raise ValueError(
+            raise BadInputError(
                 f"{name} has {bad} NaN/inf voxels; replace them (e.g. by 0 outside the body) "
                 "before extraction — radiomic features are undefined on non-finite intensities"
             )
@@ -60,7 +62,7 @@ def _first_line(exc: Exception) -> str:
 def as_label_map(labels: sitk.Image, name: str = "labels") -> sitk.Image:
     """Check a label map (integer-valued, non-negative, scalar) and cast it to UInt32 as pyradiomics does."""
     if labels.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(
+        raise BadInputError(
             f"{name} has {labels.GetNumberOfComponentsPerPixel()} components per voxel; "
             "a scalar label map is required (multi-layer .seg.nrrd files are flattened by read_labels)"
         )
@@ -68,16 +70,16 @@ def as_label_map(labels: sitk.Image, name: str = "labels") -> sitk.Image:
     if np.issubdtype(arr.dtype, np.floating):
         finite = np.isfinite(arr)
         if not finite.all():
-            raise ValueError(f"{name} has NaN/inf values; a label map must hold integer labels")
+            raise BadInputError(f"{name} has NaN/inf values; a label map must hold integer labels")
         frac = arr != np.round(arr)
         if frac.any():
             example = float(arr[frac].flat[0])
-            raise ValueError(
+            raise BadInputError(
                 f"{name} is not an integer label map (e.g. value {example:g}); "
                 "a probability or interpolated mask must be thresholded first"
             )
     if arr.size and arr.min() < 0:
-        raise ValueError(f"{name} has negative label values (min {arr.min()}); labels must be >= 0")
+        raise BadInputError(f"{name} has negative label values (min {arr.min()}); labels must be >= 0")
     return sitk.Cast(labels, sitk.sitkUInt32)
 
 
@@ -109,13 +111,13 @@ def read_labels(path: str | Path) -> tuple[sitk.Image, dict[int, str] | None]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
+        raise MissingInputError(f"label file not found: {path}")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise ValueError(f"cannot read label map {path}: {_first_line(exc)}") from exc
+        raise BadInputError(f"cannot read label map {path}: {_first_line(exc)}") from exc
     if not path.name.endswith(".seg.nrrd"):
         return as_label_map(img, str(path)), None
     segs = _seg_nrrd_segments(reader)
@@ -129,7 +131,7 @@ def read_labels(path: str | Path) -> tuple[sitk.Image, dict[int, str] | None]:
     for new_value, s in enumerate(segs, start=1):
         sel = arr[..., s["layer"]] == s["value"]
         if np.any(out[sel]):
-            raise ValueError(
+            raise BadInputError(
                 f"{path}: segment {s['name']!r} overlaps another segment; overlapping segments "
                 "cannot be flattened into one label map — export each as its own label map"
             )
@@ -151,22 +153,22 @@ def read_label_names(path: str | Path) -> tuple[dict[int, str], Levels | None]:
     """Read a C1 ``labels.json`` (``{"labels": {...}, "levels": {...}}`` or a plain ``{"1": name}`` map)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label-names file not found: {path}")
+        raise MissingInputError(f"label-names file not found: {path}")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"label-names file {path} is not valid JSON: {exc}") from exc
+        raise BadInputError(f"label-names file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"label-names file {path}: expected a JSON object")
+        raise BadInputError(f"label-names file {path}: expected a JSON object")
     raw = data.get("labels", data)
     if not isinstance(raw, dict):
-        raise ValueError(f"label-names file {path}: field 'labels' must be an object value -> name")
+        raise BadInputError(f"label-names file {path}: field 'labels' must be an object value -> name")
     names: dict[int, str] = {}
     for key, value in raw.items():
         try:
             names[int(key)] = str(value)
         except ValueError:
-            raise ValueError(f"label-names file {path}: label key {key!r} is not an integer") from None
+            raise BadInputError(f"label-names file {path}: label key {key!r} is not an integer") from None
     levels = parse_levels(data.get("levels"), str(path)) if "levels" in data else None
     return names, levels
 
@@ -176,7 +178,7 @@ def parse_levels(raw: object, source: str = "levels") -> Levels | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: field 'levels' must be an object level -> [k_first, k_last]")
+        raise BadInputError(f"{source}: field 'levels' must be an object level -> [k_first, k_last]")
     levels: Levels = {}
     for name, rng in raw.items():
         if not (
@@ -184,12 +186,12 @@ def parse_levels(raw: object, source: str = "levels") -> Levels | None:
             and len(rng) == 2
             and all(isinstance(v, int | np.integer) for v in rng)
         ):
-            raise ValueError(
+            raise BadInputError(
                 f"{source}: level {name!r} must be [k_first, k_last] (two integers), got {rng!r}"
             )
         k0, k1 = int(rng[0]), int(rng[1])
         if k0 > k1 or k0 < 0:
-            raise ValueError(f"{source}: level {name!r} has an invalid slice range [{k0}, {k1}]")
+            raise BadInputError(f"{source}: level {name!r} has an invalid slice range [{k0}, {k1}]")
         levels[str(name)] = (k0, k1)
     return levels
 
@@ -246,7 +248,7 @@ def match_mask_geometry(
         aligned.CopyInformation(image)
         return aligned
     if not resample_mask:
-        raise ValueError(
+        raise BadInputError(
             f"geometry mismatch between {names[0]} [{describe_geometry(image)}] and "
             f"{names[1]} [{describe_geometry(labels)}]; pass --resample-mask (resample_mask=True) "
             "to resample the label map onto the image grid (nearest neighbour)"

@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from ParaspinalLBPCore.agreement import ICC_FORMS, icc_from_matrix
 from ParaspinalLBPCore.atomic import atomic_write_text
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalRadiomicsLib.extraction import (
     MaskSpec,
     Progress,
@@ -50,19 +51,19 @@ def icc(
     ``threshold`` or undefined (e.g. a constant feature).
     """
     if len(tables) < 2:
-        raise ValueError("icc needs at least two feature tables")
+        raise BadInputError("icc needs at least two feature tables")
     if method not in METHODS:
-        raise ValueError(f"unknown ICC method {method!r}; choose from {', '.join(METHODS)}")
+        raise BadInputError(f"unknown ICC method {method!r}; choose from {', '.join(METHODS)}")
     keys = keys or KEYS
     feats = [c for c in feature_columns(tables[0]) if all(c in t.columns for t in tables[1:])]
     if not feats:
-        raise ValueError("the feature tables have no feature column in common")
+        raise BadInputError("the feature tables have no feature column in common")
     merged = None
     for i, t in enumerate(tables):
         ok = t[t["status"] == "ok"] if "status" in t.columns else t
         if ok.duplicated(keys).any():
             dup = ok[ok.duplicated(keys)].iloc[0]
-            raise ValueError(f"table {i + 1} has duplicate rows for {', '.join(str(dup[c]) for c in keys)}")
+            raise BadInputError(f"table {i + 1} has duplicate rows for {', '.join(str(dup[c]) for c in keys)}")
         part = ok[keys + feats].rename(columns={f: f"{f}\t{i}" for f in feats})
         merged = part if merged is None else merged.merge(part, on=keys, how="inner")
     rows = []
@@ -129,7 +130,7 @@ def perturb_mask(mask: np.ndarray, kind: str) -> np.ndarray:
         dst[axis] = slice(1, None) if step > 0 else slice(0, -1)
         out[tuple(dst)] = mask[tuple(src)]
         return out
-    raise ValueError(f"unknown perturbation {kind!r}")
+    raise BadInputError(f"unknown perturbation {kind!r}")
 
 
 PERTURBATIONS = ("original", "erode", "dilate", "shift_x+1", "shift_x-1", "shift_y+1", "shift_y-1")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ParaspinalLBPCore.agreement import ICC_FORMS
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalRadiomicsLib.extract_cli import add_common_options, quiet_radiomics
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def run_perturb(args: argparse.Namespace) -> int:
             (args.case_id or Path(args.image).name.split(".")[0], args.image, args.labels, args.label_names)
         ]
     else:
-        raise ValueError("perturb needs --image and --labels, or --manifest")
+        raise BadInputError("perturb needs --image and --labels, or --manifest")
     per_case = []
     with tqdm(total=0, desc="perturbations", unit="mask") as bar:
         for case_id, image_path, labels_path, names_path in cases:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ParaspinalLBPCore.atomic import atomic_write_text
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 from ParaspinalRadiomicsLib.extraction import META_COLUMNS
 
 
@@ -23,7 +24,7 @@ def read_features(path: str | Path) -> pd.DataFrame:
     """Read a C5 table with exact floats; check the contract's leading columns."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"feature table not found: {path}")
+        raise MissingInputError(f"feature table not found: {path}")
     df = pd.read_csv(
         path,
         float_precision="round_trip",
@@ -32,7 +33,7 @@ def read_features(path: str | Path) -> pd.DataFrame:
     )
     missing = [c for c in ("case_id", "structure", "level") if c not in df.columns]
     if missing:
-        raise ValueError(f"{path} is not a feature table (C5): missing column(s) {', '.join(missing)}")
+        raise BadInputError(f"{path} is not a feature table (C5): missing column(s) {', '.join(missing)}")
     if "reason" in df.columns:
         df["reason"] = df["reason"].fillna("")
     return df

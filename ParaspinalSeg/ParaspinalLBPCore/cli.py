@@ -24,9 +24,6 @@ from typing import NamedTuple
 from ParaspinalLBPCore.errors import UserError
 
 GLOBAL_FLAGS = ("-v", "--verbose", "-h", "--help")
-# Transitional: until the Libs raise UserError for every bad input (issue 15 section 5, next step), the
-# exception types they used for it exit 2 as well; then this becomes UserError alone.
-_USER_ERRORS: tuple[type[Exception], ...] = (UserError, ValueError, FileNotFoundError, KeyError, OSError)
 
 
 class Command(NamedTuple):
@@ -75,7 +72,7 @@ def run_cli(prog: str, description: str, commands: Commands, argv: Sequence[str]
     )
     try:
         return int(args.func(args) or 0)
-    except _USER_ERRORS as exc:
+    except UserError as exc:
         if args.verbose:
             raise
         print(f"{prog} {args.command}: error: {str(exc) or type(exc).__name__}", file=sys.stderr)

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
+
 #: Header keywords kept per series for checks of the image type (fat-suppressed, water-only, swapped ...).
 METADATA_KEYWORDS = (
     "ScanOptions",
@@ -94,7 +96,7 @@ _DIXON_WORDS = {"DIXON", "MDIXON", "QDIXON", "IDEAL", "FLEX", "LAVA", "TWOPOINT"
 _NOT_FAT_WORDS = {"SAT", "FATSAT", "FS", "SUP", "SUPP", "SPAIR", "SPIR", "STIR", "FRACTION", "FF", "PDFF"}
 
 
-class DicomInputError(ValueError):
+class DicomInputError(BadInputError):
     """A DICOM folder or series that cannot be used as it is; the message says which and why."""
 
 
@@ -209,7 +211,7 @@ def scan_folder(folder: str | Path) -> list[SeriesInfo]:
     """Every image series below ``folder`` (recursive), sorted by SeriesNumber then UID; errors when none."""
     folder = Path(folder)
     if not folder.exists():
-        raise FileNotFoundError(f"DICOM folder not found: {folder}")
+        raise MissingInputError(f"DICOM folder not found: {folder}")
     if not folder.is_dir():
         raise DicomInputError(f"{folder} is not a folder (a DICOM series is given as the folder holding it)")
     found, not_dicom, not_image = _headers(folder)

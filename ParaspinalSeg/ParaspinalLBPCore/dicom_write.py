@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ParaspinalLBPCore.errors import BadInputError
+
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
@@ -72,7 +74,7 @@ def quantize(images: Mapping[str, Any], max_stored: int = 32000) -> dict[str, An
     peak = max(float(np.max(sitk.GetArrayViewFromImage(im))) for im in images.values())
     low = min(float(np.min(sitk.GetArrayViewFromImage(im))) for im in images.values())
     if low < 0:
-        raise ValueError(f"quantize: negative intensities ({low:g}); MR magnitude images are >= 0")
+        raise BadInputError(f"quantize: negative intensities ({low:g}); MR magnitude images are >= 0")
     scale = max_stored / peak if peak > 0 else 1.0
     out = {}
     for name, im in images.items():
@@ -143,7 +145,7 @@ def write_mr_series(
     from pydicom.uid import ExplicitVRLittleEndian
 
     if image.GetDimension() != 3 or image.GetPixelID() != sitk.sitkUInt16:
-        raise ValueError("write_mr_series needs a 3D uint16 image (use quantize() first)")
+        raise BadInputError("write_mr_series needs a 3D uint16 image (use quantize() first)")
     arr = sitk.GetArrayViewFromImage(image)
     d = np.asarray(image.GetDirection(), float).reshape(3, 3)
     sx, sy, sz = image.GetSpacing()

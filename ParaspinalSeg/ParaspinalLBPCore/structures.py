@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ParaspinalLBPCore.errors import MissingKeyError
+
 __all__ = [
     "ALL_STRUCTURES",
     "BY_NAME",
@@ -126,7 +128,7 @@ def muscle_name(group: str, side: str) -> str:
     """``muscle_name("multifidus", "left") == "multifidus_left"``; raises KeyError for unknown parts."""
     name = f"{group}_{side}"
     if group not in MUSCLE_GROUPS or side not in SIDES:
-        raise KeyError(f"unknown muscle {group!r}/{side!r}; groups {MUSCLE_GROUPS}, sides {SIDES}")
+        raise MissingKeyError(f"unknown muscle {group!r}/{side!r}; groups {MUSCLE_GROUPS}, sides {SIDES}")
     return name
 
 
@@ -135,7 +137,7 @@ def structure(name: str) -> Structure:
     try:
         return BY_NAME[name]
     except KeyError:
-        raise KeyError(f"unknown structure {name!r}; expected one of {', '.join(BY_NAME)}") from None
+        raise MissingKeyError(f"unknown structure {name!r}; expected one of {', '.join(BY_NAME)}") from None
 
 
 def default_label_names() -> dict[int, str]:

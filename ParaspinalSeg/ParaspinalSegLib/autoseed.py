@@ -53,6 +53,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES, MUSCLES
 from ParaspinalSegLib.autoseed_anatomy import (
     AutoSeedParams,
@@ -294,10 +295,10 @@ def _seed_slices(ref: sitk.Image, levels, p: AutoSeedParams) -> list[tuple[str, 
     out = []
     for lv, (a, b) in sorted(ranges.items(), key=lambda kv: kv[1][0]):
         if not (0 <= a <= b < n):
-            raise ValueError(f"level {lv}: slice range [{a}, {b}] outside the volume's 0..{n - 1}")
+            raise BadInputError(f"level {lv}: slice range [{a}, {b}] outside the volume's 0..{n - 1}")
         out.append((lv, int(np.clip(centres.get(lv, (a + b) // 2), a, b)), (a, b)))
     if not out:
-        raise ValueError("levels: no level given (expected L1..L5 landmarks or slice ranges)")
+        raise BadInputError("levels: no level given (expected L1..L5 landmarks or slice ranges)")
     return out
 
 
@@ -323,11 +324,11 @@ def propose_seeds(
     names = list(DEFAULT_STRUCTURES if structures is None else structures)
     for name in names:
         if name not in MUSCLE_NAMES:
-            raise KeyError(
+            raise MissingKeyError(
                 f"structure {name!r} is not a muscle that can be seeded; expected one of {', '.join(MUSCLE_NAMES)}"
             )
     if not names:
-        raise ValueError("structures: empty list; request at least one muscle")
+        raise BadInputError("structures: empty list; request at least one muscle")
     m = prepare_maps(image_or_dixon, assume_same_grid, p)
     ref = m.reference
     points: list[MarkupPoint] = []
@@ -366,7 +367,7 @@ def propose_seeds(
         for name in todo:
             where = f"level {level}" if level else f"slices {a}..{b}"
             if not allow_missing:
-                raise ValueError(
+                raise BadInputError(
                     f"structure {name} could not be found at {where} (searched slices {tried}); "
                     "place its seed by hand or leave it out of the requested structures"
                 )

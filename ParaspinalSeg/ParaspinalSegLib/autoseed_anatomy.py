@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.contrast import require_supported
 from ParaspinalSegLib.io import check_finite, check_volume, match_grid, same_grid_problems
 
@@ -81,7 +82,7 @@ def prepare_maps(image_or_dixon, assume_same_grid: bool, p: AutoSeedParams) -> T
     elif isinstance(image_or_dixon, Mapping):
         missing = [k for k in ("water", "fat") if image_or_dixon.get(k) is None]
         if missing:
-            raise ValueError(f"Dixon input needs 'water' and 'fat' images; missing {missing}")
+            raise BadInputError(f"Dixon input needs 'water' and 'fat' images; missing {missing}")
         ref = check_volume(image_or_dixon["fat"], "fat image")
         water = check_volume(image_or_dixon["water"], "water image")
         problems = same_grid_problems(water, ref)
@@ -97,7 +98,7 @@ def prepare_maps(image_or_dixon, assume_same_grid: bool, p: AutoSeedParams) -> T
             "fat": check_finite(sitk.GetArrayFromImage(ref), "fat image"),
         }
     else:
-        raise ValueError("input must be a sitk.Image (T1/T2) or a Dixon pair {'water': img, 'fat': img}")
+        raise BadInputError("input must be a sitk.Image (T1/T2) or a Dixon pair {'water': img, 'fat': img}")
     sx, sy = ref.GetSpacing()[:2]
     verdict = require_supported(arrs.get("image"), water=arrs.get("water"), fat=arrs.get("fat"),
                                 spacing_ji=(sy, sx), what="image" if "image" in arrs else "water/fat images")  # fmt: skip
@@ -158,7 +159,7 @@ def _local_fat(
 
 def _check_not_constant(a: np.ndarray, what: str) -> None:
     if not np.any(a > 0) or float(np.ptp(a)) <= 1e-6 * max(1.0, float(np.abs(a).max())):
-        raise ValueError(f"{what}: the image is empty or constant; nothing to propose seeds from")
+        raise BadInputError(f"{what}: the image is empty or constant; nothing to propose seeds from")
 
 
 def _otsu(values: np.ndarray, bins: int = 256) -> float:
@@ -271,7 +272,7 @@ def slice_anatomy(m: TissueMaps, k: int, p: AutoSeedParams) -> SliceAnatomy:
     sy, sx = m.spacing
     body2 = _body(m.signal[k : k + 1])[0]
     if body2.sum() * sy * sx < 2000.0:  # < 20 cm²: no trunk in this slice
-        raise ValueError(f"slice k={k}: no body cross-section found (is the image a lumbar axial MRI?)")
+        raise BadInputError(f"slice k={k}: no body cross-section found (is the image a lumbar axial MRI?)")
     c = _midline(1.0 - m.fatness[k], body2, p)
     lean = ndi.binary_opening(m.lean[k] & body2, disk(p.open_mm, m.spacing))
     cut = np.abs(np.arange(lean.shape[1]) - c) * sx <= p.midline_cut_mm
@@ -280,7 +281,7 @@ def slice_anatomy(m: TissueMaps, k: int, p: AutoSeedParams) -> SliceAnatomy:
     cols = [round(c + g * d / sx) for d in p.entry_offsets_mm for g in (-1, 1)]
     backs = [entry[i] for i in cols if 0 <= i < lean.shape[1] and entry[i] >= 0]
     if not backs:
-        raise ValueError(f"slice k={k}: no muscle found behind the spine (beside the midline)")
+        raise BadInputError(f"slice k={k}: no muscle found behind the spine (beside the midline)")
     u_abs = np.abs(np.arange(lean.shape[1]) - c) * sx
     shell = (np.arange(lean.shape[0])[:, None] >= np.median(backs) - p.shell_depth_mm / sy) & (
         u_abs[None, :] <= p.max_lateral_mm
@@ -382,7 +383,7 @@ def _muscle_reference(
             j0, j1 = int(entry[i] - 10.0 / sy), int(entry[i] - 3.0 / sy)
             vals.extend(img2[max(0, j0) : max(0, j1) + 1, i].tolist())
     if not vals:
-        raise ValueError("no muscle found behind the spine (beside the midline)")
+        raise BadInputError("no muscle found behind the spine (beside the midline)")
     return float(np.median(vals))
 
 

@@ -10,6 +10,7 @@ import logging
 
 from tqdm import tqdm
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.cli_args import add_image_arguments, check_image_arguments
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_image_arguments(args)
     if args.refine_iterations < 1:
-        raise ValueError(f"--refine-iterations must be at least 1 (got {args.refine_iterations})")
+        raise BadInputError(f"--refine-iterations must be at least 1 (got {args.refine_iterations})")
     steps = tqdm(total=3, desc="propose-seeds", unit="step")
     levels = read_points(args.levels) if args.levels else None
     inputs = load_image_inputs(args).inputs

@@ -40,6 +40,8 @@ from typing import Any
 
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, UserError
+
 log = logging.getLogger(__name__)
 
 #: Manifest columns and what they hold (docs/cohort.md repeats this table).
@@ -107,29 +109,29 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
     """Read and check a manifest; every error names the file, line and column."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"manifest not found: {path}")
+        raise MissingInputError(f"manifest not found: {path}")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"manifest {path}: not a readable CSV ({' '.join(str(exc).split())})") from None
+        raise BadInputError(f"manifest {path}: not a readable CSV ({' '.join(str(exc).split())})") from None
     df.columns = [str(c).strip() for c in df.columns]
     unknown = [c for c in df.columns if c not in MANIFEST_COLUMNS]
     if unknown:
-        raise ValueError(
+        raise BadInputError(
             f"manifest {path}: unknown column(s) {', '.join(map(repr, unknown))}; "
             f"the columns are {', '.join(MANIFEST_COLUMNS)}"
         )
     for required in ("case_id", "seeds"):
         if required not in df.columns:
-            raise ValueError(f"manifest {path}: column {required!r} is missing")
+            raise BadInputError(f"manifest {path}: column {required!r} is missing")
     if not ({"water", "fat"} <= set(df.columns) or {"image", "dicom"} & set(df.columns)):
-        raise ValueError(f"manifest {path}: needs an image source: columns water + fat, image or dicom")
+        raise BadInputError(f"manifest {path}: needs an image source: columns water + fat, image or dicom")
     specs: list[CaseSpec] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(df.to_dict("records")):
         specs.append(_row_spec(path, i + 2, {k: str(v).strip() for k, v in row.items()}, seen))
     if not specs:
-        raise ValueError(f"manifest {path}: no cases (only a header)")
+        raise BadInputError(f"manifest {path}: no cases (only a header)")
     return specs
 
 
@@ -137,29 +139,29 @@ def _row_spec(path: Path, line: int, row: dict[str, str], seen: dict[str, int]) 
     where = f"manifest {path}, line {line}"
     case_id = row.get("case_id", "")
     if not case_id:
-        raise ValueError(f"{where}, column case_id: empty")
+        raise BadInputError(f"{where}, column case_id: empty")
     if not CASE_ID_PATTERN.match(case_id):
-        raise ValueError(
+        raise BadInputError(
             f"{where}, column case_id: {case_id!r} is not a usable folder name "
             "(letters, digits, '.', '_', '-'; starting with a letter or digit; at most 100)"
         )
     if case_id in seen:
-        raise ValueError(f"{where}, column case_id: {case_id!r} already used on line {seen[case_id]}")
+        raise BadInputError(f"{where}, column case_id: {case_id!r} already used on line {seen[case_id]}")
     seen[case_id] = line
     given = {c for c in (*PATH_COLUMNS, *SERIES_COLUMNS) if row.get(c)}
     if "seeds" not in given:
-        raise ValueError(f"{where}, column seeds: empty for case {case_id!r}")
+        raise BadInputError(f"{where}, column seeds: empty for case {case_id!r}")
     if ("water" in given) != ("fat" in given):
         missing = "fat" if "water" in given else "water"
-        raise ValueError(f"{where}, column {missing}: empty for case {case_id!r} (water and fat go together)")
+        raise BadInputError(f"{where}, column {missing}: empty for case {case_id!r} (water and fat go together)")
     sources = [c for c in ("image", "water", "dicom") if c in given]
     if len(sources) > 1:
-        raise ValueError(f"{where}: case {case_id!r} has {' and '.join(sources)}; give one image source")
+        raise BadInputError(f"{where}: case {case_id!r} has {' and '.join(sources)}; give one image source")
     if not sources:
-        raise ValueError(f"{where}: case {case_id!r} has no image (columns water + fat, image or dicom)")
+        raise BadInputError(f"{where}: case {case_id!r} has no image (columns water + fat, image or dicom)")
     allowed = {"image": {"series"}, "water": {"water_series", "fat_series"}, "dicom": set(SERIES_COLUMNS)}
     for column in sorted(given & set(SERIES_COLUMNS) - allowed[sources[0]]):
-        raise ValueError(f"{where}, column {column}: does not apply to a case given by {sources[0]}")
+        raise BadInputError(f"{where}, column {column}: does not apply to a case given by {sources[0]}")
     values = {c: str((path.parent / row[c]).resolve()) for c in given & set(PATH_COLUMNS)}
     values |= {c: row[c] for c in given & set(SERIES_COLUMNS)}
     return CaseSpec(case_id, line, **values)
@@ -308,8 +310,8 @@ def _read_inputs(spec: CaseSpec, settings: BatchSettings) -> tuple[Any, list, li
         levels = read_points(spec.levels) if spec.levels else None
         src = load_image_inputs(args)
         reference = resolve_reference(args, src) if settings.dicom_seg else None
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise ValueError(f"manifest line {spec.line}: {exc.args[0] if exc.args else exc}") from None
+    except UserError as exc:  # a bug (any other exception) keeps its traceback
+        raise BadInputError(f"manifest line {spec.line}: {exc}") from None
     if reference is not None:
         from ParaspinalSegLib.dicom_seg import check_on_series_grid
 
@@ -524,7 +526,7 @@ def run_batch(
     settings = settings or BatchSettings()
     thresholds = thresholds or qc_page.QCThresholds()
     if jobs < 1:
-        raise ValueError(f"jobs must be ≥ 1, got {jobs}")
+        raise BadInputError(f"jobs must be ≥ 1, got {jobs}")
     specs = read_manifest(manifest)
     out = Path(out_dir)
     cases = out / "cases"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import BadInputError
+
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     """Register the ``batch`` sub-command."""
@@ -81,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from ParaspinalSegLib.qc_page import QCThresholds
 
     if args.split_refine_mm is not None and not 0 <= args.split_refine_mm <= 30:
-        raise ValueError(f"--split-refine-mm: {args.split_refine_mm} mm is outside 0–30 mm")
+        raise BadInputError(f"--split-refine-mm: {args.split_refine_mm} mm is outside 0–30 mm")
     if args.erode_px < 0:
-        raise ValueError(f"--erode-px must be ≥ 0, got {args.erode_px}")
+        raise BadInputError(f"--erode-px must be ≥ 0, got {args.erode_px}")
     settings = BatchSettings(
         erode_px=args.erode_px,
         structures=tuple(args.structures) if args.structures else None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.fat import tissue_mode
 
 _CROSS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)
@@ -72,12 +73,12 @@ def fit_polynomial_bias(
     if mus.sum() < 50:
         mus = muscle
     if mus.sum() < 20:
-        raise ValueError("t1_local fat model: too few muscle voxels to estimate the lean-muscle gain")
+        raise BadInputError("t1_local fat model: too few muscle voxels to estimate the lean-muscle gain")
     lean0 = tissue_mode(image[mus])
     p99 = float(np.percentile(image[body], 99)) if body.any() else 0.0
     fatc = ndi.binary_erosion(body & (image > 0.5 * (lean0 + p99)), np.ones((1, 3, 3), bool))
     if fatc.sum() < 50 or p99 <= lean0:
-        raise ValueError(
+        raise BadInputError(
             "t1_local fat model: no bright (fat) tissue to anchor the coil-bias field; is this a fat-bright T1/T2 or in-phase image?"
         )
     rng = np.random.default_rng(0)

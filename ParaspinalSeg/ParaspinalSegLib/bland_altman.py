@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ParaspinalLBPCore.errors import BadInputError
+
 METHODS = ("exact", "approximate")
 
 
@@ -29,12 +31,12 @@ def bland_altman(
     give NaN statistics.
     """
     if method not in METHODS:
-        raise ValueError(f"Bland–Altman CI method {method!r}: choose {' or '.join(METHODS)}")
+        raise BadInputError(f"Bland–Altman CI method {method!r}: choose {' or '.join(METHODS)}")
     if not 0 < alpha < 1 or not z > 0:
-        raise ValueError(f"Bland–Altman needs 0 < alpha < 1 and z > 0, got alpha={alpha}, z={z}")
+        raise BadInputError(f"Bland–Altman needs 0 < alpha < 1 and z > 0, got alpha={alpha}, z={z}")
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
-        raise ValueError(f"Bland–Altman needs paired values: {a.shape} vs {b.shape}")
+        raise BadInputError(f"Bland–Altman needs paired values: {a.shape} vs {b.shape}")
     keep = np.isfinite(a) & np.isfinite(b)
     d = a[keep] - b[keep]
     n = int(d.size)

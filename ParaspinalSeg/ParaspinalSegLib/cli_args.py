@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ParaspinalLBPCore.errors import BadInputError
+
 DICOM_HELP = "a file (NIfTI, NRRD, ...) or a DICOM series folder"
 
 
@@ -37,11 +39,11 @@ def check_image_arguments(args: Any) -> None:
     """One message for a half Dixon pair, naming both options."""
     if bool(getattr(args, "water", None)) != bool(getattr(args, "fat", None)):
         missing = "--fat" if args.water else "--water"
-        raise ValueError(
+        raise BadInputError(
             f"{missing} is missing: --water and --fat go together (Dixon pair); for one image use --image"
         )
     if getattr(args, "fat", None) and getattr(args, "dicom", None):
-        raise ValueError(
+        raise BadInputError(
             "--fat goes with --water; with --dicom name the series with --water-series/--fat-series"
         )
 

@@ -29,6 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError
+
 # Single image: shell ratio at or above FAT_BRIGHT_RATIO is fat-bright, at or below FAT_DARK_RATIO fat is
 # not bright; in between the image is inconclusive (accepted, with the reason reported). Measured: fat-bright
 # 2.2-4.1 (phantom T1w/T2w/in-phase incl. 3 mm and 60 mm fat, TUM01 in-phase, MuscleMap, TotalSegmentator),
@@ -288,7 +290,7 @@ def check_contrast(
     ``inconclusive`` and passes, with the reason to report."""
     dixon = water is not None and fat is not None
     if not dixon and image is None:
-        raise ValueError("check_contrast: give an image or a Dixon water + fat pair")
+        raise BadInputError("check_contrast: give an image or a Dixon water + fat pair")
     roles = {"water": water_metadata, "fat": fat_metadata} if dixon else {"image": metadata}
     for role, meta in roles.items():
         found = metadata_finding(meta, role)
@@ -375,7 +377,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         try:
             doc = json.loads(sidecar.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{sidecar}: not valid JSON ({exc})") from None
+            raise BadInputError(f"{sidecar}: not valid JSON ({exc})") from None
         if isinstance(doc, dict):
             meta.update(doc)
     return meta

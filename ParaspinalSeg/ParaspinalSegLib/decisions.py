@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.batch import now_utc, parse_time
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def read_decisions(path: str | Path, known_cases: Iterable[str] | None = None) -
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in DECISION_COLUMNS[:4] if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise BadInputError(
             f"decisions file {path}: column(s) {', '.join(missing)} missing "
             f"(the columns are {', '.join(DECISION_COLUMNS)})"
         )
@@ -57,9 +58,9 @@ def read_decisions(path: str | Path, known_cases: Iterable[str] | None = None) -
         line = i + 2
         case_id, decision = row["case_id"].strip(), row["decision"].strip().lower()
         if not case_id:
-            raise ValueError(f"decisions file {path}, line {line}, column case_id: empty")
+            raise BadInputError(f"decisions file {path}, line {line}, column case_id: empty")
         if decision not in DECISIONS:
-            raise ValueError(
+            raise BadInputError(
                 f"decisions file {path}, line {line}, column decision: {row['decision']!r} is not "
                 f"one of {', '.join(DECISIONS)}"
             )
@@ -81,10 +82,10 @@ def read_decisions(path: str | Path, known_cases: Iterable[str] | None = None) -
 def _timestamp(text: str, where: str) -> datetime:
     text = text.strip()
     if not text:
-        raise ValueError(f"{where}: empty (ISO 8601, e.g. 2026-05-01T14:03:00Z)")
+        raise BadInputError(f"{where}: empty (ISO 8601, e.g. 2026-05-01T14:03:00Z)")
     stamp = parse_time(text)
     if stamp.timestamp() == 0:
-        raise ValueError(f"{where}: {text!r} is not an ISO 8601 time (e.g. 2026-05-01T14:03:00Z)")
+        raise BadInputError(f"{where}: {text!r} is not an ISO 8601 time (e.g. 2026-05-01T14:03:00Z)")
     return stamp
 
 
@@ -94,9 +95,9 @@ def append_decision(
     """Append one decision row (timestamp = now, UTC) to the decisions file, atomically."""
     decision = decision.strip().lower()
     if decision not in DECISIONS:
-        raise ValueError(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
+        raise BadInputError(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
     if not reviewer.strip():
-        raise ValueError("a decision needs the reviewer's name")
+        raise BadInputError("a decision needs the reviewer's name")
     path = Path(path)
     rows = []
     if path.is_file():

@@ -14,6 +14,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from ParaspinalLBPCore.dicom_write import DicomStudy, quantize, write_mr_series
+from ParaspinalLBPCore.errors import MissingKeyError
 
 # name in Phantom.images → (SeriesNumber, SeriesDescription, ImageType): Siemens-like Dixon conventions.
 PHANTOM_SERIES: dict[str, tuple[int, str, tuple[str, ...]]] = {
@@ -37,7 +38,7 @@ def write_phantom_dicom(
     study = study or DicomStudy(patient_id=f"PHANTOM-{phantom.seed:04d}", uid_seed=f"phantom-{phantom.seed}")
     unknown = sorted(set(names) - set(PHANTOM_SERIES))
     if unknown:
-        raise KeyError(
+        raise MissingKeyError(
             f"no DICOM series defined for phantom image(s) {unknown}; known: {list(PHANTOM_SERIES)}"
         )
     stored: dict[str, sitk.Image] = {}

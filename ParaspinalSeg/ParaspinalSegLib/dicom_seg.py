@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ParaspinalLBPCore import dicom_series as dser
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.structures import BY_NAME, MUSCLE_CODES, SCT_ANATOMICAL_STRUCTURE, SCT_LEFT, SCT_RIGHT
 from ParaspinalSegLib.structures import structure as _structure
 
@@ -92,7 +93,7 @@ def check_on_series_grid(image: sitk.Image, reference: dser.SeriesInfo, what: st
     if not np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4):
         problems.append("orientation differs")
     if problems:
-        raise ValueError(
+        raise BadInputError(
             f"{what} is not on the grid of {reference.label} in {reference.folder}: " + "; ".join(problems)
         )
 
@@ -107,7 +108,7 @@ def labels_on_series_grid(labels: sitk.Image, reference: dser.SeriesInfo) -> np.
     out = sitk.GetArrayFromImage(moved)
     src = sitk.GetArrayViewFromImage(labels)
     if not np.array_equal(np.bincount(out.ravel()), np.bincount(src.ravel().astype(np.int64))):
-        raise ValueError(f"label map does not map voxel-for-voxel onto {reference.label}")  # never silent
+        raise BadInputError(f"label map does not map voxel-for-voxel onto {reference.label}")  # never silent
     return out
 
 
@@ -129,7 +130,7 @@ def write_dicom_seg(
     arr = labels_on_series_grid(labels, reference)
     present = [(v, n) for v, n in sorted(label_names.items()) if v > 0 and np.any(arr == v)]
     if not present:
-        raise ValueError("the label map has no voxel of any named structure: nothing to write as DICOM SEG")
+        raise BadInputError("the label map has no voxel of any named structure: nothing to write as DICOM SEG")
     sop_uid = generate_uid()
     numbers = np.zeros(max(int(arr.max()), max(v for v, _ in present)) + 1, np.uint8)
     for k, (v, _) in enumerate(present, 1):

@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
+
 
 def add_dicom_seg_arguments(parser: argparse.ArgumentParser, flag: bool = True) -> None:
     """``--dicom-seg`` (segment only) and the reference series options it needs for file inputs."""
@@ -43,7 +45,7 @@ def resolve_reference(args: Any, inputs: Any = None) -> Any:
         return ds.select_series(ds.scan_folder(folder), args.reference_series, folder)
     ref = inputs.reference_series if inputs is not None else None
     if ref is None:
-        raise ValueError(
+        raise BadInputError(
             "--dicom-seg needs the source DICOM series: give the image(s) as DICOM folders "
             "(--dicom DIR, --image DIR, --water/--fat DIR) or name the series with --reference-dicom DIR"
         )
@@ -79,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
     from ParaspinalSegLib.structures import default_label_names
 
     if not args.reference_dicom:
-        raise ValueError("--reference-dicom DIR is required: the DICOM series the label map was drawn on")
+        raise BadInputError("--reference-dicom DIR is required: the DICOM series the label map was drawn on")
     lab_path = Path(args.labels)
     if not lab_path.exists():
-        raise FileNotFoundError(f"label map not found: {lab_path}")
+        raise MissingInputError(f"label map not found: {lab_path}")
     names_path = Path(args.label_names) if args.label_names else lab_path.parent / "labels.json"
     names = (
         read_labels_json(names_path)[0] if args.label_names or names_path.exists() else default_label_names()
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         import pandas as pd
 
         if not Path(args.measurements).exists():
-            raise FileNotFoundError(f"measurement table not found: {args.measurements}")
+            raise MissingInputError(f"measurement table not found: {args.measurements}")
         table = pd.read_csv(args.measurements)
     out = write_dicom_seg(args.out, sitk.ReadImage(str(lab_path)), names, reference, creator=args.rater)
     print(f"wrote {out} (references {reference.label})")

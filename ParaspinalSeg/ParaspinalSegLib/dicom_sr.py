@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ParaspinalLBPCore import dicom_series as dser
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalLBPCore.structures import BY_NAME, LEVEL_CODES, MUSCLE_CODES, SCT_LEFT, SCT_RIGHT
 
 # column → (concept, UCUM unit)
@@ -86,7 +87,7 @@ def write_measurement_report(
     rows = table[table["slice"].isna()] if "slice" in table.columns else table
     rows = rows[rows["structure"].isin(numbers)]
     if rows.empty:
-        raise ValueError(f"the measurement table has no structure × level row for a segment of {seg_path}")
+        raise BadInputError(f"the measurement table has no structure × level row for a segment of {seg_path}")
     groups = [_group(r, seg, numbers[r["structure"]], reference) for _, r in rows.iterrows()]
     device = hd.sr.ObserverContext(
         observer_type=pydicom.sr.codedict.codes.DCM.Device,

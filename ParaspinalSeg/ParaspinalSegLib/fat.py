@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError
+
 
 def noise_floor(signal: np.ndarray) -> float:
     """Signal level below which a voxel is background: 3 × the median of the darkest 20 % of voxels,
@@ -76,7 +78,7 @@ def linear_references(
     """(S_lean, S_fat) estimated from the image: lean = mode inside ``muscle`` (eroded 1 voxel in-plane),
     fat = median of the bright class (above the midpoint lean↔99th percentile) in a band around the muscles."""
     if not muscle.any():
-        raise ValueError("linear fat model: no muscle voxels to estimate the lean-muscle reference from")
+        raise BadInputError("linear fat model: no muscle voxels to estimate the lean-muscle reference from")
     inner = ndi.binary_erosion(muscle, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
     vals = image[inner if inner.sum() > 50 else muscle]
     lean = tissue_mode(vals)
@@ -85,13 +87,13 @@ def linear_references(
     band = ndi.maximum_filter(muscle, size=(1, 2 * r + 1, 2 * r + 1)) & ~muscle
     bvals = image[band]
     if bvals.size < 50:
-        raise ValueError(
+        raise BadInputError(
             "linear fat model: not enough tissue around the muscles to estimate the fat reference"
         )
     p99 = float(np.percentile(bvals, 99))
     bright = bvals[bvals > 0.5 * (lean + p99)]
     if bright.size < 20 or p99 <= lean:
-        raise ValueError(
+        raise BadInputError(
             "linear fat model: no bright (fat) tissue found around the muscles; is this a fat-bright T1/T2 image?"
         )
     fat_ref = float(np.median(bright))
@@ -104,14 +106,14 @@ def structure_lean_reference(image: np.ndarray, mask: np.ndarray) -> float:
     inner = erode_inplane(mask, 1)
     vals = image[inner if inner.sum() > 50 else mask]
     if vals.size < 10:
-        raise ValueError("linear fat model: too few voxels in a muscle to estimate its lean reference")
+        raise BadInputError("linear fat model: too few voxels in a muscle to estimate its lean reference")
     return tissue_mode(vals)
 
 
 def linear_ff(image: np.ndarray, lean: float, fat_ref: float) -> np.ndarray:
     """FF = (S − lean)/(fat − lean), clipped to 0–1 (float32)."""
     if fat_ref <= lean:
-        raise ValueError(
+        raise BadInputError(
             f"linear fat model: fat reference {fat_ref:.1f} is not above the lean reference {lean:.1f}"
         )
     return np.clip((image.astype(np.float32) - lean) / (fat_ref - lean), 0.0, 1.0)
@@ -131,7 +133,7 @@ def signal_fat_fraction(
 
     For an in-phase image (k ≤ cap) this equals v·S_fat/S, the F/(F+W) a Dixon of the same voxel reports."""
     if fat_ref <= lean:
-        raise ValueError(
+        raise BadInputError(
             f"linear fat model: fat reference {fat_ref:.1f} is not above the lean reference {lean:.1f}"
         )
     vals = np.asarray(values, dtype=np.float64)
@@ -157,7 +159,7 @@ def local_linear_ff(
 
     muscle = np.isin(labels, values)
     if not muscle.any():
-        raise ValueError("linear fat model: no muscle voxels to estimate the lean-muscle reference from")
+        raise BadInputError("linear fat model: no muscle voxels to estimate the lean-muscle reference from")
     corrected = np.asarray(image, dtype=np.float64)
     refs: dict = {}
     if bias_correction:
@@ -221,14 +223,14 @@ def dixon_volume_fraction(
     near = ndi.maximum_filter(muscle, size=(1, 2 * r + 1, 2 * r + 1)) & ~muscle
     adipose = ndi.binary_erosion(near & (s > ADIPOSE_MIN_FF), np.ones((1, 3, 3), bool))
     if adipose.sum() < 50:
-        raise ValueError("fat volume fraction: too little fat around the muscles to calibrate the fat signal")
+        raise BadInputError("fat volume fraction: too little fat around the muscles to calibrate the fat signal")
     s_a = float(np.median(s[adipose]))
     sigma = (0.0, REFERENCE_SIGMA_MM / spacing_ji[0], REFERENCE_SIGMA_MM / spacing_ji[1])
     near_fat = ndi.maximum_filter(adipose, size=(1, 2 * r + 1, 2 * r + 1))  # fat within band_mm
     calib = erode_inplane(muscle, 1) & (total > floor) & (s <= CALIBRATION_MAX_FF) & near_fat
     local, ok = _local_plane(total, adipose, sigma, calib)
     if ok.sum() < 50:
-        raise ValueError(
+        raise BadInputError(
             "fat volume fraction: too little muscle below 60 % fat signal near fat to calibrate it"
         )
     sv, tv = s[calib][ok], total[calib][ok]

@@ -26,6 +26,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError
+
 PATTERNS = ("diffuse", "streaky", "patchy", "peripheral", "confluent")
 SCALE, THRESHOLD = "scale", "threshold"
 KIND = {"diffuse": SCALE, "streaky": SCALE, "patchy": THRESHOLD, "peripheral": SCALE, "confluent": THRESHOLD}
@@ -38,7 +40,7 @@ CONFLUENT_BORDER_WEIGHT = 0.6  # field SDs: replacement tends to start at the bo
 def check_pattern(pattern: str, what: str = "pattern") -> str:
     """Return ``pattern`` or raise ValueError naming the valid ones."""
     if pattern not in PATTERNS:
-        raise ValueError(f"{what}: unknown fat pattern {pattern!r}; expected one of {', '.join(PATTERNS)}")
+        raise BadInputError(f"{what}: unknown fat pattern {pattern!r}; expected one of {', '.join(PATTERNS)}")
     return pattern
 
 

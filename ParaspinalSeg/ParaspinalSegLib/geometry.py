@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from ParaspinalLBPCore.errors import BadInputError
+
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -16,10 +18,10 @@ def image_from_array(array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> sitk.Imag
     """SimpleITK image (LPS) from a (k, j, i) array and a 4×4 IJK→RAS matrix."""
     m = np.asarray(ijk_to_ras, dtype=float)
     if m.shape != (4, 4):
-        raise ValueError(f"ijk_to_ras must be a 4x4 matrix, got shape {m.shape}")
+        raise BadInputError(f"ijk_to_ras must be a 4x4 matrix, got shape {m.shape}")
     spacing = np.linalg.norm(m[:3, :3], axis=0)
     if np.any(spacing <= 0):
-        raise ValueError("ijk_to_ras has a zero-length axis")
+        raise BadInputError("ijk_to_ras has a zero-length axis")
     return image_from_parts(array_kji, spacing, m[:3, 3], m[:3, :3] / spacing)
 
 
@@ -64,4 +66,4 @@ def check_same_grid(a: sitk.Image, b: sitk.Image, name_a: str, name_b: str, tol:
     if not np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4):
         problems.append("direction differs")
     if problems:
-        raise ValueError(f"{name_a} and {name_b} are not on the same voxel grid: " + "; ".join(problems))
+        raise BadInputError(f"{name_a} and {name_b} are not on the same voxel grid: " + "; ".join(problems))

@@ -17,6 +17,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from ParaspinalLBPCore import dicom_series as ds
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.contrast import read_metadata
 from ParaspinalSegLib.io import check_volume, read_volume
 
@@ -57,7 +58,7 @@ def _read(
     Dixon role is ``role``)."""
     if not Path(path).is_dir():
         if series:
-            raise ValueError(
+            raise BadInputError(
                 f"{what}: a series choice ({series}) applies to a DICOM folder, not to the file {path}"
             )
         return read_volume(path, what), None
@@ -130,7 +131,7 @@ def check_inputs(inputs: ImageInputs, fat_contrast: bool = True, hint: str = "")
     for role in ("water", "fat"):
         info = inputs.series.get(role)
         if info is not None and info.dixon in ("water", "fat") and info.dixon != role:
-            raise ValueError(
+            raise BadInputError(
                 f"{role} image: {info.label} of {info.folder} is a Dixon {info.dixon} image by its "
                 f"ImageType/SeriesDescription ({chr(92).join(info.image_type)}); water and fat swapped?"
             )

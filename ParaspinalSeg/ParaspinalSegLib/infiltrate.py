@@ -32,6 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from ParaspinalSegLib import fat_patterns
 from ParaspinalSegLib.fat import noise_floor
 from ParaspinalSegLib.io import same_grid_problems
@@ -59,22 +60,22 @@ def _arrays(
     """Float arrays of the inputs after checking names, sizes and grids against the label map."""
     keys = set(images)
     if keys not in ({"water", "fat"}, {"image"}):
-        raise ValueError(f"infiltrate: images must be {{'water', 'fat'}} or {{'image'}}, got {sorted(keys)}")
+        raise BadInputError(f"infiltrate: images must be {{'water', 'fat'}} or {{'image'}}, got {sorted(keys)}")
     out = {}
     for name, img in images.items():
         if img.GetSize() != labels.GetSize():
-            raise ValueError(
+            raise BadInputError(
                 f"infiltrate: {name} image size {img.GetSize()} differs from the labels' {labels.GetSize()}"
             )
         problems = same_grid_problems(img, labels)
         if problems and not assume_same_grid:
-            raise ValueError(
+            raise BadInputError(
                 f"infiltrate: {name} image and label map are on different grids ({'; '.join(problems)}); "
                 "pass assume_same_grid=True if only the header differs"
             )
         arr = sitk.GetArrayFromImage(img).astype(np.float64)
         if not np.isfinite(arr).all():
-            raise ValueError(f"infiltrate: {name} image contains NaN or infinite voxels")
+            raise BadInputError(f"infiltrate: {name} image contains NaN or infinite voxels")
         out[name] = arr
     return out
 
@@ -94,13 +95,13 @@ def clear_fat_mask(arrays: Mapping[str, np.ndarray], muscle: np.ndarray) -> np.n
         s = arrays["image"]
         tissue = s[away & (s > noise_floor(s))]
         if tissue.size < 100:
-            raise ValueError(
+            raise BadInputError(
                 "infiltrate: too little tissue outside the muscles to find the case's fat signal"
             )
         fat = s > _otsu(tissue)
     fat = ndi.binary_erosion(fat & away, plane)
     if fat.sum() < 100:
-        raise ValueError(
+        raise BadInputError(
             "infiltrate: fewer than 100 clearly-fat voxels outside the muscles; is fat bright here?"
         )
     return fat
@@ -172,16 +173,16 @@ def _targets(severity: Severity, names: Mapping[int, str], levels: Mapping[str, 
         for lv in levels:
             value = spec if isinstance(spec, int | float) else spec.get(lv)
             if value is None:
-                raise KeyError(f"infiltrate: severity for {name} lists no value for level {lv}")
+                raise MissingKeyError(f"infiltrate: severity for {name} lists no value for level {lv}")
             if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(
+                raise BadInputError(
                     f"infiltrate: severity {value!r} for {name} {lv} must be a fraction in [0, 1]"
                 )
             out[name][lv] = float(value)
     if not isinstance(severity, int | float):
         unknown = set(severity) - set(names.values())
         if unknown:
-            raise KeyError(
+            raise MissingKeyError(
                 f"infiltrate: severity names unknown structure(s) {sorted(unknown)}; labels hold {sorted(names.values())}"
             )
     return out
@@ -263,15 +264,15 @@ def infiltrate(
     leaves it unchanged). Structures absent from a severity mapping are left unchanged.
     """
     if kind not in KINDS:
-        raise ValueError(f"infiltrate: kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise BadInputError(f"infiltrate: kind {kind!r}; expected one of {', '.join(KINDS)}")
     lab = sitk.GetArrayFromImage(labels)
     arrays = _arrays(images, labels, assume_same_grid)
     if kind == "ff" and "water" not in arrays:
-        raise ValueError("infiltrate: kind='ff' (target Dixon FF) needs a water/fat pair; use kind='volume'")
+        raise BadInputError("infiltrate: kind='ff' (target Dixon FF) needs a water/fat pair; use kind='volume'")
     names = {int(v): str(n) for v, n in label_names.items()}
     missing = [n for v, n in names.items() if not (lab == v).any()]
     if missing:
-        raise ValueError(f"infiltrate: label map holds no voxels of {', '.join(missing)}")
+        raise BadInputError(f"infiltrate: label map holds no voxels of {', '.join(missing)}")
     lv_map = dict(levels) if levels else {"all": (0, lab.shape[0] - 1)}
     targets = _targets(severity, names, lv_map)
     pats = {n: fat_patterns.check_pattern(pattern if isinstance(pattern, str) else pattern.get(n, "diffuse"), n)

@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from ParaspinalSegLib.fat_patterns import PATTERNS
 from ParaspinalSegLib.structures import MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     dixon = args.water is not None or args.fat is not None
     if (args.image is not None) == dixon or (dixon and (args.water is None or args.fat is None)):
-        raise ValueError("give either --water and --fat, or --image")
+        raise BadInputError("give either --water and --fat, or --image")
     with tqdm(total=3, desc="infiltrate", unit="step", disable=None) as bar:
         labels = read_volume(args.labels, "label map")
         lab = sitk.GetArrayFromImage(labels)
@@ -104,12 +105,12 @@ def run(args: argparse.Namespace) -> int:
         if args.structures:
             unknown = set(args.structures) - set(names.values())
             if unknown:
-                raise KeyError(
+                raise MissingKeyError(
                     f"--structures: {sorted(unknown)} not among the labelled muscles {sorted(names.values())}"
                 )
             names = {v: n for v, n in names.items() if n in args.structures}
         if not names:
-            raise ValueError(f"{args.labels}: no labelled muscle found (check --label-names)")
+            raise BadInputError(f"{args.labels}: no labelled muscle found (check --label-names)")
         paths = {"image": args.image} if args.image else {"water": args.water, "fat": args.fat}
         images = {k: read_volume(p, f"{k} image") for k, p in paths.items()}
         slabs = np.array_split(np.arange(lab.shape[0]), args.slabs)

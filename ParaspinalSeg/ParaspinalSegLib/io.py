@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 from ParaspinalSegLib.structures import BY_NAME
 
 MAX_VOXELS = 80_000_000  # ~ 512×512×300; larger volumes are refused (memory bound, a few GB)
@@ -28,22 +29,22 @@ def read_volume(path: str | Path, what: str = "image") -> sitk.Image:
     """Read a 3D scalar volume as float32, naming ``what`` and the file in every error."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{what}: file not found: {path}")
+        raise MissingInputError(f"{what}: file not found: {path}")
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ValueError(f"{what}: cannot read {path}: {str(exc).strip().splitlines()[-1]}") from None
+        raise BadInputError(f"{what}: cannot read {path}: {str(exc).strip().splitlines()[-1]}") from None
     n = int(np.prod(reader.GetSize()))
     if n > MAX_VOXELS:
-        raise ValueError(
+        raise BadInputError(
             f"{what}: {path} has {n:,} voxels (size {reader.GetSize()}), more than the "
             f"{MAX_VOXELS:,} this tool processes; crop it to the lumbar region first"
         )
     image = reader.Execute()
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(
+        raise BadInputError(
             f"{what}: {path} has {image.GetNumberOfComponentsPerPixel()} components; expected a scalar volume"
         )
     return check_volume(image, f"{what} ({path.name})")
@@ -57,15 +58,15 @@ def check_volume(image: sitk.Image, what: str) -> sitk.Image:
     (areas are measured in the slice plane); anything else is an error.
     """
     if image.GetDimension() == 2 or (image.GetDimension() == 3 and image.GetSize()[2] == 1):
-        raise ValueError(
+        raise BadInputError(
             f"{what}: 2D (single-slice) image; a 3D axial volume with several slices is required"
         )
     if image.GetDimension() != 3:
-        raise ValueError(f"{what}: expected a 3D volume, got {image.GetDimension()}D")
+        raise BadInputError(f"{what}: expected a 3D volume, got {image.GetDimension()}D")
     if int(np.prod(image.GetSize())) > MAX_VOXELS:
-        raise ValueError(f"{what}: {image.GetSize()} is larger than {MAX_VOXELS:,} voxels; crop it first")
+        raise BadInputError(f"{what}: {image.GetSize()} is larger than {MAX_VOXELS:,} voxels; crop it first")
     if min(image.GetSize()[:2]) < 8:
-        raise ValueError(
+        raise BadInputError(
             f"{what}: in-plane size {image.GetSize()[:2]} is too small for a muscle segmentation"
         )
     image = to_axial(image, what)
@@ -79,7 +80,7 @@ def to_axial(image: sitk.Image, what: str) -> sitk.Image:
     d = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     closest = np.argmax(np.abs(d), axis=0)  # which LPS axis each image axis is closest to
     if sorted(closest.tolist()) != [0, 1, 2]:
-        raise ValueError(
+        raise BadInputError(
             f"{what}: direction matrix {np.round(d, 3).tolist()} is not close to any axis permutation"
         )
     if closest[2] != 2 or np.any(np.sign(d[closest, [0, 1, 2]]) < 0):
@@ -87,7 +88,7 @@ def to_axial(image: sitk.Image, what: str) -> sitk.Image:
         d = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     tilt = float(np.degrees(np.arccos(min(1.0, abs(d[2, 2])))))
     if tilt > MAX_OBLIQUE_DEG:
-        raise ValueError(
+        raise BadInputError(
             f"{what}: slices are oblique ({tilt:.0f}° from axial, more than {MAX_OBLIQUE_DEG:.0f}°); "
             "resample the volume to an axial grid first"
         )
@@ -129,14 +130,14 @@ def match_grid(
         if image.GetSize() == reference.GetSize()
         else ""
     )
-    raise ValueError(f"{name} and {ref_name} are not on the same voxel grid: " + "; ".join(problems) + hint)
+    raise BadInputError(f"{name} and {ref_name} are not on the same voxel grid: " + "; ".join(problems) + hint)
 
 
 def check_finite(array: np.ndarray, what: str) -> np.ndarray:
     """Replace NaN/inf by 0 is not silent: raise naming the input and how many voxels are bad."""
     bad = ~np.isfinite(array)
     if bad.any():
-        raise ValueError(f"{what}: {int(bad.sum())} voxels are NaN or infinite; fill or mask them first")
+        raise BadInputError(f"{what}: {int(bad.sum())} voxels are NaN or infinite; fill or mask them first")
     return array
 
 
@@ -178,13 +179,13 @@ def read_labels_json(path: str | Path) -> tuple[dict[int, str], dict[str, tuple[
     """Read C1 ``labels.json`` (full or plain map form): (value → name, level → (k0, k1))."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"label names file not found: {path}")
+        raise MissingInputError(f"label names file not found: {path}")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise BadInputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise BadInputError(f"{path}: expected a JSON object")
     labels = doc.get("labels", doc) if isinstance(doc.get("labels"), dict) else doc
     names: dict[int, str] = {}
     for k, v in labels.items():
@@ -193,7 +194,7 @@ def read_labels_json(path: str | Path) -> tuple[dict[int, str], dict[str, tuple[
         try:
             names[int(k)] = str(v)
         except ValueError:
-            raise ValueError(f"{path}: label value {k!r} is not an integer") from None
+            raise BadInputError(f"{path}: label value {k!r} is not an integer") from None
     levels = {str(k): (int(v[0]), int(v[1])) for k, v in (doc.get("levels") or {}).items()}
     return names, levels
 

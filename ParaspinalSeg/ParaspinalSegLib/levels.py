@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.structures import LEVELS
 
@@ -38,7 +39,7 @@ def ranges_from_centres(
         gaps = np.diff(ks)
         if np.any(gaps <= 0):
             dup = [order[i][0] for i in np.flatnonzero(gaps <= 0)]
-            raise ValueError(
+            raise BadInputError(
                 f"levels {dup} share a slice with the next level; landmarks must be on distinct slices"
             )
         half = 0.5 * float(np.median(gaps))
@@ -66,12 +67,12 @@ def levels_from_landmarks(
     for p in points:
         name = p.label.strip().upper()
         if name not in LEVELS:
-            raise ValueError(f"{source}: point label {p.label!r} is not a level ({', '.join(LEVELS)})")
+            raise BadInputError(f"{source}: point label {p.label!r} is not a level ({', '.join(LEVELS)})")
         if name in centres:
-            raise ValueError(f"{source}: level {name} has more than one landmark")
+            raise BadInputError(f"{source}: level {name} has more than one landmark")
         k = image.TransformPhysicalPointToContinuousIndex([float(v) for v in p.position_lps])[2]
         if not (-0.5 <= k <= n_slices - 0.5):
-            raise ValueError(f"{source}: landmark {name} lies outside the image's slices (k = {k:.1f})")
+            raise BadInputError(f"{source}: landmark {name} lies outside the image's slices (k = {k:.1f})")
         centres[name] = k
     return ranges_from_centres(centres, n_slices)
 
@@ -89,7 +90,7 @@ def slice_levels(levels: Mapping[str, tuple[int, int]], n_slices: int) -> np.nda
     out = np.full(n_slices, "", dtype=object)
     for level, (k0, k1) in levels.items():
         if not (0 <= k0 <= k1 < n_slices):
-            raise ValueError(
+            raise BadInputError(
                 f"level {level}: slice range [{k0}, {k1}] outside the volume's 0..{n_slices - 1}"
             )
         out[k0 : k1 + 1] = level

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
+
 SCHEMA_URL = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
     "Resources/Schema/markups-schema-v1.0.3.json#"
@@ -40,13 +42,13 @@ def write_points(
 ) -> Path:
     """Write ``(label, xyz_lps[, description])`` points as a Slicer point list, atomically."""
     if coordinate_system not in ("LPS", "RAS"):
-        raise ValueError(f"coordinate_system must be 'LPS' or 'RAS', not {coordinate_system!r}")
+        raise BadInputError(f"coordinate_system must be 'LPS' or 'RAS', not {coordinate_system!r}")
     control_points = []
     for i, point in enumerate(points, start=1):
         label, xyz = point[0], np.asarray(point[1], dtype=float)
         description = point[2] if len(point) > 2 else ""
         if xyz.shape != (3,) or not np.all(np.isfinite(xyz)):
-            raise ValueError(f"point {label!r}: position must be 3 finite numbers, got {point[1]!r}")
+            raise BadInputError(f"point {label!r}: position must be 3 finite numbers, got {point[1]!r}")
         out = xyz * _RAS_TO_LPS if coordinate_system == "RAS" else xyz
         control_points.append(
             {
@@ -92,26 +94,26 @@ def read_points(path: str | Path) -> list[MarkupPoint]:
     """Read every control point of every markup in a ``.mrk.json`` file, positions in LPS."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"markups file not found: {path}")
+        raise MissingInputError(f"markups file not found: {path}")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a valid Slicer markups JSON file ({exc})") from None
+        raise BadInputError(f"{path}: not a valid Slicer markups JSON file ({exc})") from None
     markups = doc.get("markups") if isinstance(doc, dict) else None
     if not isinstance(markups, list):
-        raise ValueError(f"{path}: no 'markups' list (is this a Slicer .mrk.json file?)")
+        raise BadInputError(f"{path}: no 'markups' list (is this a Slicer .mrk.json file?)")
     result: list[MarkupPoint] = []
     for m, markup in enumerate(markups):
         system = str(markup.get("coordinateSystem", "LPS")).upper()
         if system not in ("LPS", "RAS"):
-            raise ValueError(f"{path}: markup {m} has unsupported coordinateSystem {system!r}")
+            raise BadInputError(f"{path}: markup {m} has unsupported coordinateSystem {system!r}")
         for i, cp in enumerate(markup.get("controlPoints", [])):
             if cp.get("positionStatus", "defined") != "defined":
                 continue
             pos = np.asarray(cp.get("position", []), dtype=float)
             label = str(cp.get("label", ""))
             if pos.shape != (3,) or not np.all(np.isfinite(pos)):
-                raise ValueError(
+                raise BadInputError(
                     f"{path}: control point {i} ({label!r}) has an invalid position {cp.get('position')!r}"
                 )
             if system == "RAS":

@@ -28,6 +28,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.geometry import check_same_grid
 from ParaspinalSegLib.io import MAX_OBLIQUE_DEG
 
@@ -102,7 +103,7 @@ def goutallier_grade(ff_pct: float, thresholds: tuple[float, ...] = GOUTALLIER_F
     if ff_pct is None or not np.isfinite(ff_pct):
         return np.nan
     if list(thresholds) != sorted(thresholds) or len(thresholds) != 4:
-        raise ValueError(f"goutallier thresholds must be 4 increasing FF percentages, got {list(thresholds)}")
+        raise BadInputError(f"goutallier thresholds must be 4 increasing FF percentages, got {list(thresholds)}")
     return float(np.searchsorted(np.asarray(thresholds, dtype=float), ff_pct, side="right"))
 
 
@@ -114,12 +115,12 @@ def check_axial(image: sitk.Image, what: str = "image", max_tilt_deg: float = MA
     sagittal or coronal stacks are refused.
     """
     if image.GetDimension() != 3:
-        raise ValueError(f"{what}: expected a 3D volume, got {image.GetDimension()}D")
+        raise BadInputError(f"{what}: expected a 3D volume, got {image.GetDimension()}D")
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     k_axis = direction[:, 2]
     tilt = float(np.degrees(np.arccos(min(1.0, abs(k_axis[2])))))
     if tilt > max_tilt_deg:
-        raise ValueError(
+        raise BadInputError(
             f"{what}: slices are not axial (slice normal {np.round(k_axis, 3).tolist()} in LPS, "
             f"{tilt:.0f} degrees from S); reorient/resample the volume to axial first "
             "(Slicer: Volumes > Orient Scalar Volume, or sitk.DICOMOrient for flipped/permuted axes)"
@@ -179,13 +180,13 @@ def _fat_maps(lab: np.ndarray, label_names: Mapping[int, str], water: np.ndarray
 
     known = ("auto", "dixon", "t1_local", "t1_linear", "none")
     if method not in known:
-        raise ValueError(f"unknown fat_method {method!r}; expected {', '.join(known)}")
+        raise BadInputError(f"unknown fat_method {method!r}; expected {', '.join(known)}")
     dixon = water is not None and fat is not None
     if method == "none" or (method == "auto" and not dixon and img is None):
         return FatMaps()
     if method == "dixon" or (method == "auto" and dixon):
         if not dixon:
-            raise ValueError("fat_method 'dixon' needs both water and fat images")
+            raise BadInputError("fat_method 'dixon' needs both water and fat images")
         s = np.clip(water, 0, None) + np.clip(fat, 0, None)
         floor = fatmod.noise_floor(s) if noise_floor is None else noise_floor
         maps = FatMaps("dixon", fatmod.dixon_ff(water, fat, floor), None, "signal")
@@ -198,7 +199,7 @@ def _fat_maps(lab: np.ndarray, label_names: Mapping[int, str], water: np.ndarray
         return maps
     source = img if img is not None else (water + fat if dixon else None)
     if source is None:
-        raise ValueError(f"fat_method {method!r} needs an image")
+        raise BadInputError(f"fat_method {method!r} needs an image")
     return _single_image_maps(source, lab, label_names, method, spacing_ji)
 
 
@@ -322,7 +323,7 @@ def _slice_levels(levels: Mapping[str, tuple[int, int]] | None, n_slices: int) -
     slice_level = np.full(n_slices, "", dtype=object)
     for level, (k0, k1) in (levels or {}).items():
         if not (0 <= k0 <= k1 < n_slices):
-            raise ValueError(
+            raise BadInputError(
                 f"level {level}: slice range [{k0}, {k1}] outside the volume's 0..{n_slices - 1}"
             )
         slice_level[k0 : k1 + 1] = level
@@ -337,19 +338,19 @@ def _input_arrays(labels: sitk.Image, image: sitk.Image | None, water: sitk.Imag
         if other is not None:
             check_same_grid(other, labels, nm, "label map")
     if (water is None) != (fat is None):
-        raise ValueError("Dixon fat fraction needs both water and fat images (got only one)")
+        raise BadInputError("Dixon fat fraction needs both water and fat images (got only one)")
     lab = sitk.GetArrayViewFromImage(labels)
     if not np.issubdtype(lab.dtype, np.integer):
         raw = sitk.GetArrayFromImage(labels)
         if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
-            raise ValueError("label map: values must be integers (is this an image rather than a label map?)")
+            raise BadInputError("label map: values must be integers (is this an image rather than a label map?)")
         lab = raw.astype(np.int32)
     img = sitk.GetArrayViewFromImage(image).astype(np.float64) if image is not None else None
     w = sitk.GetArrayFromImage(water).astype(np.float32) if water is not None else None
     f = sitk.GetArrayFromImage(fat).astype(np.float32) if fat is not None else None
     for arr, nm in ((img, "image"), (w, "water image"), (f, "fat image")):
         if arr is not None and np.isnan(arr).any():
-            raise ValueError(f"{nm}: contains NaN voxels; fill or mask them before measuring")
+            raise BadInputError(f"{nm}: contains NaN voxels; fill or mask them before measuring")
     return lab, img, w, f
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ParaspinalLBPCore.errors import MissingInputError
 from ParaspinalSegLib.cli_args import add_image_arguments, add_measurement_arguments, check_image_arguments
 
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=3, desc="measure", unit="step")
     lab_path = Path(args.labels)
     if not lab_path.exists():
-        raise FileNotFoundError(f"label map not found: {lab_path}")
+        raise MissingInputError(f"label map not found: {lab_path}")
     labels = sitk.ReadImage(str(lab_path))
     names_path = Path(args.label_names) if args.label_names else lab_path.parent / "labels.json"
     if args.label_names or names_path.exists():

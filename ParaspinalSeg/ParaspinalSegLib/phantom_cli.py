@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.phantom_params import PARASPINALS, PATTERNS, PhantomParams, preset
 from ParaspinalSegLib.structures import LEVELS
 
@@ -20,13 +21,13 @@ def parse_levels(text: str) -> list[str]:
     if "-" in text:
         lo, hi = text.split("-", 1)
         if lo not in LEVELS or hi not in LEVELS:
-            raise ValueError(f"--levels {text!r}: expected a range like L1-L5")
+            raise BadInputError(f"--levels {text!r}: expected a range like L1-L5")
         i, j = sorted((LEVELS.index(lo), LEVELS.index(hi)))
         return list(LEVELS[i : j + 1])
     levels = [p for p in text.split(",") if p]
     for lv in levels:
         if lv not in LEVELS:
-            raise ValueError(f"--levels: unknown level {lv!r}; expected among {', '.join(LEVELS)}")
+            raise BadInputError(f"--levels: unknown level {lv!r}; expected among {', '.join(LEVELS)}")
     return sorted(levels, key=LEVELS.index)
 
 
@@ -96,7 +97,7 @@ def params_from_args(args: argparse.Namespace) -> PhantomParams:
     """YAML (if any) then command-line overrides, validated."""
     data: dict[str, Any] = {}
     if args.params is not None and getattr(args, "preset", None):
-        raise ValueError("give --params or --preset, not both")
+        raise BadInputError("give --params or --preset, not both")
     if args.params is not None:
         data = PhantomParams.from_yaml(args.params).to_dict()
     elif getattr(args, "preset", None):

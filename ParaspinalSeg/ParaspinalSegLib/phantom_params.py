@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES, PARASPINAL_NAMES
 from ParaspinalSegLib import fat_patterns
 
@@ -83,13 +84,13 @@ class PhantomParams:
         """Accept plain mappings for muscles (``PhantomParams(muscles={"psoas_left": {"atrophy": 0.8}})``)."""
         for name, mp in list(self.muscles.items()):
             if name not in MUSCLE_NAMES:
-                raise KeyError(
+                raise MissingKeyError(
                     f"unknown muscle {name!r} under 'muscles'; expected one of {', '.join(MUSCLE_NAMES)}"
                 )
             if isinstance(mp, dict):
                 unknown = set(mp) - set(MuscleParams.__dataclass_fields__)
                 if unknown:
-                    raise KeyError(f"unknown key {sorted(unknown)[0]!r} under muscles.{name}")
+                    raise MissingKeyError(f"unknown key {sorted(unknown)[0]!r} under muscles.{name}")
                 self.muscles[name] = MuscleParams(**mp)
 
     # ---- construction -------------------------------------------------------------------------
@@ -100,24 +101,24 @@ class PhantomParams:
         known = set(cls.__dataclass_fields__)
         for key in data:
             if key not in known:
-                raise KeyError(
+                raise MissingKeyError(
                     f"{source}: unknown phantom parameter {key!r}; expected one of {', '.join(sorted(known))}"
                 )
         muscles_raw = data.pop("muscles", None) or {}
         if not isinstance(muscles_raw, dict):
-            raise ValueError(f"{source}: 'muscles' must be a mapping of muscle name -> settings")
+            raise BadInputError(f"{source}: 'muscles' must be a mapping of muscle name -> settings")
         muscles: dict[str, MuscleParams] = {}
         for name, settings in muscles_raw.items():
             if name not in MUSCLE_NAMES:
-                raise KeyError(
+                raise MissingKeyError(
                     f"{source}: unknown muscle {name!r} under 'muscles'; expected one of {', '.join(MUSCLE_NAMES)}"
                 )
             settings = settings or {}
             if not isinstance(settings, dict):
-                raise ValueError(f"{source}: muscles.{name} must be a mapping")
+                raise BadInputError(f"{source}: muscles.{name} must be a mapping")
             for key in settings:
                 if key not in MuscleParams.__dataclass_fields__:
-                    raise KeyError(
+                    raise MissingKeyError(
                         f"{source}: unknown key {key!r} under muscles.{name}; expected fat_fraction, atrophy, pattern, csa_cm2"
                     )
             muscles[name] = MuscleParams(**settings)
@@ -130,13 +131,13 @@ class PhantomParams:
         """Read a parameter YAML file (all keys optional)."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"phantom parameter file not found: {path}")
+            raise MissingInputError(f"phantom parameter file not found: {path}")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+            raise BadInputError(f"{path}: not valid YAML: {exc}") from None
         if data is not None and not isinstance(data, dict):
-            raise ValueError(f"{path}: top level must be a mapping of parameter -> value")
+            raise BadInputError(f"{path}: top level must be a mapping of parameter -> value")
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,8 +229,8 @@ class PhantomParams:
     def validate(self, source: str = "parameters") -> None:
         """Raise ValueError naming the bad key and value."""
 
-        def bad(key: str, value: Any, why: str) -> ValueError:
-            return ValueError(f"{source}: {key}={value!r}: {why}")
+        def bad(key: str, value: Any, why: str) -> BadInputError:
+            return BadInputError(f"{source}: {key}={value!r}: {why}")
 
         if not isinstance(self.levels, list | tuple) or not self.levels:
             raise bad("levels", self.levels, "must be a non-empty list such as [L1, L2, L3, L4, L5]")
@@ -293,7 +294,7 @@ def preset(name: str) -> PhantomParams:
     """A shipped preset by name: ``default`` or ``goutallier_0`` … ``goutallier_4``."""
     path = PRESET_DIR / f"phantom_{name}.yaml"
     if not path.is_file():
-        raise KeyError(f"unknown phantom preset {name!r}; expected one of {', '.join(preset_names())}")
+        raise MissingKeyError(f"unknown phantom preset {name!r}; expected one of {', '.join(preset_names())}")
     return PhantomParams.from_yaml(path)
 
 
@@ -301,7 +302,7 @@ def goutallier_params(grade: int, pattern: str | None = None, **overrides: Any) 
     """Parameters of the Goutallier ``grade`` preset (0–4) with the paraspinal muscles' fat ``pattern`` replaced
     (None keeps the preset's) and top-level keys overridden (e.g. ``matrix=[192, 192]``, ``levels=[...]``)."""
     if grade not in GOUTALLIER_GRADES:
-        raise ValueError(f"Goutallier grade {grade!r}: expected one of {GOUTALLIER_GRADES}")
+        raise BadInputError(f"Goutallier grade {grade!r}: expected one of {GOUTALLIER_GRADES}")
     data = preset(f"goutallier_{grade}").to_dict()
     if pattern is not None:
         for name in PARASPINALS:

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError
+
 FLAG_COLUMNS = ("case_id", "kind", "structure", "level", "value", "message")
 #: Measurement columns shown in the captions when the table has them (name → caption label).
 CAPTION_COLUMNS = {
@@ -56,7 +58,7 @@ class QCThresholds:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if not np.isfinite(value) or value < 0:
-                raise ValueError(f"QC threshold {name}: {value} must be a finite number ≥ 0")
+                raise BadInputError(f"QC threshold {name}: {value} must be a finite number ≥ 0")
 
 
 def _level_rows(table: pd.DataFrame) -> pd.DataFrame:

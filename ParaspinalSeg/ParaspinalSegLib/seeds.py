@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from ParaspinalSegLib.levels import point_to_index
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.structures import BY_NAME, BY_VALUE, MUSCLE_NAMES, structure
@@ -35,14 +36,14 @@ def seeds_from_points(
     for p in points:
         name = p.label.strip()
         if name not in BY_NAME or name not in MUSCLE_NAMES:
-            raise KeyError(
+            raise MissingKeyError(
                 f"{source}: point label {p.label!r} is not a muscle structure name; expected one of {', '.join(MUSCLE_NAMES)}"
             )
         level = p.description.strip().upper()
         kji = point_to_index(image, p.position_lps)
         if not all(0 <= c < n for c, n in zip(kji, size_kji, strict=True)):
             where = f" (level {level})" if level else ""
-            raise ValueError(
+            raise BadInputError(
                 f"{source}: seed {name}{where} at LPS {np.round(p.position_lps, 1).tolist()} lies outside the image "
                 f"(voxel k,j,i = {kji}, image size {size_kji})"
             )
@@ -56,12 +57,12 @@ def seeds_from_labelmap(
     """Painted seeds: every non-zero voxel of a label map with structures.py values (1–8)."""
     arr = sitk.GetArrayFromImage(seed_map) if isinstance(seed_map, sitk.Image) else np.asarray(seed_map)
     if arr.shape != tuple(shape_kji):
-        raise ValueError(f"seed label map: shape {arr.shape} differs from the image's {tuple(shape_kji)}")
+        raise BadInputError(f"seed label map: shape {arr.shape} differs from the image's {tuple(shape_kji)}")
     out = []
     for value in np.unique(arr[arr != 0]):
         s = BY_VALUE.get(int(value))
         if s is None or s.name not in MUSCLE_NAMES:
-            raise ValueError(f"seed label map: value {value} is not a muscle label (1–8, see structures.py)")
+            raise BadInputError(f"seed label map: value {value} is not a muscle label (1–8, see structures.py)")
         for k, j, i in np.argwhere(arr == value):
             out.append(VoxelSeed(s.name, (int(k), int(j), int(i)), ""))
     return out
@@ -77,16 +78,16 @@ def check_structures(seeds: Sequence[VoxelSeed], structures: Sequence[str] | Non
         for n in structures:
             structure(n)
             if n not in MUSCLE_NAMES:
-                raise KeyError(
+                raise MissingKeyError(
                     f"structure {n!r} is not a muscle that can be segmented ({', '.join(MUSCLE_NAMES)})"
                 )
             if n not in seeded:
-                raise ValueError(
+                raise BadInputError(
                     f"structure {n} was requested but has no seed; place at least one point labelled {n!r}"
                 )
             names.append(n)
     if not names:
-        raise ValueError("no seeds: place at least one point per muscle (labels = structure names)")
+        raise BadInputError("no seeds: place at least one point per muscle (labels = structure names)")
     return names
 
 
@@ -110,7 +111,7 @@ def points_from_labels(
     from scipy import ndimage as ndi
 
     if shift_mm and rng is None:
-        raise ValueError("points_from_labels: shift_mm needs a random generator (rng)")
+        raise BadInputError("points_from_labels: shift_mm needs a random generator (rng)")
     sx, sy = reference.GetSpacing()[:2]
     points = []
     for index, slab in enumerate(np.array_split(np.arange(labels.shape[0]), slabs)):

@@ -41,6 +41,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib import fat as fatmod
 from ParaspinalSegLib.growcut import edge_graph, grow
 from ParaspinalSegLib.markups import MarkupPoint
@@ -123,7 +124,7 @@ def _features(inp: Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Segm
         f = ndi.gaussian_filter(f0, sm)
         ref = float(np.median(inp.water[tuple(seed_kji.T)]))
         if ref <= 0:
-            raise ValueError(
+            raise BadInputError(
                 "seeds: the water signal at the seeds is zero; are the seeds inside the muscles?"
             )
         s = w + f
@@ -137,7 +138,7 @@ def _features(inp: Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: Segm
     im = ndi.gaussian_filter(i0, sm)
     lean = float(np.median(ndi.uniform_filter(inp.image, (1, 5, 5))[tuple(seed_kji.T)]))
     if lean <= 0:
-        raise ValueError("seeds: the image signal at the seeds is zero; are the seeds inside the muscles?")
+        raise BadInputError("seeds: the image signal at the seeds is zero; are the seeds inside the muscles?")
     bright = float(np.percentile(im, 99))
     pff = np.clip((im - lean) / max(bright - lean, 1e-6), 0, 1)
     feats = np.stack([im / lean, pff])
@@ -367,7 +368,7 @@ def _assemble(out: np.ndarray, case: Case, previous) -> tuple[np.ndarray, list[s
     if previous is not None:
         prev = sitk.GetArrayFromImage(previous) if isinstance(previous, sitk.Image) else np.asarray(previous)
         if prev.shape != tuple(case.shape):
-            raise ValueError(
+            raise BadInputError(
                 f"previous: label map shape {prev.shape} differs from the image's {tuple(case.shape)}"
             )
         full = prev.astype(np.uint8).copy()
@@ -381,7 +382,7 @@ def _assemble(out: np.ndarray, case: Case, previous) -> tuple[np.ndarray, list[s
     for n in case.names:
         v = BY_NAME[n].value
         if not (out == v).any():
-            raise ValueError(f"structure {n}: the segmentation came out empty; check its seeds")
+            raise BadInputError(f"structure {n}: the segmentation came out empty; check its seeds")
         for lv, (a, b) in case.level_ranges.items():
             if a >= k0 and b <= k1 and not (full[a : b + 1] == v).any():
                 warnings.append(f"structure {n}: empty at level {lv}")

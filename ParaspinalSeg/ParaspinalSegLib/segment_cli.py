@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.cli_args import add_image_arguments, add_measurement_arguments, check_image_arguments
 from ParaspinalSegLib.dicom_seg_cli import add_dicom_seg_arguments, resolve_reference
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     params = SegmentParams()
     if args.split_refine_mm is not None:
         if not 0 <= args.split_refine_mm <= 30:
-            raise ValueError(f"--split-refine-mm: {args.split_refine_mm} mm is outside 0–30 mm")
+            raise BadInputError(f"--split-refine-mm: {args.split_refine_mm} mm is outside 0–30 mm")
         params.split.refine_band_mm = args.split_refine_mm
     check_image_arguments(args)
     out = Path(args.out_dir)

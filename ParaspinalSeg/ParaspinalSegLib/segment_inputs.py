@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from ParaspinalSegLib import fat as fatmod
 from ParaspinalSegLib.contrast import require_supported
 from ParaspinalSegLib.io import check_finite, check_volume, match_grid, same_grid_problems
@@ -83,12 +84,12 @@ def prepare_inputs(image_or_dixon, assume_same_grid: bool = False) -> Inputs:
     if isinstance(image_or_dixon, Mapping):
         missing = [k for k in ("water", "fat") if image_or_dixon.get(k) is None]
         if missing:
-            raise ValueError(f"Dixon input needs 'water' and 'fat' images; missing {missing}")
+            raise BadInputError(f"Dixon input needs 'water' and 'fat' images; missing {missing}")
         water, fat = image_or_dixon["water"], image_or_dixon["fat"]
     elif isinstance(image_or_dixon, Sequence) and len(image_or_dixon) == 2:
         water, fat = image_or_dixon
     else:
-        raise ValueError("input must be a sitk.Image (T1/T2) or a Dixon pair {'water': img, 'fat': img}")
+        raise BadInputError("input must be a sitk.Image (T1/T2) or a Dixon pair {'water': img, 'fat': img}")
     fat = check_volume(fat, "fat image")
     water = check_volume(water, "water image")
     problems = same_grid_problems(water, fat)
@@ -125,7 +126,7 @@ def _check_seeds_in_body(inp: Inputs, vseeds: Sequence[VoxelSeed]) -> float:
             body[k] = ndi.binary_fill_holes(ndi.binary_opening(signal[k] > floor, iterations=1))
         if not body[k][j, i]:
             lv = f" (level {s.level})" if s.level else ""
-            raise ValueError(
+            raise BadInputError(
                 f"seeds: seed {s.name}{lv} at voxel k,j,i={s.kji} lies in air outside the body (signal "
                 f"{signal[k, j, i]:.1f}, noise floor {floor:.1f}); click inside the muscle"
             )
@@ -148,7 +149,7 @@ def _level_ranges(levels, vseeds: Sequence[VoxelSeed], ref: sitk.Image, half: fl
         ranges, source = levels_from_landmarks(list(levels), ref), "landmarks"
     for lv, (a, b) in ranges.items():
         if not (0 <= a <= b < n_slices):
-            raise ValueError(f"level {lv}: slice range [{a}, {b}] outside the volume's 0..{n_slices - 1}")
+            raise BadInputError(f"level {lv}: slice range [{a}, {b}] outside the volume's 0..{n_slices - 1}")
     return ranges, source
 
 
@@ -156,7 +157,7 @@ def _slab(ranges: Mapping[str, tuple[int, int]], seed_k: np.ndarray, only_level,
     """Slices to segment: one level, else every level holding a seed, else half a level around the seeds."""
     if only_level is not None:
         if only_level not in ranges:
-            raise KeyError(f"only_level {only_level!r}: unknown level; known: {', '.join(ranges) or 'none'}")
+            raise MissingKeyError(f"only_level {only_level!r}: unknown level; known: {', '.join(ranges) or 'none'}")
         return ranges[only_level]
     if ranges:
         covered = [r for r in ranges.values() if np.any((seed_k >= r[0]) & (seed_k <= r[1]))]
@@ -183,7 +184,7 @@ def prepare_case(inp: Inputs, seeds, structures, levels, only_level, p: InputPar
     k0, k1 = _slab(ranges, np.array([s.kji[0] for s in vseeds]), only_level, shape[0], half)
     vseeds = [s for s in vseeds if k0 <= s.kji[0] <= k1]
     if not vseeds:
-        raise ValueError(f"level {only_level}: no seeds in its slices {k0}..{k1}")
+        raise BadInputError(f"level {only_level}: no seeds in its slices {k0}..{k1}")
     missing = [n for n in names if n not in {s.name for s in vseeds}]
     names = [n for n in names if n not in missing]
     kji = np.array([s.kji for s in vseeds])

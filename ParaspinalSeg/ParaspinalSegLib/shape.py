@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.errors import BadInputError
+
 
 def postprocess(
     lab: np.ndarray, seeds_by_label: dict[int, list[tuple[int, int, int]]], open_r: float
@@ -151,7 +153,7 @@ def add_rim(
     finds the fat reference. Only voxels next to one label grow.
     """
     if image is None and (water is None or fat is None):
-        raise ValueError("add_rim needs the Dixon water and fat signals or the single image")
+        raise BadInputError("add_rim needs the Dixon water and fat signals or the single image")
     out = lab.copy()
     found = ndi.find_objects((lab > 0).astype(np.uint8))
     if rim_px <= 0 or not found:

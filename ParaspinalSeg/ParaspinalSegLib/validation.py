@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 from ParaspinalSegLib.fat_patterns import PATTERNS
 from ParaspinalSegLib.infiltrate import infiltrate
 from ParaspinalSegLib.markups import MarkupPoint
@@ -135,7 +136,7 @@ def _read(folder: Path, *names: str) -> list[sitk.Image]:
     for name in names:
         path = folder / name
         if not path.is_file():
-            raise FileNotFoundError(f"validation data missing: {path} (see ../shared/data/README.md)")
+            raise MissingInputError(f"validation data missing: {path} (see ../shared/data/README.md)")
         out.append(sitk.ReadImage(str(path)))
     return out
 
@@ -200,9 +201,9 @@ def fatty_cases(
                                   ("patterns", patterns, PATTERNS), ("grades", grades, GOUTALLIER_GRADES)):  # fmt: skip
         bad = [v for v in values if v not in allowed]
         if bad:
-            raise ValueError(f"fatty_cases: unknown {name} {bad}; expected among {list(allowed)}")
+            raise BadInputError(f"fatty_cases: unknown {name} {bad}; expected among {list(allowed)}")
     if set(sources) - {"phantom"} and data_dir is None:
-        raise ValueError("fatty_cases: the real cases need data_dir (the shared data folder)")
+        raise BadInputError("fatty_cases: the real cases need data_dir (the shared data folder)")
     if "phantom" in sources:
         yield from _phantom_cases(grades, patterns, contrasts, structures, phantom_overrides, seed)
     if "tum01" in sources:
@@ -227,7 +228,7 @@ def score_case(case: ValidationCase, labels: sitk.Image | np.ndarray, erode_px: 
     pred = sitk.GetArrayFromImage(labels) if isinstance(labels, sitk.Image) else np.asarray(labels)
     truth = sitk.GetArrayFromImage(case.labels)
     if pred.shape != truth.shape:
-        raise ValueError(
+        raise BadInputError(
             f"score_case {case.name}: segmentation shape {pred.shape} differs from the truth's {truth.shape}"
         )
     pred_img = _image(pred.astype(np.uint8), case.labels)

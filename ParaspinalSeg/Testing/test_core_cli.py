@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ParaspinalLBPCore.cli import Command, run_cli
-from ParaspinalLBPCore.errors import BadInputError, MissingInputError, UserError
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError, UserError
 
 COMMAND_MODULE = """
 import argparse
@@ -74,7 +74,11 @@ def test_user_errors_exit_2_with_one_line(commands, capsys) -> None:
         run_cli("prog", "test", commands, ["--verbose", "ok", "--what", "bad"])
 
 
-def test_a_bug_propagates_with_its_traceback(commands, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("what", "shown"),
+    [("bug", "ZeroDivisionError"), ("keyerror", "KeyError: 'no such key'"), ("oserror", "OSError: bug")],
+)
+def test_a_bug_propagates_with_its_traceback(commands, tmp_path: Path, what: str, shown: str) -> None:
     """Run as a real process: an exception from a bug is not turned into a one-line 'error:' message."""
     script = textwrap.dedent(f"""
         import sys
@@ -97,4 +101,6 @@ def test_a_bug_propagates_with_its_traceback(commands, tmp_path: Path) -> None:
 def test_error_types() -> None:
     assert issubclass(BadInputError, ValueError) and issubclass(BadInputError, UserError)
     assert issubclass(MissingInputError, FileNotFoundError) and issubclass(MissingInputError, UserError)
+    assert issubclass(MissingKeyError, KeyError) and issubclass(MissingKeyError, UserError)
     assert not issubclass(UserError, (ValueError, OSError, KeyError))
+    assert str(MissingKeyError("table.csv: missing column 'x'")) == "table.csv: missing column 'x'"  # no quotes

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import BadInputError
+
 PRE_STAGES = ("load data", "validate data")
 
 
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from TrialAnalysisLib.schema import load_trial, validate_trial
 
     if args.imputations < 1:
-        raise ValueError(f"--imputations must be ≥ 1, got {args.imputations}")
+        raise BadInputError(f"--imputations must be ≥ 1, got {args.imputations}")
     stages = [*PRE_STAGES, *report_stages(pdf=not args.no_pdf)]
     announce, finish = progress_reporter(len(stages), args.progress)
     with sigterm_exits():
@@ -111,12 +113,12 @@ def run(args: argparse.Namespace) -> int:
         data = load_trial(args.data)
         if data.load_issues:
             f, c, msg = data.load_issues[0]
-            raise ValueError(f"{args.data / f}: column {c!r}: {msg} (run `validate --data {args.data}`)")
+            raise BadInputError(f"{args.data / f}: column {c!r}: {msg} (run `validate --data {args.data}`)")
         announce(PRE_STAGES[1])
         report = validate_trial(data)
         if not report.ok and not args.skip_validation:
             e = report.errors[0]
-            raise ValueError(
+            raise BadInputError(
                 f"{args.data / e.file}: {len(report.errors)} validation error(s), first: column {e.column!r}"
                 f"{' participant ' + e.participant_id if e.participant_id else ''}: {e.message} "
                 f"(see `validate --data {args.data}`; --skip-validation to analyse anyway)"

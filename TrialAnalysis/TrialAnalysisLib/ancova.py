@@ -21,6 +21,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from TrialAnalysisLib.design import build_design, levels_of
 from TrialAnalysisLib.imputation import mice, rubin
 from TrialAnalysisLib.results import AnalysisResult, tidy
@@ -44,7 +45,7 @@ def _ci(est: float, se: float, dfree: float, level: float) -> tuple[float, float
 def _ols(y: np.ndarray, x: np.ndarray) -> dict[str, Any]:
     q, r = np.linalg.qr(x)
     if np.min(np.abs(np.diag(r))) < 1e-10 * np.max(np.abs(np.diag(r))):
-        raise ValueError("design matrix is rank deficient (a covariate level is empty or collinear)")
+        raise BadInputError("design matrix is rank deficient (a covariate level is empty or collinear)")
     beta = np.linalg.solve(r, q.T @ y)
     resid = y - x @ beta
     n, p = x.shape
@@ -167,15 +168,15 @@ def ancova(
     responder analysis: responder = outcome ≤ threshold (``responder_direction="less"``) or ≥ it.
     """
     if alternative not in ALTERNATIVES:
-        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+        raise BadInputError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
     covariates = list(covariates)
     cols = [outcome, treatment] + covariates + [a for a in auxiliary if a not in covariates]
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise KeyError(f"columns {missing} not in data; columns: {list(df.columns)}")
+        raise MissingKeyError(f"columns {missing} not in data; columns: {list(df.columns)}")
     d = df[cols].copy()
     if d[treatment].isna().any():
-        raise ValueError(f"treatment column {treatment!r} has missing values")
+        raise BadInputError(f"treatment column {treatment!r} has missing values")
     if reference is None:
         reference = levels_of(d[treatment])[0]
     responder = None

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
+
 
 def is_categorical(s: pd.Series) -> bool:
     """True for string/object/category/bool columns (coded as factors)."""
@@ -31,7 +33,7 @@ def levels_of(s: pd.Series, reference: object | None = None) -> list:
         levs = sorted(pd.unique(s.dropna()), key=lambda v: (str(type(v)), v))
     if reference is not None:
         if reference not in levs:
-            raise ValueError(f"reference level {reference!r} not found in column {s.name!r}; levels: {levs}")
+            raise BadInputError(f"reference level {reference!r} not found in column {s.name!r}; levels: {levs}")
         levs = [reference] + [lv for lv in levs if lv != reference]
     return levs
 
@@ -60,7 +62,7 @@ class Design:
         for t in self.terms:
             if t.name == name:
                 return t
-        raise KeyError(f"no term {name!r} in design; terms: {[t.name for t in self.terms]}")
+        raise MissingKeyError(f"no term {name!r} in design; terms: {[t.name for t in self.terms]}")
 
     def term_columns(self, name: str) -> list[int]:
         """Indices of the design columns belonging to term ``name`` (``a:b`` for the interaction)."""
@@ -77,7 +79,7 @@ class Design:
                 if t.name in fixed:
                     lv = fixed[t.name]
                     if lv not in t.levels:
-                        raise ValueError(f"level {lv!r} not in factor {t.name!r}; levels: {t.levels}")
+                        raise BadInputError(f"level {lv!r} not in factor {t.name!r}; levels: {t.levels}")
                     w = {lv: 1.0}
                 else:
                     w = {lv: 1.0 / len(t.levels) for lv in t.levels}
@@ -123,12 +125,12 @@ def build_design(
     tlist: list[Term] = []
     for name in terms:
         if name not in df.columns:
-            raise KeyError(f"column {name!r} not in data; columns: {list(df.columns)}")
+            raise MissingKeyError(f"column {name!r} not in data; columns: {list(df.columns)}")
         s = df[name]
         if name in factors or is_categorical(s):
             levs = levels_of(s, references.get(name))
             if len(levs) < 2:
-                raise ValueError(f"factor {name!r} has fewer than 2 levels in the analysed data: {levs}")
+                raise BadInputError(f"factor {name!r} has fewer than 2 levels in the analysed data: {levs}")
             t = Term(name, True, levs)
             for lv in levs[1:]:
                 cols.append((s == lv).to_numpy(dtype=float))
@@ -143,7 +145,7 @@ def build_design(
     if interaction:
         a, b = (design.term(n) for n in interaction)
         if not (a.factor and b.factor):
-            raise ValueError(f"interaction {interaction} needs two factor terms")
+            raise BadInputError(f"interaction {interaction} needs two factor terms")
         for la in a.levels[1:]:
             for lb in b.levels[1:]:
                 cols.append(((df[a.name] == la) & (df[b.name] == lb)).to_numpy(dtype=float))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ParaspinalLBPCore.errors import BadInputError
 from TrialAnalysisLib.design import is_categorical
 
 
@@ -68,16 +69,16 @@ def mice(
 ) -> list[pd.DataFrame]:
     """Return ``m`` completed copies of ``df`` imputed by chained equations (numeric columns)."""
     if m < 1:
-        raise ValueError(f"number of imputations must be ≥ 1, got {m}")
+        raise BadInputError(f"number of imputations must be ≥ 1, got {m}")
     if method not in ("pmm", "norm"):
-        raise ValueError(f"imputation method must be 'pmm' or 'norm', got {method!r}")
+        raise BadInputError(f"imputation method must be 'pmm' or 'norm', got {method!r}")
     rng = np.random.default_rng(seed)
     df = df.reset_index(drop=True).copy()
     miss = {c: df[c].isna().to_numpy() for c in df.columns if df[c].isna().any()}
     num_targets = [c for c in miss if not is_categorical(df[c])]
     for c in num_targets:
         if miss[c].all():
-            raise ValueError(f"column {c!r} has no observed values to impute from")
+            raise BadInputError(f"column {c!r} has no observed values to impute from")
     out = []
     for _ in range(m):
         cur = df.copy()

@@ -26,6 +26,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from TrialAnalysisLib.design import build_design, is_categorical
 from TrialAnalysisLib.results import AnalysisResult, tidy
 
@@ -378,9 +379,9 @@ def mixed_model(
     Type III-style F tests and the variance components.
     """
     if df_method not in DF_METHODS:
-        raise ValueError(f"df_method must be one of {DF_METHODS}, got {df_method!r}")
+        raise BadInputError(f"df_method must be one of {DF_METHODS}, got {df_method!r}")
     if df_method == "kenward-roger" and not reml:
-        raise ValueError("df_method 'kenward-roger' needs reml=True")
+        raise BadInputError("df_method 'kenward-roger' needs reml=True")
     covariates = list(covariates)
     slope_var = slope_var or (time if random_slope else None)
     cols = [outcome, time, subject] + ([treatment] if treatment else []) + covariates
@@ -438,7 +439,7 @@ def _analysis_frame(df: pd.DataFrame, cols: list[str], time: str, time_as: str) 
     in order of first appearance in ``df`` (baseline, eoi, m1, …), so the first visit is the reference."""
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise KeyError(f"columns {missing} not in data; columns: {list(df.columns)}")
+        raise MissingKeyError(f"columns {missing} not in data; columns: {list(df.columns)}")
     d = df[cols].dropna().reset_index(drop=True)
     time_factor = time_as == "factor" or (time_as == "auto" and is_categorical(d[time]))
     if time_factor and not isinstance(d[time].dtype, pd.CategoricalDtype):
@@ -451,7 +452,7 @@ def _random_design(d: pd.DataFrame, slope_var: str | None) -> np.ndarray:
     if slope_var is None:
         return np.ones((len(d), 1))
     if is_categorical(d[slope_var]):
-        raise ValueError(
+        raise BadInputError(
             f"random slope needs a numeric time column; {slope_var!r} is categorical (set slope_var)"
         )
     return np.column_stack([np.ones(len(d)), d[slope_var].to_numpy(dtype=float)])
@@ -474,7 +475,7 @@ def _fit_statsmodels(
         if fit.converged:
             break
     if fit is None:
-        raise ValueError(f"mixed model for {outcome!r} did not converge")
+        raise BadInputError(f"mixed model for {outcome!r} did not converge")
     return fit
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
+
 ALLOCATION_COLUMNS = ("stratum", "sequence_in_stratum", "block_id", "block_size", "arm")
 DEFAULT_STRATA: dict[str, tuple[str, ...]] = {
     "centre": ("C1", "C2", "C3", "C4", "C5"),
@@ -139,23 +141,23 @@ def block_randomization(
     ratio = tuple(int(r) for r in ratio)
     arms = tuple(arms)
     if len(arms) != len(ratio) or len(arms) < 2:
-        raise ValueError(f"arms {arms} and ratio {ratio} must have the same length (≥ 2)")
+        raise BadInputError(f"arms {arms} and ratio {ratio} must have the same length (≥ 2)")
     if any(r <= 0 for r in ratio):
-        raise ValueError(f"ratio {ratio}: every part must be a positive integer")
+        raise BadInputError(f"ratio {ratio}: every part must be a positive integer")
     if not block_sizes or any(b <= 0 or b % sum(ratio) for b in block_sizes):
-        raise ValueError(
+        raise BadInputError(
             f"block_sizes {block_sizes}: each must be a positive multiple of sum(ratio) = {sum(ratio)}"
         )
     codes = [stratum_code(*combo) for combo in itertools.product(*strata.values())] if strata else ["all"]
     if isinstance(n, Mapping):
         unknown = sorted(set(n) - set(codes))
         if unknown:
-            raise KeyError(f"n: unknown strata {unknown}; known: {codes}")
+            raise MissingKeyError(f"n: unknown strata {unknown}; known: {codes}")
         capacity = {c: int(n.get(c, 0)) for c in codes}
     else:
         capacity = dict.fromkeys(codes, int(n))
     if any(v < 0 for v in capacity.values()):
-        raise ValueError("n: capacities must be ≥ 0")
+        raise BadInputError("n: capacities must be ≥ 0")
 
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, int, str, int, str]] = []
@@ -207,14 +209,14 @@ def read_allocation(path: str | Path, verify: bool = True) -> pd.DataFrame:
     """Read an allocation CSV; with ``verify`` check it against ``<stem>.sha256`` when that file exists."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"allocation list not found: {path}")
+        raise MissingInputError(f"allocation list not found: {path}")
     data = path.read_bytes()
     sha = path.with_suffix(".sha256")
     if verify and sha.exists():
         expected = sha.read_text().split()[0] if sha.read_text().strip() else ""
         actual = hashlib.sha256(data).hexdigest()
         if expected != actual:
-            raise ValueError(
+            raise BadInputError(
                 f"{path.name}: checksum mismatch with {sha.name} (file {actual[:12]}…, recorded {expected[:12]}…)"
             )
     return pd.read_csv(path, dtype={"stratum": str, "block_id": str, "arm": str})

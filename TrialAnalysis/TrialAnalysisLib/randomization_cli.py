@@ -6,6 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import BadInputError
+
 
 def expand_codes(tokens: list[str]) -> list[str]:
     """Expand range notation 'C1..C5' (or 'C1-C5') to C1 C2 C3 C4 C5; other tokens pass through."""
@@ -16,12 +18,12 @@ def expand_codes(tokens: list[str]) -> list[str]:
             if m:
                 prefix, a, b = m.group(1), int(m.group(2)), int(m.group(3))
                 if b < a:
-                    raise ValueError(f"--centres {part}: range end before start")
+                    raise BadInputError(f"--centres {part}: range end before start")
                 out += [f"{prefix}{i}" for i in range(a, b + 1)]
             elif part.strip():
                 out.append(part.strip())
     if len(set(out)) != len(out):
-        raise ValueError(f"--centres: duplicate codes in {out}")
+        raise BadInputError(f"--centres: duplicate codes in {out}")
     return out
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import MissingKeyError
+
 TABLE_COLUMNS = ["term", "estimate", "se", "df", "statistic", "p", "ci_low", "ci_high"]
 
 
@@ -107,5 +109,5 @@ class AnalysisResult:
         """The main-table row whose ``term`` equals ``term`` (KeyError naming the known terms)."""
         hit = self.table[self.table["term"] == term]
         if hit.empty:
-            raise KeyError(f"term {term!r} not in result {self.name!r}; terms: {list(self.table['term'])}")
+            raise MissingKeyError(f"term {term!r} not in result {self.name!r}; terms: {list(self.table['term'])}")
         return hit.iloc[0]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from ParaspinalLBPCore.errors import BadInputError
 from TrialAnalysisLib.results import AnalysisResult, tidy
 
 PROTOCOL = {
@@ -83,11 +84,11 @@ def sample_size(
     With ``n_per_arm_total`` set (e.g. 157) the result reports what that n implies instead.
     """
     if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        raise BadInputError(f"dropout must be in [0, 1), got {dropout}")
     if method not in ("z", "t"):
-        raise ValueError(f"method must be 'z' or 't', got {method!r}")
+        raise BadInputError(f"method must be 'z' or 't', got {method!r}")
     if sd <= 0:
-        raise ValueError(f"sd must be positive, got {sd}")
+        raise BadInputError(f"sd must be positive, got {sd}")
     rows: list[dict[str, Any]] = []
     if n_per_arm_total is not None:
         evaluable = n_per_arm_total * (1 - dropout)
@@ -98,7 +99,7 @@ def sample_size(
         info = {"n_per_arm": n_per_arm_total, "delta": dl, "sd": sd}
     else:
         if delta is None:
-            raise ValueError("give delta (or n_per_arm_total to get the detectable delta)")
+            raise BadInputError("give delta (or n_per_arm_total to get the detectable delta)")
         n0 = n_per_arm(delta, sd, alpha, sides, power, method)
         n1 = math.ceil(n0 / (1 - dropout) - 1e-9)
         rows.append({"term": "evaluable per arm (unrounded)", "estimate": n0})

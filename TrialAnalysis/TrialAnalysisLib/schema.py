@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class Table:
         for c in self.columns:
             if c.name == name:
                 return c
-        raise KeyError(f"{self.filename}: no column {name!r} in the schema")
+        raise MissingKeyError(f"{self.filename}: no column {name!r} in the schema")
 
 
 C = Column
@@ -245,7 +246,7 @@ def format_table(df: pd.DataFrame, table: str) -> pd.DataFrame:
     t = TABLES[table]
     missing = [c for c in t.column_names if c not in df.columns]
     if missing:
-        raise KeyError(f"{t.filename}: cannot write, missing columns {missing}")
+        raise MissingKeyError(f"{t.filename}: cannot write, missing columns {missing}")
     out = pd.DataFrame(index=df.index)
     for c in t.columns:
         s = df[c.name]
@@ -281,18 +282,18 @@ def _coerce(raw: pd.Series, col: Column) -> pd.Series:
     if col.dtype == "int":
         num = pd.to_numeric(s, errors="raise")
         if (num.dropna() % 1 != 0).any():
-            raise ValueError("non-integer values")
+            raise BadInputError("non-integer values")
         return num.astype("Int64")
     if col.dtype == "bool":
         m = s.map(lambda x: {"true": True, "false": False, "1": True, "0": False}.get(str(x).strip().lower())
                   if isinstance(x, str) else None)  # fmt: skip
         bad = s.notna() & m.isna()
         if bad.any():
-            raise ValueError(f"not a boolean: {s[bad].iloc[0]!r}")
+            raise BadInputError(f"not a boolean: {s[bad].iloc[0]!r}")
         return m.astype("boolean")
     if col.dtype == "date":
         return pd.to_datetime(s, format="%Y-%m-%d", errors="raise")
-    raise ValueError(f"unknown dtype {col.dtype}")
+    raise BadInputError(f"unknown dtype {col.dtype}")
 
 
 MAPPING_KEYS = ("file", "rename", "recode")
@@ -306,22 +307,22 @@ def read_mapping(mapping: Mapping[str, Any] | str | Path | None) -> dict[str, di
     if isinstance(mapping, (str, Path)):
         path = Path(mapping)
         if not path.exists():
-            raise FileNotFoundError(f"export mapping file not found: {path}")
+            raise MissingInputError(f"export mapping file not found: {path}")
         import yaml  # JSON is a subset of YAML
 
         source = path.name
         mapping = yaml.safe_load(path.read_text()) or {}
     if not isinstance(mapping, Mapping):
-        raise ValueError(f"{source}: must map table names to {{file, rename, recode}}")
+        raise BadInputError(f"{source}: must map table names to {{file, rename, recode}}")
     out: dict[str, dict[str, Any]] = {}
     for table, spec in mapping.items():
         if table not in TABLES:
-            raise KeyError(f"{source}: unknown table {table!r}; known: {', '.join(TABLES)}")
+            raise MissingKeyError(f"{source}: unknown table {table!r}; known: {', '.join(TABLES)}")
         if not isinstance(spec, Mapping):
-            raise ValueError(f"{source}: entry {table!r} must be a mapping with keys {MAPPING_KEYS}")
+            raise BadInputError(f"{source}: entry {table!r} must be a mapping with keys {MAPPING_KEYS}")
         bad = sorted(set(spec) - set(MAPPING_KEYS))
         if bad:
-            raise KeyError(f"{source}: {table}: unknown key(s) {bad}; allowed: {', '.join(MAPPING_KEYS)}")
+            raise MissingKeyError(f"{source}: {table}: unknown key(s) {bad}; allowed: {', '.join(MAPPING_KEYS)}")
         out[table] = {"file": spec.get("file"), "rename": dict(spec.get("rename") or {}),
                       "recode": {c: {str(k): str(v) for k, v in m.items()} for c, m in (spec.get("recode") or {}).items()}}  # fmt: skip
     return out
@@ -339,7 +340,7 @@ def load_trial(directory: str | Path, mapping: Mapping[str, Any] | str | Path | 
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"trial data directory not found: {directory}")
+        raise MissingInputError(f"trial data directory not found: {directory}")
     maps = read_mapping(mapping)
     kwargs: dict[str, Any] = {}
     issues: list[tuple[str, str, str]] = []
@@ -349,7 +350,7 @@ def load_trial(directory: str | Path, mapping: Mapping[str, Any] | str | Path | 
         path = directory / (spec.get("file") or t.filename)
         if not path.exists():
             if t.name in ("participants", "visits"):
-                raise FileNotFoundError(f"{path}: required file of the trial dataset is missing")
+                raise MissingInputError(f"{path}: required file of the trial dataset is missing")
             kwargs[name] = None
             continue
         files[name] = path
@@ -357,13 +358,13 @@ def load_trial(directory: str | Path, mapping: Mapping[str, Any] | str | Path | 
         if spec:
             missing = sorted(set(spec["rename"]) - set(raw.columns))
             if missing:
-                raise KeyError(
+                raise MissingKeyError(
                     f"{path.name}: mapping renames column(s) {missing} that the file does not have"
                 )
             raw = raw.rename(columns=spec["rename"])
             for column, codes in spec["recode"].items():
                 if column not in raw.columns:
-                    raise KeyError(
+                    raise MissingKeyError(
                         f"{path.name}: mapping recodes column {column!r} that the file does not have"
                     )
                 raw[column] = raw[column].map(lambda v, codes=codes: codes.get(v.strip(), v))

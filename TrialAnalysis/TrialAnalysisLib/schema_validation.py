@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError
 from TrialAnalysisLib.schema import TABLES, VISIT_WINDOW, Column, Table, TrialData, load_trial
 
 MAX_LISTED = 20  # individual issues listed per (file, column, check); the rest are counted
@@ -85,7 +86,7 @@ class ValidationReport:
         """Raise ValueError listing the errors (first 10) when there are any."""
         if self.errors:
             head = "\n".join(i.message for i in self.errors[:10])
-            raise ValueError(f"trial dataset has {len(self.errors)} error(s):\n{head}")
+            raise BadInputError(f"trial dataset has {len(self.errors)} error(s):\n{head}")
 
 
 class _Collector:

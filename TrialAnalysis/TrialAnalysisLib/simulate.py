@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from ParaspinalLBPCore.structures import SIDES, muscle_name
 from TrialAnalysisLib import simulate_outcomes as so
 from TrialAnalysisLib import simulate_population as sp
@@ -83,13 +84,13 @@ def simulate_trial(
 ) -> Path:
     """Simulate the trial into directory ``out``; ``overrides`` set TruthParams fields (e.g. effect_odi_12m=-5)."""
     if n < 10:
-        raise ValueError(f"n={n}: simulate at least 10 participants")
+        raise BadInputError(f"n={n}: simulate at least 10 participants")
     if not 0 <= with_mri <= n:
-        raise ValueError(f"with_mri={with_mri}: must be between 0 and n={n}")
+        raise BadInputError(f"with_mri={with_mri}: must be between 0 and n={n}")
     truth = dataclasses.replace(truth or TruthParams(), **overrides)
     unknown = set(truth.centre_effects) ^ set(CENTRES)
     if unknown:
-        raise KeyError(
+        raise MissingKeyError(
             f"centre_effects: must give exactly the centres {CENTRES}, got {sorted(truth.centre_effects)}"
         )
     out = Path(out)

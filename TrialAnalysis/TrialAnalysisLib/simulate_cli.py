@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import BadInputError
+
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     """Register the ``simulate`` sub-command."""
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         field: getattr(args, arg) for arg, field in mapping.items() if getattr(args, arg) is not None
     }
     if "recurrence_hr" in overrides and overrides["recurrence_hr"] <= 0:
-        raise ValueError(f"--hr {overrides['recurrence_hr']}: a hazard ratio must be > 0")
+        raise BadInputError(f"--hr {overrides['recurrence_hr']}: a hazard ratio must be > 0")
     out = simulate_trial(
         args.out,
         n=args.n,

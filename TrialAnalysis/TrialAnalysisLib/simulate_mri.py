@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from ParaspinalLBPCore.errors import MissingKeyError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
 from TrialAnalysisLib.simulate_population import reference_csa
 
@@ -41,13 +42,13 @@ def phantom_params(phenotype: pd.DataFrame, participant_id: str, sex: str) -> di
     """Phantom parameter mapping (C3) for one participant from the long phenotype table."""
     ph = phenotype[phenotype["participant_id"] == participant_id]
     if ph.empty:
-        raise KeyError(f"phenotype.csv: no rows for participant {participant_id}")
+        raise MissingKeyError(f"phenotype.csv: no rows for participant {participant_id}")
     muscles: dict[str, Any] = {}
     for name in MUSCLE_NAMES:
         rows = ph[ph["structure"] == name].set_index("level")
         missing = [lv for lv in LEVELS if lv not in rows.index]
         if missing:
-            raise KeyError(f"phenotype.csv: participant {participant_id} {name} lacks levels {missing}")
+            raise MissingKeyError(f"phenotype.csv: participant {participant_id} {name} lacks levels {missing}")
         muscles[name] = {
             "fat_fraction": {lv: round(min(max(float(rows.at[lv, "fat_fraction_pct"]) / 100, 0.0), PHANTOM_FF_MAX), 4)
                              for lv in LEVELS},

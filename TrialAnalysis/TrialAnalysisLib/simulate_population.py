@@ -12,6 +12,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
 from TrialAnalysisLib.schema import CENTRES
 
@@ -110,7 +111,7 @@ def simulate_screening(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, 
             break
         m_per_centre *= 2
     else:  # pragma: no cover - needs absurd parameters
-        raise ValueError(f"could not enrol n={n} participants")
+        raise BadInputError(f"could not enrol n={n} participants")
     last = int(np.flatnonzero(cand["enrolled"].cumsum().to_numpy() == n)[0])
     cand = cand.iloc[: last + 1].copy()
     cand["screening_id"] = [f"S{i + 1:05d}" for i in range(len(cand))]

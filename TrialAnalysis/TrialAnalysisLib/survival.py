@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.duration.hazard_regression import PHReg
 
+from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from TrialAnalysisLib.design import build_design
 from TrialAnalysisLib.results import AnalysisResult, tidy
 
@@ -31,7 +32,7 @@ TRANSFORMS = ("log", "log-log", "plain")
 def _check(df: pd.DataFrame, cols: Sequence[str]) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise KeyError(f"columns {missing} not in data; columns: {list(df.columns)}")
+        raise MissingKeyError(f"columns {missing} not in data; columns: {list(df.columns)}")
 
 
 def _km_curve(t: np.ndarray, e: np.ndarray, transform: str, z: float) -> pd.DataFrame:
@@ -100,7 +101,7 @@ def kaplan_meier(
 ) -> AnalysisResult:
     """Kaplan–Meier curves (per ``group``) with CIs, numbers at risk and median survival with CI."""
     if ci_transform not in TRANSFORMS:
-        raise ValueError(f"ci_transform must be one of {TRANSFORMS}, got {ci_transform!r}")
+        raise BadInputError(f"ci_transform must be one of {TRANSFORMS}, got {ci_transform!r}")
     _check(df, [duration, event] + ([group] if group else []))
     d = df[[duration, event] + ([group] if group else [])].dropna()
     z = stats.norm.ppf(0.5 + conf_level / 2)
@@ -110,7 +111,7 @@ def kaplan_meier(
         t = sub[duration].to_numpy(dtype=float)
         e = sub[event].to_numpy(dtype=float)
         if not set(np.unique(e)) <= {0.0, 1.0}:
-            raise ValueError(f"event column {event!r} must be 0/1")
+            raise BadInputError(f"event column {event!r} must be 0/1")
         c = _km_curve(t, e, ci_transform, z)
         c.insert(0, "group", "all" if g is None else g)
         curves.append(c)
@@ -163,7 +164,7 @@ def logrank(
     levels = sorted(d[group].unique(), key=str)
     k = len(levels)
     if k < 2:
-        raise ValueError(f"group {group!r} needs at least 2 levels, found {levels}")
+        raise BadInputError(f"group {group!r} needs at least 2 levels, found {levels}")
     obs = np.zeros(k)
     exp = np.zeros(k)
     var = np.zeros((k, k))
@@ -255,7 +256,7 @@ def cox(
     model variance), summed within ``cluster`` when given (R ``cluster(id)``).
     """
     if ties not in ("efron", "breslow"):
-        raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
+        raise BadInputError(f"ties must be 'efron' or 'breslow', got {ties!r}")
     strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
     covariates = list(covariates)
     extra = [cluster] if cluster and cluster not in covariates + strata_cols else []
@@ -402,9 +403,9 @@ def cox_zph(fit: AnalysisResult, transform: str = "km", method: str = "score") -
     """
     f = fit.fit
     if not isinstance(f, dict) or "model" not in f:
-        raise ValueError("cox_zph needs the result of cox()")
+        raise BadInputError("cox_zph needs the result of cox()")
     if method not in ("score", "gt"):
-        raise ValueError(f"method must be 'score' or 'gt', got {method!r}")
+        raise BadInputError(f"method must be 'score' or 'gt', got {method!r}")
     t, e = f["time"], f["event"]
     resid = np.asarray(f["result"].schoenfeld_residuals)
     ev = e == 1
@@ -425,7 +426,7 @@ def cox_zph(fit: AnalysisResult, transform: str = "km", method: str = "score") -
     elif transform == "log":
         gfun = np.log
     else:
-        raise ValueError(f"transform must be km, identity, rank or log; got {transform!r}")
+        raise BadInputError(f"transform must be km, identity, rank or log; got {transform!r}")
     g = np.array([gfun(u) for u in te], dtype=float)
     vcov = f["cov"]
     nev = len(te)

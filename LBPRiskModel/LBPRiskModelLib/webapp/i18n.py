@@ -10,6 +10,8 @@ import json
 from functools import cache
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import MissingKeyError
+
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 LANGUAGES = ("en", "zh")
 DEFAULT_LANGUAGE = "en"
@@ -19,7 +21,7 @@ DEFAULT_LANGUAGE = "en"
 def strings(lang: str) -> dict[str, str]:
     """All UI strings of ``lang`` ("en" or "zh"); raises KeyError naming an unknown language."""
     if lang not in LANGUAGES:
-        raise KeyError(f"unknown language {lang!r}; available: {', '.join(LANGUAGES)}")
+        raise MissingKeyError(f"unknown language {lang!r}; available: {', '.join(LANGUAGES)}")
     return json.loads((LOCALES_DIR / f"{lang}.json").read_text(encoding="utf-8"))
 
 

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import BadInputError, UserError
+
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     """Register the ``serve`` sub-command."""
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from LBPRiskModelLib.webapp.app import BUNDLE_ENV, create_app
 
     if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        raise BadInputError(f"--workers must be >= 1, got {args.workers}")
     try:
         app = create_app(args.model)  # verified here, before any port is bound
     except BundleError as exc:
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
+    except UserError as exc:
         print(f"lbp-riskmodel serve: error: {exc}", file=sys.stderr)
         return 2
 
