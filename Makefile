@@ -53,7 +53,7 @@ test: venv browser postgres
 	$(PY) -m pytest $(if $(SLOW),,-m "not slow") $(PYTEST_ARGS)
 
 demo: venv
-	$(PY) -m TrialAnalysisLib demo --out $(OUT) $(if $(FULL),--full,)
+	$(PY) -m ParaspinalLBPDemo --out $(OUT) $(if $(FULL),--full,)
 
 # A compiled HTTP load generator for the calculator benchmark (a Python client would share the CPU
 # with the server it measures); the benchmark falls back to wrk, then to Python, and says so.

@@ -3,7 +3,7 @@
 simulate (with phantom MRIs, also as DICOM) → segment the DICOM studies from the simulator's seeds
 (paraspinal-seg batch: DICOM SEGs, QC page) → measurements → radiomics
 batch → model bundle → calculator-ready predictions → trial report → index page. Each step is the
-module's own CLI (run by ``TrialAnalysisLib.demo``), so this is also what ``make demo`` does.
+module's own CLI (run by ``ParaspinalLBPDemo.demo``), so this is also what ``make demo`` does.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 
 from LBPRiskModelLib.bundle import load_bundle
-from TrialAnalysisLib.demo import Demo
+from ParaspinalLBPDemo.demo import Demo
 
 N_PARTICIPANTS = 120
 N_MRI = 30

@@ -532,3 +532,4 @@ def test_libs_raise_user_error_types_for_bad_input() -> None:
         if BARE_USER_ERROR.search(line)
     ]
     assert not offenders, f"raise ParaspinalLBPCore.errors types for bad input: {offenders}"
+

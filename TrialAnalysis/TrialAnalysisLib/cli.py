@@ -30,7 +30,6 @@ COMMANDS = {
         "TrialAnalysisLib.analyze_cli:add_cli",
         "run the statistical analysis plan on a trial dataset and write report.html/.pdf",
     ),
-    "demo": Command("TrialAnalysisLib.demo:add_cli", "run the whole digital-twin chain (make demo)"),
     "randomization-server": Command(
         "TrialAnalysisLib.randomization_server.server_cli:add_server_cli",
         "serve central web randomisation (SQLite file or PostgreSQL URL)",

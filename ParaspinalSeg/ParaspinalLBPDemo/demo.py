@@ -1,4 +1,5 @@
-"""The digital-twin trial end to end, the way the trial's teams would run it (``make demo``).
+"""The digital-twin trial end to end, the way the trial's teams would run it (``make demo``,
+``paraspinal-lbp-demo``, ``python -m ParaspinalLBPDemo``).
 
 simulate the trial with an imaging cohort (phantom MRI, also as DICOM studies) → randomise the cohort
 through the central randomisation service → segment every DICOM study from the seeds the simulator
@@ -298,9 +299,9 @@ seed per muscle per level. Planted 12-month ODI effect: {truth.get("treatment_ef
         return self.index()
 
 
-def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
-    """Register ``demo``."""
-    p = subparsers.add_parser(name, help="run the whole digital-twin chain (make demo)", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """``paraspinal-lbp-demo`` / ``python -m ParaspinalLBPDemo`` options."""
+    p = argparse.ArgumentParser(prog="paraspinal-lbp-demo", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output directory (resumes if present)")
     p.add_argument(
         "--full", action="store_true", help="314 participants all with MRI, 20 imputations, protocol model"
@@ -311,7 +312,12 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
         "--imputations", type=int, help="multiple imputations for the report (default 5; --full 20)"
     )
     p.add_argument("--seed", type=int, default=1)
-    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``paraspinal-lbp-demo`` console script (``make demo``)."""
+    return run(build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
