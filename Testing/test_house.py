@@ -257,21 +257,22 @@ def test_ruff_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_slicer_requirements_match_pyproject_pins() -> None:
-    """The packages Slicer users are offered to install are exactly the pinned ones of pyproject.toml."""
+def test_slicer_requirements_are_the_pyproject_pins() -> None:
+    """Inside Slicer the modules check the pins of ParaspinalLBPSlicer/requirements.txt, shipped with the
+    extension and generated from pyproject.toml (the one pin list); every package they need is pinned."""
+    from ParaspinalLBPSlicer import requirements
+
+    shipped = requirements.REQUIREMENTS_FILE.read_text(encoding="utf-8")
+    assert shipped == update_cmake_lists.render_requirements(), "run `make cmake-lists`"
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    pins = {d.split("==")[0].lower(): d.split("#")[0].strip() for d in project["dependencies"]}
-    source = REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer" / "requirements.py"
-    tree = ast.parse(source.read_text(encoding="utf-8"))
-    node = next(
-        n
-        for n in tree.body
-        if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "PYTHON_REQUIREMENTS" for t in n.targets)
-    )
-    requirements = ast.literal_eval(node.value)
-    for import_name, requirement in requirements.items():
-        name = requirement.split("==")[0].lower()
-        assert pins.get(name) == requirement, f"{import_name}: {requirement} vs pyproject {pins.get(name)}"
+    pins = requirements.loadPins()
+    assert len(pins) == len(project["dependencies"])
+    for import_name, distribution in requirements.PYTHON_PACKAGES.items():
+        pin = pins.get(requirements._canonical(distribution))
+        assert pin, f"{import_name}: {distribution} is not pinned in pyproject.toml"
+        assert f"{distribution}=={pin}".lower() in {
+            d.split(";")[0].strip().lower() for d in project["dependencies"]
+        }
 
 
 # What a Slicer 5.10+ Python always has: the standard library and these bundled packages.

@@ -1,17 +1,34 @@
-"""Rewrite each module's CMakeLists.txt so it lists every Python file and resource of the module.
+"""Rewrite each module's CMakeLists.txt so it lists every Python file and resource of the module, and
+the pinned requirements the Slicer modules check (generated from pyproject.toml).
 
-Run after adding or removing files (``make cmake-lists``); ``Testing/test_house.py`` fails when a
-file is missing from its module's list, so Slicer's build never silently drops a file.
+Run after adding or removing files or changing a pin (``make cmake-lists``); ``--check`` (run by
+``make test``/``make lint``) fails when a file is missing from its module's list or the requirements file
+differs from pyproject.toml, so Slicer's build never silently drops a file and an installed extension
+checks the same pins as the command line.
 """
 
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ("ParaspinalSeg", "ParaspinalRadiomics", "LBPRiskModel", "TrialAnalysis")
 SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+#: Shipped with the extension (pyproject.toml is not): ParaspinalLBPSlicer.requirements reads the pins here.
+REQUIREMENTS_TXT = REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer" / "requirements.txt"
+
+
+def render_requirements() -> str:
+    """requirements.txt text: the runtime dependencies of pyproject.toml, one pip requirement per line."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    header = (
+        "# Generated from pyproject.toml by Testing/tools/update_cmake_lists.py (make cmake-lists); do not edit.\n"
+        "# Read by ParaspinalLBPSlicer/requirements.py to check the installed versions inside Slicer.\n"
+    )
+    return header + "".join(f"{dep}\n" for dep in project["dependencies"])
+
 
 TEMPLATE = """#-----------------------------------------------------------------------------
 set(MODULE_NAME {name})
@@ -70,9 +87,15 @@ def render(name: str) -> str:
 
 
 def main() -> int:
-    """Write all module CMakeLists; ``--check`` only reports which are out of date (exit 1)."""
+    """Write the requirements file and all module CMakeLists; ``--check`` only reports which are out of date
+    (exit 1)."""
     check = "--check" in sys.argv
     stale = []
+    text = render_requirements()
+    if not REQUIREMENTS_TXT.exists() or REQUIREMENTS_TXT.read_text(encoding="utf-8") != text:
+        stale.append(REQUIREMENTS_TXT.relative_to(REPO).as_posix())
+        if not check:
+            REQUIREMENTS_TXT.write_text(text, encoding="utf-8")
     for name in MODULES:
         path = REPO / name / "CMakeLists.txt"
         text = render(name)
