@@ -30,6 +30,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ParaspinalLBPCore.errors import BadInputError
+from ParaspinalSegLib.fat import noise_floor
 
 # Single image: shell ratio at or above FAT_BRIGHT_RATIO is fat-bright, at or below FAT_DARK_RATIO fat is
 # not bright; in between the image is inconclusive (accepted, with the reason reported). Measured: fat-bright
@@ -66,7 +67,7 @@ DICOM_TAGS = {
 _TEXT_KEYS = ("SeriesDescription", "ProtocolName", "SequenceName", "descrip", "intent_name")
 
 
-class UnsupportedContrastError(ValueError):
+class UnsupportedContrastError(BadInputError):
     """The input's contrast is one the methods cannot use (the message says which and why)."""
 
 
@@ -157,7 +158,6 @@ def shell_ratio(
     image: sitk.Image | np.ndarray, spacing_ji: tuple[float, float] | None = None
 ) -> tuple[float, int]:
     """(median over slices of brightest shallow band / deep tissue, number of slices used); NaN if no body."""
-    from ParaspinalSegLib.fat import noise_floor
 
     arr = np.asarray(_as_array(image), dtype=np.float32)
     sp = _spacing_ji(image, spacing_ji)
@@ -185,7 +185,6 @@ def shell_fat_fraction(
     spacing_ji: tuple[float, float] | None = None,
 ) -> tuple[float, int]:
     """(median over slices of F/(F+W) on the brightest shallow band of F + W, number of slices used)."""
-    from ParaspinalSegLib.fat import noise_floor
 
     w = np.clip(np.asarray(_as_array(water), dtype=np.float32), 0, None)
     f = np.clip(np.asarray(_as_array(fat), dtype=np.float32), 0, None)
