@@ -516,7 +516,10 @@ def test_help_loads_no_heavy_engine(module: str) -> None:
 
 #: Modules whose ValueErrors are internal signals or programming errors, never a user's input.
 INTERNAL_ERRORS = {"treeshap.py", "fastpath.py", "explain.py"}
-BARE_USER_ERROR = re.compile(r"\b(raise|return)\s+(ValueError|FileNotFoundError|KeyError|OSError)\(")
+BARE_USER_ERROR = re.compile(
+    r"\b(raise|return)\s+(ValueError|FileNotFoundError|KeyError|OSError)\("
+    r"|^class \w+\((ValueError|FileNotFoundError|KeyError|OSError)\)"
+)
 
 
 def test_libs_raise_user_error_types_for_bad_input() -> None:
@@ -534,3 +537,109 @@ def test_libs_raise_user_error_types_for_bad_input() -> None:
     ]
     assert not offenders, f"raise ParaspinalLBPCore.errors types for bad input: {offenders}"
 
+
+# --- Imports between a package's modules: no cycles, none hidden inside functions ---
+
+PACKAGES = {
+    "ParaspinalLBPCore": CORE,
+    **{f"{m}Lib": REPO / m / f"{m}Lib" for m in MODULES},
+    "ParaspinalLBPDemo": REPO / "ParaspinalSeg" / "ParaspinalLBPDemo",
+}
+
+
+def _module_name(package: str, root: Path, path: Path) -> str:
+    parts = [package, *path.relative_to(root).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sibling_imports(package: str, root: Path) -> tuple[dict[str, set[str]], dict[str, set[tuple[str, str]]]]:
+    """Per module of the package: sibling modules imported at top level, and (function, sibling) pairs
+    imported inside functions (``if TYPE_CHECKING:`` imports do not run and are left out)."""
+    files = sorted(root.rglob("*.py"))
+    known = {_module_name(package, root, p) for p in files}
+
+    def targets(node: ast.AST) -> set[str]:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            return set()
+        return {n for n in names if n in known and n != package}
+
+    top: dict[str, set[str]] = {}
+    lazy: dict[str, set[tuple[str, str]]] = {}
+    for path in files:
+        name = _module_name(package, root, path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top[name] = set().union(*(targets(n) for n in tree.body)) - {name}
+        lazy[name] = {
+            (func.name, target)
+            for func in ast.walk(tree)
+            if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for node in ast.walk(func)
+            for target in targets(node)
+            if target != name
+        }
+    return top, lazy
+
+
+def import_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Cycles of a directed import graph (one per strongly connected component, as a sorted list)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def _lazy_import_allowed(module: str, function: str) -> bool:
+    """Function-level imports of siblings are the lazy command line (a ``cli``/``*_cli`` module loads its
+    implementation when the command runs) and PEP 562 lazy exports (``__getattr__`` of a package)."""
+    leaf = module.rsplit(".", 1)[-1]
+    return leaf == "cli" or leaf.endswith("_cli") or function == "__getattr__"
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_no_import_cycles_and_no_hidden_sibling_imports(package: str) -> None:
+    """No cycle among a package's modules, counting imports inside functions too (they hid the schema <->
+    schema_validation and simulate <-> simulate_mri cycles); sibling modules are imported at the top,
+    except by the command line and lazy package exports."""
+    top, lazy = sibling_imports(package, PACKAGES[package])
+    every = {m: top[m] | {t for _, t in lazy[m]} for m in top}
+    assert not import_cycles(every), f"import cycles in {package}: {import_cycles(every)}"
+    hidden = sorted(
+        f"{m}.{f} -> {t}" for m, pairs in lazy.items() for f, t in pairs if not _lazy_import_allowed(m, f)
+    )
+    assert not hidden, f"import these sibling modules at the top of the module instead: {hidden}"
+
+
+def test_cycle_check_finds_a_hidden_cycle() -> None:
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []

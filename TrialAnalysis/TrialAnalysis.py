@@ -193,7 +193,7 @@ class TrialAnalysisLogic(ScriptedLoadableModuleLogic):
 
     def validate(self, dataDir, tableNode=None):
         """Validate a trial data folder; returns (ValidationReport, table node of the findings)."""
-        from TrialAnalysisLib.schema import validate_trial
+        from TrialAnalysisLib.schema_validation import validate_trial
 
         report = validate_trial(Path(dataDir))
         table = dataFrameToTable(report.table, tableNode, "Trial data validation")

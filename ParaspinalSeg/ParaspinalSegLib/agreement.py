@@ -32,7 +32,13 @@ import SimpleITK as sitk
 from ParaspinalLBPCore.agreement import icc_from_matrix
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
+from ParaspinalSegLib.batch import SERIES_COLUMNS, read_manifest, read_marker
 from ParaspinalSegLib.bland_altman import bland_altman
+from ParaspinalSegLib.image_inputs import load_image_inputs
+from ParaspinalSegLib.io import match_grid, read_labels_json, same_grid_problems, to_axial
+from ParaspinalSegLib.levels import levels_from_landmarks
+from ParaspinalSegLib.markups import read_points
+from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.surface import compare_masks
 
 log = logging.getLogger(__name__)
@@ -67,8 +73,6 @@ class RaterCase:
 def rater_cases(folder: str | Path, option: str) -> dict[str, RaterCase]:
     """The cases of a rater folder (a batch folder or ``<case_id>/labels.nii.gz`` folders)."""
     from ParaspinalLBPCore.structures import default_label_names
-    from ParaspinalSegLib.batch import read_marker
-    from ParaspinalSegLib.io import read_labels_json
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -106,8 +110,6 @@ def _image_source(case_id: str, a: RaterCase, manifest: Mapping[str, Any] | None
     """Image options (as the CLIs take them) of a case: the manifest row, else rater A's batch marker."""
     import dataclasses
 
-    from ParaspinalSegLib.batch import SERIES_COLUMNS
-
     if manifest is not None:
         spec = manifest.get(case_id)
         return None if spec is None else SimpleNamespace(**dataclasses.asdict(spec))
@@ -122,8 +124,6 @@ def _images(
     source: SimpleNamespace | None, labels: sitk.Image, assume_same_grid: bool
 ) -> dict[str, sitk.Image]:
     """The measure_labels image arguments on the label grid ({} without a source)."""
-    from ParaspinalSegLib.image_inputs import load_image_inputs
-    from ParaspinalSegLib.io import match_grid
 
     if source is None:
         return {}
@@ -140,8 +140,6 @@ def _levels(
     source: SimpleNamespace | None, a: RaterCase, b: RaterCase, labels: sitk.Image, notes: list[str]
 ) -> dict[str, tuple[int, int]]:
     """Level slice ranges both raters are compared on (see the module docstring)."""
-    from ParaspinalSegLib.levels import levels_from_landmarks
-    from ParaspinalSegLib.markups import read_points
 
     if source is not None and getattr(source, "levels", None):
         return levels_from_landmarks(read_points(source.levels), labels, source=source.levels)
@@ -163,8 +161,6 @@ def compare_case(
     notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """One row per muscle × level of one case: Dice/ASSD/HD95 and ``<measure>_a``/``<measure>_b``."""
-    from ParaspinalSegLib.io import same_grid_problems, to_axial
-    from ParaspinalSegLib.measure import measure_labels
 
     notes = notes if notes is not None else []
     la = to_axial(sitk.ReadImage(str(a.labels)), f"rater A {a.labels}")
@@ -237,7 +233,6 @@ def run_agreement(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> AgreementResult:
     """Compare the cases both folders hold; see the module docstring."""
-    from ParaspinalSegLib.batch import read_manifest
 
     ra, rb = rater_cases(folder_a, "--a"), rater_cases(folder_b, "--b")
     common = [c for c in ra if c in rb]

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.agreement import MEASURES, AgreementResult
+from ParaspinalSegLib.batch import publish
 
 REFERENCES = (
     "Shrout PE, Fleiss JL. Intraclass correlations: uses in assessing rater reliability. Psychol Bull 1979;86:420–8.",
@@ -137,7 +138,6 @@ mean(A − B) with its t interval; limits of agreement bias ± 1.96 SD with exac
 
 def write_report(result: AgreementResult, out: str | Path, folder_a: str, folder_b: str) -> Path:
     """Write the tables, figures and ``report.html`` into ``out`` (replaced as a whole); returns the page."""
-    from ParaspinalSegLib.batch import publish
 
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not (out / "agreement.csv").is_file():

@@ -34,32 +34,26 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError, UserError
+from ParaspinalSegLib import qc, qc_page
+from ParaspinalSegLib.batch_manifest import MANIFEST_COLUMNS, PATH_COLUMNS, SERIES_COLUMNS
+from ParaspinalSegLib.decisions import DECISIONS_FILE, now_utc, parse_time, read_decision_rows, read_decisions
+from ParaspinalSegLib.dicom_seg import check_on_series_grid, write_dicom_seg
+from ParaspinalSegLib.dicom_seg_cli import resolve_reference
+from ParaspinalSegLib.image_inputs import load_image_inputs
+from ParaspinalSegLib.io import write_labels, write_labels_json, write_seg_nrrd
+from ParaspinalSegLib.markups import read_points
+from ParaspinalSegLib.measure import measure_labels
+from ParaspinalSegLib.segment import SegmentParams, segment
+from ParaspinalSegLib.segment_cli import write_csv
 
 log = logging.getLogger(__name__)
 
-#: Manifest columns and what they hold (docs/cohort.md repeats this table).
-MANIFEST_COLUMNS: dict[str, str] = {
-    "case_id": "case identifier, also the output folder name (letters, digits, '.', '_', '-')",
-    "water": "Dixon water image, a file (NIfTI, NRRD, ...) or a DICOM series folder (use with fat)",
-    "fat": "Dixon fat image, a file or a DICOM series folder (use with water); results are on its grid",
-    "image": "single T1/T2-weighted image (fat bright), a file or a DICOM series folder",
-    "dicom": "DICOM study folder: the Dixon water/fat pair is recognised from the headers "
-    "(or named by water_series/fat_series); with series, that one image instead",
-    "series": "series of the DICOM folder in image or dicom (SeriesNumber or SeriesInstanceUID)",
-    "water_series": "water series of a DICOM folder (SeriesNumber or SeriesInstanceUID)",
-    "fat_series": "fat series of a DICOM folder (SeriesNumber or SeriesInstanceUID)",
-    "seeds": "seed points (.mrk.json; labels = structure names, description = level)",
-    "levels": "level landmarks L1..L5 (.mrk.json); optional (else levels from the seeds)",
-}
-PATH_COLUMNS = ("water", "fat", "image", "dicom", "seeds", "levels")
-SERIES_COLUMNS = ("series", "water_series", "fat_series")
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MARKER = "done.json"
 
@@ -191,20 +185,6 @@ def input_hash(spec: CaseSpec, settings: BatchSettings) -> str:
     return h.hexdigest()
 
 
-def now_utc() -> str:
-    """Current UTC time, ISO 8601 with seconds (the format of markers and decisions)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def parse_time(text: str | None) -> datetime:
-    """An ISO 8601 time as an aware datetime (no zone = UTC); missing or unreadable = the epoch."""
-    try:
-        t = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.fromtimestamp(0, UTC)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 @dataclass
 class CaseOutcome:
     """What happened to one case in this run."""
@@ -297,9 +277,6 @@ def _read_inputs(spec: CaseSpec, settings: BatchSettings) -> tuple[Any, list, li
     as the ``segment`` command reads its options; errors name the manifest line."""
     from types import SimpleNamespace
 
-    from ParaspinalSegLib.dicom_seg_cli import resolve_reference
-    from ParaspinalSegLib.image_inputs import load_image_inputs
-    from ParaspinalSegLib.markups import read_points
 
     args = SimpleNamespace(
         **{c: getattr(spec, c) for c in ("image", "water", "fat", "dicom", *SERIES_COLUMNS)}
@@ -313,7 +290,6 @@ def _read_inputs(spec: CaseSpec, settings: BatchSettings) -> tuple[Any, list, li
     except UserError as exc:  # a bug (any other exception) keeps its traceback
         raise BadInputError(f"manifest line {spec.line}: {exc}") from None
     if reference is not None:
-        from ParaspinalSegLib.dicom_seg import check_on_series_grid
 
         check_on_series_grid(src.image if src.image is not None else src.fat, reference, "the input image")
     return src, seeds, levels, reference
@@ -323,11 +299,6 @@ def _process(spec: CaseSpec, settings: BatchSettings, out: Path) -> list[str]:
     """Segment and measure one case with the library calls of ``segment``, write its outputs and QC."""
     import SimpleITK as sitk
 
-    from ParaspinalSegLib import qc
-    from ParaspinalSegLib.io import write_labels, write_labels_json, write_seg_nrrd
-    from ParaspinalSegLib.measure import measure_labels
-    from ParaspinalSegLib.segment import SegmentParams, segment
-    from ParaspinalSegLib.segment_cli import write_csv
 
     src, seeds, levels, reference = _read_inputs(spec, settings)
     params = SegmentParams()
@@ -356,7 +327,6 @@ def _process(spec: CaseSpec, settings: BatchSettings, out: Path) -> list[str]:
     )  # fmt: skip
     write_csv(out / "measurements.csv", table)
     if reference is not None:
-        from ParaspinalSegLib.dicom_seg import write_dicom_seg
 
         write_dicom_seg(out / "segmentation.dcm", result.labels, result.label_names, reference)
     (out / "segment_info.json").write_text(json.dumps(result.info, indent=1, default=str), encoding="utf-8")
@@ -518,9 +488,6 @@ def run_batch(
     """
     from tqdm import tqdm
 
-    from ParaspinalSegLib import qc_page
-    from ParaspinalSegLib.decisions import DECISIONS_FILE, read_decision_rows, read_decisions
-    from ParaspinalSegLib.segment_cli import write_csv
 
     t0 = time.perf_counter()
     settings = settings or BatchSettings()

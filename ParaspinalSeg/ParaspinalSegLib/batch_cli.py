@@ -15,7 +15,7 @@ from ParaspinalLBPCore.errors import BadInputError
 
 def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
     """Register the ``batch`` sub-command."""
-    from ParaspinalSegLib.batch import MANIFEST_COLUMNS
+    from ParaspinalSegLib.batch_manifest import MANIFEST_COLUMNS
     from ParaspinalSegLib.qc_page import QCThresholds
 
     columns = "; ".join(f"{k}: {v}" for k, v in MANIFEST_COLUMNS.items())

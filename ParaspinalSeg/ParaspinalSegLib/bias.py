@@ -16,7 +16,30 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ParaspinalLBPCore.errors import BadInputError
-from ParaspinalSegLib.fat import tissue_mode
+
+# A histogram peak counts as a tissue class when it is at least MIN_PEAK_SHARE of the highest peak and the
+# histogram dips below PEAK_DIP of its height before the highest peak (a separate class, not a wiggle on a flank).
+MIN_PEAK_SHARE = 0.25
+PEAK_DIP = 0.8
+
+
+def tissue_mode(values: np.ndarray, bins: int = 64) -> float:
+    """The lowest tissue class's histogram mode (smoothed): the plain mode unless a separate, substantial peak
+    lies below it. In lean muscle that is the mode; in muscle with fat patches the lean tissue between them
+    forms its own, lower peak, which the plain mode (the fatty majority) would miss."""
+    lo, hi = np.percentile(values, [1, 99])
+    if hi <= lo:
+        return float(lo)
+    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    hist = ndi.gaussian_filter1d(hist.astype(float), 1.5)
+    top = int(np.argmax(hist))
+    padded = np.r_[-1.0, hist, -1.0]
+    peaks = np.flatnonzero(
+        (hist >= padded[:-2]) & (hist >= padded[2:]) & (hist >= MIN_PEAK_SHARE * hist[top])
+    )
+    b = next((int(p) for p in peaks if p < top and hist[p:top].min() < PEAK_DIP * hist[p]), top)
+    return float(0.5 * (edges[b] + edges[b + 1]))
+
 
 _CROSS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)
 

@@ -20,19 +20,32 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from ParaspinalLBPCore.errors import BadInputError
-from ParaspinalSegLib.batch import now_utc, parse_time
 
 log = logging.getLogger(__name__)
 
 DECISIONS_FILE = "qc_decisions.csv"
 DECISION_COLUMNS = ("case_id", "decision", "reviewer", "timestamp", "note")
 DECISIONS = ("accept", "redo")
+
+
+def now_utc() -> str:
+    """Current UTC time, ISO 8601 with seconds (the format of markers and decisions)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def parse_time(text: str | None) -> datetime:
+    """An ISO 8601 time as an aware datetime (no zone = UTC); missing or unreadable = the epoch."""
+    try:
+        t = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def read_decisions(path: str | Path, known_cases: Iterable[str] | None = None) -> dict[str, dict]:

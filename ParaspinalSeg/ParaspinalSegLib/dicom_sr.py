@@ -20,6 +20,7 @@ import pandas as pd
 from ParaspinalLBPCore import dicom_series as dser
 from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalLBPCore.structures import BY_NAME, LEVEL_CODES, MUSCLE_CODES, SCT_LEFT, SCT_RIGHT
+from ParaspinalSegLib.dicom_seg import ALGORITHM_NAME, _software_version
 
 # column → (concept, UCUM unit)
 MEASUREMENTS = {
@@ -79,8 +80,6 @@ def write_measurement_report(
     import highdicom as hd
     import pydicom
     from pydicom.uid import generate_uid
-
-    from ParaspinalSegLib.dicom_seg import ALGORITHM_NAME, _software_version
 
     seg = pydicom.dcmread(seg_path)
     numbers = {str(item.TrackingID): int(item.SegmentNumber) for item in seg.SegmentSequence}

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ParaspinalLBPCore.errors import BadInputError
+from ParaspinalSegLib.bias import fit_polynomial_bias, tissue_mode
 
 
 def noise_floor(signal: np.ndarray) -> float:
@@ -48,28 +49,6 @@ def dixon_ff(water: np.ndarray, fat: np.ndarray, floor: float | None = None) -> 
     with np.errstate(invalid="ignore", divide="ignore"):
         ff = np.where(s > floor, f / np.where(s > 0, s, 1), np.nan).astype(np.float32)
     return ff
-
-
-# A histogram peak counts as a tissue class when it is at least MIN_PEAK_SHARE of the highest peak and the
-# histogram dips below PEAK_DIP of its height before the highest peak (a separate class, not a wiggle on a flank).
-MIN_PEAK_SHARE = 0.25
-PEAK_DIP = 0.8
-
-
-def tissue_mode(values: np.ndarray, bins: int = 64) -> float:
-    """The lowest tissue class's histogram mode (smoothed): the plain mode unless a separate, substantial peak
-    lies below it. In lean muscle that is the mode; in muscle with fat patches the lean tissue between them
-    forms its own, lower peak, which the plain mode (the fatty majority) would miss."""
-    lo, hi = np.percentile(values, [1, 99])
-    if hi <= lo:
-        return float(lo)
-    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    hist = ndi.gaussian_filter1d(hist.astype(float), 1.5)
-    top = int(np.argmax(hist))
-    padded = np.r_[-1.0, hist, -1.0]
-    peaks = np.flatnonzero((hist >= padded[:-2]) & (hist >= padded[2:]) & (hist >= MIN_PEAK_SHARE * hist[top]))
-    b = next((int(p) for p in peaks if p < top and hist[p:top].min() < PEAK_DIP * hist[p]), top)
-    return float(0.5 * (edges[b] + edges[b + 1]))
 
 
 def linear_references(
@@ -155,8 +134,6 @@ def local_linear_ff(
 
     Returns (signal fat fraction map, adipose volume fraction map v, references: lean_ref, fat_ref,
     per-muscle lean, bias gain range); both maps float32, 0–1."""
-    from ParaspinalSegLib.bias import fit_polynomial_bias
-
     muscle = np.isin(labels, values)
     if not muscle.any():
         raise BadInputError("linear fat model: no muscle voxels to estimate the lean-muscle reference from")

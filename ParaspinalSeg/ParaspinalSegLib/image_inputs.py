@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from ParaspinalLBPCore import dicom_series as ds
 from ParaspinalLBPCore.errors import BadInputError
-from ParaspinalSegLib.contrast import read_metadata
+from ParaspinalSegLib.contrast import read_metadata, require_supported_metadata
 from ParaspinalSegLib.io import check_volume, read_volume
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,6 @@ def check_inputs(inputs: ImageInputs, fat_contrast: bool = True, hint: str = "")
                 f"ImageType/SeriesDescription ({chr(92).join(info.image_type)}); water and fat swapped?"
             )
     if fat_contrast:
-        from ParaspinalSegLib.contrast import require_supported_metadata
-
         require_supported_metadata(inputs.metadata, hint=hint)
 
 

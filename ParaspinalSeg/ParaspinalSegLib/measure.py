@@ -29,6 +29,8 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ParaspinalLBPCore.errors import BadInputError
+from ParaspinalSegLib import fat as fatmod
+from ParaspinalSegLib.contrast import require_supported
 from ParaspinalSegLib.geometry import check_same_grid
 from ParaspinalSegLib.io import MAX_OBLIQUE_DEG
 
@@ -149,7 +151,6 @@ class FatMaps:
 def _single_image_maps(source: np.ndarray, lab: np.ndarray, label_names: Mapping[int, str], method: str,
                        spacing_ji: tuple[float, float]) -> FatMaps:  # fmt: skip
     """t1_local (or, where no bias field can be fitted and ``method`` is auto, t1_linear) on one image."""
-    from ParaspinalSegLib import fat as fatmod
 
     values = [int(v) for v in label_names]
     if method in ("t1_local", "auto"):
@@ -176,7 +177,6 @@ def _fat_maps(lab: np.ndarray, label_names: Mapping[int, str], water: np.ndarray
               img: np.ndarray | None, method: str, spacing_ji: tuple[float, float],
               noise_floor: float | None) -> FatMaps:  # fmt: skip
     """Voxel signal-FF and volume-fraction maps by the requested method ('none' when not possible)."""
-    from ParaspinalSegLib import fat as fatmod
 
     known = ("auto", "dixon", "t1_local", "t1_linear", "none")
     if method not in known:
@@ -356,7 +356,6 @@ def _input_arrays(labels: sitk.Image, image: sitk.Image | None, water: sitk.Imag
 
 def _check_fat_contrast(method: str, img, w, f, spacing_ji: tuple[float, float]) -> None:
     """Refuse inputs whose fat contrast the requested fat method cannot use (contrast.py)."""
-    from ParaspinalSegLib.contrast import require_supported
 
     if method == "none":
         return

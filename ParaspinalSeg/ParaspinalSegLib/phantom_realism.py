@@ -19,7 +19,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalSegLib.fat_patterns import PATTERNS
 from ParaspinalSegLib.phantom import PhantomParams, make_phantom
+from ParaspinalSegLib.phantom_params import MuscleParams
 
 # Parameters of the phantom used for the comparison: TUM01 covers L2–L5 at 1.0185 mm, 4 mm slices,
 # 3T 6-echo Dixon whose measured SNR (lean-muscle water / noise sigma) is ~80.
@@ -203,9 +205,6 @@ def patterns_figure(path: str | Path, seed: int = 5) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ParaspinalSegLib.fat_patterns import PATTERNS
-    from ParaspinalSegLib.phantom_params import MuscleParams
 
     fig, axes = plt.subplots(1, len(PATTERNS) + 1, figsize=(4 * len(PATTERNS) + 4, 4.6))
     for ax, pattern in zip(axes[:-1], PATTERNS, strict=True):

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ParaspinalLBPCore.errors import BadInputError
+from ParaspinalSegLib.structures import LEVELS
 
 FLAG_COLUMNS = ("case_id", "kind", "structure", "level", "value", "message")
 #: Measurement columns shown in the captions when the table has them (name → caption label).
@@ -300,7 +301,6 @@ the left); + seed, red × seed outside its label; highlighted cells are the flag
 
 def _png_levels(out: Path, case_id: str, facts: Mapping) -> list[str]:
     """Levels with an image, cranial first (L1 … L5), or ``all`` for a case without levels."""
-    from ParaspinalSegLib.structures import LEVELS
 
     folder = out / "cases" / case_id / "qc"
     names = sorted(facts.get("levels", {}), key=lambda lv: (LEVELS.index(lv) if lv in LEVELS else 99, lv))

@@ -156,7 +156,7 @@ def test_migrations_match_the_table_definitions(tmp_path: Path) -> None:
 def test_export_of_a_simulated_trial_passes_validate(tmp_path: Path) -> None:
     """Randomise the simulated participants in their order through the service; the unblinded export,
     merged into the dataset, reproduces the simulated arms and ``trial-analysis validate`` accepts it."""
-    from TrialAnalysisLib.schema import validate_trial
+    from TrialAnalysisLib.schema_validation import validate_trial
     from TrialAnalysisLib.simulate import simulate_trial
 
     trial = tmp_path / "trial"

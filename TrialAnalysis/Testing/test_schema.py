@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from ParaspinalLBPCore.cli import run_cli
-from TrialAnalysisLib.schema import TABLES, data_dictionary, load_trial, validate_trial
+from TrialAnalysisLib.schema import TABLES, data_dictionary, load_trial
+from TrialAnalysisLib.schema_validation import validate_trial
 from TrialAnalysisLib.simulate import simulate_trial
 
 

@@ -14,7 +14,8 @@ import yaml
 
 from ParaspinalLBPCore.cli import run_cli
 from TrialAnalysisLib.randomization import running_imbalance
-from TrialAnalysisLib.schema import LEVELS, MUSCLE_NAMES, TABLES, load_trial, validate_trial
+from TrialAnalysisLib.schema import LEVELS, MUSCLE_NAMES, TABLES, load_trial
+from TrialAnalysisLib.schema_validation import validate_trial
 from TrialAnalysisLib.simulate import simulate_trial
 from TrialAnalysisLib.simulate_mri import phantom_params
 from TrialAnalysisLib.simulate_population import reference_csa

@@ -102,7 +102,8 @@ def sigterm_exits() -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     """Load, analyse, render; print the report path and the headline result."""
     from TrialAnalysisLib.report import render_report, report_stages
-    from TrialAnalysisLib.schema import load_trial, validate_trial
+    from TrialAnalysisLib.schema import load_trial
+    from TrialAnalysisLib.schema_validation import validate_trial
 
     if args.imputations < 1:
         raise BadInputError(f"--imputations must be ≥ 1, got {args.imputations}")

@@ -42,6 +42,7 @@ from TrialAnalysisLib.mixed import mixed_model
 from TrialAnalysisLib.results import fmt_p
 from TrialAnalysisLib.sample_size import plot_power_curve, protocol_statement
 from TrialAnalysisLib.sample_size import sample_size as sample_size_fn
+from TrialAnalysisLib.schema import load_trial
 
 MCID = 10.0
 COVARIATES = ["odi_baseline", "sex", "centre"]
@@ -275,8 +276,6 @@ def render_report(
     if the run stops early (error, Ctrl-C, SIGTERM) nothing in ``out_dir`` changes.
     """
     if isinstance(data, (str, Path)):
-        from TrialAnalysisLib.schema import load_trial
-
         data = load_trial(data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 The simulator writes with this schema and every consumer reads through :func:`load_trial`, so the
 CSV layout has one definition. :func:`write_data_dictionary` exports it as ``data_dictionary.csv``;
-:func:`validate_trial` (in :mod:`TrialAnalysisLib.schema_validation`, re-exported here) checks a dataset.
+:func:`TrialAnalysisLib.schema_validation.validate_trial` checks a dataset against this schema.
 
 Conventions: tidy CSVs, UTF-8, ``\\n`` line ends, empty field = missing, booleans ``True``/``False``,
 dates ISO ``YYYY-MM-DD``. Visit days count from randomization (day 0); the month visits count from
@@ -16,16 +16,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
-
-if TYPE_CHECKING:
-    from TrialAnalysisLib.schema_validation import ValidationReport
 
 CENTRES = ("C1", "C2", "C3", "C4", "C5")
 SEXES = ("F", "M")
@@ -329,11 +326,11 @@ def read_mapping(mapping: Mapping[str, Any] | str | Path | None) -> dict[str, di
 
 
 def load_trial(directory: str | Path, mapping: Mapping[str, Any] | str | Path | None = None) -> TrialData:
-    """Load a trial dataset directory into typed DataFrames (validation is separate: :func:`validate_trial`).
+    """Load a trial dataset directory into typed DataFrames (validation is separate: :func:`~TrialAnalysisLib.schema_validation.validate_trial`).
 
     participants.csv and visits.csv are required (FileNotFoundError naming the file); other tables
     are None when absent. Values that do not parse as the schema type are left as text and recorded
-    in ``load_issues`` so that :func:`validate_trial` reports them with file and column.
+    in ``load_issues`` so that :func:`~TrialAnalysisLib.schema_validation.validate_trial` reports them with file and column.
     ``mapping`` maps a real export (e.g. EpiData CSV) onto the schema, per table:
     ``{"participants": {"file": "baseline.csv", "rename": {"pid": "participant_id"},
     "recode": {"sex": {"1": "M", "2": "F"}}}}`` (a dict or a JSON/YAML file).
@@ -380,12 +377,3 @@ def load_trial(directory: str | Path, mapping: Mapping[str, Any] | str | Path | 
     truth_path = directory / "truth.json"
     truth = json.loads(truth_path.read_text()) if truth_path.exists() else None
     return TrialData(**kwargs, truth=truth, directory=directory, load_issues=issues, files=files)
-
-
-def validate_trial(
-    data: TrialData | str | Path, mapping: Mapping[str, Any] | str | Path | None = None
-) -> ValidationReport:
-    """Check a dataset against the schema and the protocol (see :mod:`TrialAnalysisLib.schema_validation`)."""
-    from TrialAnalysisLib.schema_validation import validate_trial as _validate
-
-    return _validate(data, mapping)

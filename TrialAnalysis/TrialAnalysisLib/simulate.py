@@ -11,7 +11,6 @@ recurrence on arm and multifidus L4–L5 FF.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -26,7 +25,9 @@ from TrialAnalysisLib import simulate_outcomes as so
 from TrialAnalysisLib import simulate_population as sp
 from TrialAnalysisLib.randomization import block_randomization, stratum_code
 from TrialAnalysisLib.schema import CENTRES, SEXES, VISIT_DAY, write_data_dictionary, write_table
+from TrialAnalysisLib.simulate_mri import render_cohort
 from TrialAnalysisLib.simulate_outcomes import TruthParams
+from TrialAnalysisLib.simulate_population import derived_seed
 
 STREAMS = (
     "screening",
@@ -39,12 +40,6 @@ STREAMS = (
     "ae",
     "compliance",
 )
-
-
-def derived_seed(seed: int, *keys: str | int) -> int:
-    """A stable 31-bit seed derived from the trial seed and labels (e.g. randomization, participant id)."""
-    h = hashlib.sha256(json.dumps([int(seed), *map(str, keys)]).encode()).digest()
-    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
 def _rngs(seed: int) -> dict[str, np.random.Generator]:
@@ -127,8 +122,6 @@ def simulate_trial(
     write_data_dictionary(out)
     _write_truth(out, truth, n, seed, allocation, scores, base, observed, ff_l45)
     if with_mri:
-        from TrialAnalysisLib.simulate_mri import render_cohort
-
         render_cohort(
             out, base, phenotype, mri_ids, seed, progress=progress, workers=mri_workers, dicom=mri_dicom
         )

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ParaspinalLBPCore.errors import MissingKeyError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
-from TrialAnalysisLib.simulate_population import reference_csa
+from TrialAnalysisLib.simulate_population import derived_seed, reference_csa
 
 PHANTOM_FF_MAX = 0.70
 # Files the phantom writes (C3); a directory holding all of them is complete.
@@ -106,8 +106,6 @@ def render_cohort(
     ``workers`` > 1 runs that many phantom subprocesses at once (each case is independent, so the
     output does not depend on it).
     """
-    from TrialAnalysisLib.simulate import derived_seed
-
     sex = dict(zip(participants["participant_id"], participants["sex"], strict=True))
     dirs, todo = [], []
     for pid in ids:

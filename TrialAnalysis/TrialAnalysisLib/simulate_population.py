@@ -8,6 +8,8 @@ phenotype is generated around it, so fat, atrophy, endurance and outcomes are co
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,12 @@ REFERENCE_CSA_CM2 = {
     "quadratus_lumborum": (4.0, 5.5, 6.5, 6.5, 4.5),
 }
 MALE_CSA_FACTOR = {"multifidus": 1.3, "erector_spinae": 1.3, "psoas": 1.3, "quadratus_lumborum": 1.3}
+
+
+def derived_seed(seed: int, *keys: str | int) -> int:
+    """A stable 31-bit seed derived from the trial seed and labels (e.g. randomization, participant id)."""
+    h = hashlib.sha256(json.dumps([int(seed), *map(str, keys)]).encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
 def muscle_of(structure: str) -> str:

@@ -18,7 +18,7 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, print the report, return 0 when there is no error, 1 otherwise."""
-    from TrialAnalysisLib.schema import validate_trial
+    from TrialAnalysisLib.schema_validation import validate_trial
 
     report = validate_trial(args.data, args.mapping)
     print(report.summary())

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from LBPRiskModelLib.bundle import load_bundle
 from LBPRiskModelLib.webapp.api_models import (
     Health,
     PredictResponse,
@@ -148,7 +149,6 @@ def create_app(bundle_dir: str | Path) -> FastAPI:
     The app is the HTML pages (:func:`pages_router`), the JSON API (:func:`api_router`), the static
     files, the security middleware and error handlers that answer in the calculator's own words.
     """
-    from LBPRiskModelLib.bundle import load_bundle
 
     calc = Calculator(load_bundle(Path(bundle_dir)))
     identity = calc.identity()

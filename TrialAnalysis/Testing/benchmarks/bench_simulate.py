@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from TrialAnalysisLib.schema import validate_trial
+from TrialAnalysisLib.schema_validation import validate_trial
 from TrialAnalysisLib.simulate import simulate_trial
 
 

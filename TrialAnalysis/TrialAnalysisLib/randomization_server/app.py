@@ -37,6 +37,7 @@ from TrialAnalysisLib.randomization_server import (
 )
 from TrialAnalysisLib.randomization_server.accounts import Session
 from TrialAnalysisLib.randomization_server.audit import Actor
+from TrialAnalysisLib.randomization_server.pages import refusal_page, register_pages
 from TrialAnalysisLib.randomization_server.policy import RefusedError, require
 
 LOG = logging.getLogger("TrialAnalysisLib.randomization_server")
@@ -174,7 +175,6 @@ def create_app(url: str, outbox: str | Path | None = None, secure_cookies: bool 
     app.add_middleware(SecurityAndAccessLog)
     app.state.ctx = ctx
     _register_api(app, ctx)
-    from TrialAnalysisLib.randomization_server.pages import register_pages
 
     register_pages(app, ctx)
 
@@ -184,8 +184,6 @@ def create_app(url: str, outbox: str | Path | None = None, secure_cookies: bool 
         if not exc.audited:
             await run_in_threadpool(ctx.log_refusal, actor, exc, request.url.path)
         if not request.url.path.startswith("/api/"):
-            from TrialAnalysisLib.randomization_server.pages import refusal_page
-
             return refusal_page(request, ctx, exc)
         return JSONResponse(exc.body(), status_code=exc.status)
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Connection, func, insert, select, update
 
 from ParaspinalLBPCore.errors import BadInputError
+from TrialAnalysisLib.randomization import ALLOCATION_COLUMNS, canonical_csv
 from TrialAnalysisLib.randomization_server import db
 
 FIELDS = ("seq", "at", "actor", "role", "ip", "action", "target", "outcome", "before", "after")
@@ -192,9 +194,18 @@ def _check_unblindings(conn: Connection, res: Verification) -> None:
         res.problems.append(f"unblindings: {n_rows} recorded but {logged} in the audit log")
 
 
-def _check_list(conn: Connection, res: Verification) -> None:
-    from TrialAnalysisLib.randomization_server.lists import slots_csv
+def slots_csv(conn: Connection, list_id: int) -> bytes:
+    """The canonical CSV rebuilt from the stored slots (equals the uploaded bytes when untouched)."""
+    s = db.slots
+    rows = conn.execute(
+        select(s.c.stratum, s.c.seq, s.c.block_id, s.c.block_size, s.c.arm)
+        .where(s.c.list_id == list_id)
+        .order_by(s.c.id)
+    ).all()
+    return canonical_csv(pd.DataFrame([tuple(r) for r in rows], columns=list(ALLOCATION_COLUMNS)))
 
+
+def _check_list(conn: Connection, res: Verification) -> None:
     for lst in conn.execute(select(db.allocation_lists)):
         if hashlib.sha256(lst.csv.encode()).hexdigest() != lst.sha256:
             res.problems.append(f"allocation list #{lst.id}: stored CSV no longer has its uploaded checksum")

@@ -153,17 +153,6 @@ def _store_slots(conn: Connection, list_id: int, table: pd.DataFrame) -> None:
         )
 
 
-def slots_csv(conn: Connection, list_id: int) -> bytes:
-    """The canonical CSV rebuilt from the stored slots (equals the uploaded bytes when untouched)."""
-    s = db.slots
-    rows = conn.execute(
-        select(s.c.stratum, s.c.seq, s.c.block_id, s.c.block_size, s.c.arm)
-        .where(s.c.list_id == list_id)
-        .order_by(s.c.id)
-    ).all()
-    return canonical_csv(pd.DataFrame([tuple(r) for r in rows], columns=list(ALLOCATION_COLUMNS)))
-
-
 def active_list(conn: Connection, with_csv: bool = False) -> dict | None:
     """The stored list's row (arms and codes decoded; the CSV text only ``with_csv``), or None before any upload."""
     t = db.allocation_lists

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from TrialAnalysisLib.randomization_server import accounts, exports, lists, service
 from TrialAnalysisLib.randomization_server import api_models as m
+from TrialAnalysisLib.randomization_server.audit import verify_database
 from TrialAnalysisLib.randomization_server.eligibility import CRITERIA
 from TrialAnalysisLib.randomization_server.i18n import (
     DEFAULT_LANGUAGE,
@@ -251,6 +252,5 @@ def _register_admin_pages(app: FastAPI, ctx: Any, form_of: Any) -> None:
     def audit_page(request: Request) -> HTMLResponse:
         s = ctx.need(request, "view_audit")
         rows = exports.audit_page(database, s.actor, 0, 1000)[-200:]
-        from TrialAnalysisLib.randomization_server.audit import verify_database
 
         return render(request, ctx, "audit.html", rows=rows[::-1], verification=verify_database(database.url))
