@@ -26,9 +26,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from LBPRiskModelLib import explain, fastpath
+from ParaspinalLBPCore.atomic import atomic_dir
 from ParaspinalLBPCore.errors import BadInputError, UserError
 
 _LOG = logging.getLogger(__name__)
@@ -259,10 +258,7 @@ def save_bundle(
     """
     import skops.io as sio
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:  # a complete bundle or the previous one, never a half-written one
         sio.dump(pipeline, tmp / "model.skops")
         sio.dump(list(ci_models), tmp / "ci_models.skops")
         meta = dict(metadata)
@@ -290,21 +286,6 @@ def save_bundle(
         (tmp / MANIFEST).write_text(manifest, encoding="utf-8")
         bundle_hash = hashlib.sha256(manifest.encode()).hexdigest()
         (tmp / HASH_FILE).write_text(bundle_hash + "\n", encoding="utf-8")
-        if out_dir.exists():
-            old = out_dir.with_name(out_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            try:
-                os.replace(tmp, out_dir)
-            except BaseException:  # e.g. SystemExit from a cancelled run: put the previous bundle back
-                os.replace(old, out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return bundle_hash
 
 

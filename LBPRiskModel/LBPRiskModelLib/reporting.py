@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from LBPRiskModelLib.bundle import DISCLAIMER_EN, DISCLAIMER_ZH
+from ParaspinalLBPCore.atomic import atomic_write_text
 
 FAMILY_NAMES = {
     "logistic_regression": "Logistic regression",
@@ -266,11 +266,7 @@ def render_report(bundle_dir: str | Path, out: str | Path) -> Path:
     parts.append(
         "<h2>Library versions</h2>" + _html_table(["library", "version"], list(meta["versions"].items()))
     )
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(_page("LBP risk model report", "\n".join(parts)), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, _page("LBP risk model report", "\n".join(parts)))
 
 
 def _figure_sections(rep: Path, figs: dict[str, Any]) -> list[str]:

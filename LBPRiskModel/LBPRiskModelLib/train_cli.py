@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 
 log = logging.getLogger(__name__)
@@ -187,9 +187,8 @@ def run_predict(args: argparse.Namespace) -> int:
         raise MissingKeyError(f"{path}: missing required column(s) {', '.join(missing_required)}")
     id_col = "case_id" if "case_id" in df.columns else None
     out = b.predict(df, n_top=args.top, id_col=id_col)
-    tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, args.out)
+    with atomic_path(args.out) as tmp:
+        out.to_csv(tmp, index=False)
     print(f"{len(out)} predictions → {args.out} (model {b.family}, bundle {b.bundle_hash[:12]})")
     return 0
 

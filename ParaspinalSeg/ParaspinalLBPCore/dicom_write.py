@@ -15,9 +15,6 @@ files. Each series folder is written into a temporary sibling and renamed into p
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ParaspinalLBPCore.atomic import atomic_dir
 from ParaspinalLBPCore.errors import BadInputError
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -153,9 +151,8 @@ def write_mr_series(
     base = _base_dataset(study, series_uid, series_number, description, image_type, extra or {})
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     files = []
-    try:
+    with atomic_dir(out) as tmp:  # the whole series or the previous one, never a half-written one
         for k in range(arr.shape[0]):
             ds = base.copy()
             ds.SOPInstanceUID = study.uid("instance", series_number, k)
@@ -175,14 +172,4 @@ def write_mr_series(
             name = f"IM{k + 1:04d}.dcm"
             ds.save_as(tmp / name, enforce_file_format=True)
             files.append(out / name)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return files

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -126,17 +125,10 @@ def append_decision(
             "note": note,
         }
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(DECISION_COLUMNS), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(DECISION_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     return path
 
 

@@ -12,8 +12,6 @@ label values (round trip to the voxel).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ParaspinalLBPCore import dicom_series as dser
+from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.structures import BY_NAME, MUSCLE_CODES, SCT_ANATOMICAL_STRUCTURE, SCT_LEFT, SCT_RIGHT
 from ParaspinalSegLib.structures import structure as _structure
@@ -156,15 +155,8 @@ def write_dicom_seg(
         series_description=description[:64],
     )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         seg.save_as(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -10,14 +10,13 @@ cm3) and fat fraction (DCM 129100, %), the level coded as a finding site (SCT L1
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ParaspinalLBPCore import dicom_series as dser
+from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalLBPCore.structures import BY_NAME, LEVEL_CODES, MUSCLE_CODES, SCT_LEFT, SCT_RIGHT
 from ParaspinalSegLib.dicom_seg import ALGORITHM_NAME, _software_version
@@ -122,12 +121,6 @@ def write_measurement_report(
     )
     sr.SeriesDescription, sr.SoftwareVersions = "Paraspinal muscle measurements", _software_version()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sr.save_as(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from ParaspinalSegLib.fat_patterns import PATTERNS
 from ParaspinalSegLib.structures import MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
@@ -79,9 +80,8 @@ def _names(spec: str | None, present: set[int]) -> dict[int, str]:
 
 def _atomic(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename (no half-written outputs)."""
-    tmp = path.parent / f".tmp_{path.name}"
-    write(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,14 +8,13 @@ converted, so a point clicked in Slicer lands on the same voxel here.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ParaspinalLBPCore.atomic import atomic_write_text
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 
 SCHEMA_URL = (
@@ -81,13 +80,7 @@ def write_points(
             }
         ],
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=2)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(doc, indent=2))
 
 
 def read_points(path: str | Path) -> list[MarkupPoint]:

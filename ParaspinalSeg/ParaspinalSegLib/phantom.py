@@ -11,8 +11,6 @@ byte-identical files. Geometry: LPS, identity direction (axial), k = 0 the most 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.atomic import atomic_path, atomic_write_bytes
 from ParaspinalSegLib import phantom_physics as phys
 from ParaspinalSegLib.markups import write_points
 from ParaspinalSegLib.phantom_anatomy import (
@@ -447,16 +446,12 @@ def _points(params: PhantomParams, rng: np.random.Generator, labels: np.ndarray,
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def _write_image(img: sitk.Image, path: Path) -> None:
-    tmp = path.parent / f".tmp_{path.name}"
-    sitk.WriteImage(img, str(tmp), True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(img, str(tmp), True)
 
 
 def write_phantom(phantom: Phantom, out_dir: str | Path) -> Path:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.atomic import atomic_write_text
 from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.structures import LEVELS
 
@@ -291,12 +290,7 @@ the left); + seed, red × seed outside its label; highlighted cells are the flag
 <div id="decide">Reviewer <input id="reviewer" size="16"> <button id="download">Download {decisions_file}</button>
 <span id="message"></span></div>{"".join(sections)}
 <script type="application/json" id="existing">{existing}</script><script>{script}</script></body></html>"""
-    path = out / "qc.html"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".qc.html.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(page)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(out / "qc.html", page)
 
 
 def _png_levels(out: Path, case_id: str, facts: Mapping) -> list[str]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
+from ParaspinalLBPCore.atomic import atomic_path, atomic_write_text
 from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib.cli_args import add_image_arguments, add_measurement_arguments, check_image_arguments
 from ParaspinalSegLib.dicom_seg_cli import add_dicom_seg_arguments, resolve_reference
@@ -124,10 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
             write_measurement_report(out / "measurements.dcm", table, out / "segmentation.dcm", reference, args.rater)
             log.info("wrote %s/measurements.dcm (TID 1500)", out)
-    info_path = out / "segment_info.json"
-    tmp = info_path.with_name(f".{info_path.name}.tmp")
-    tmp.write_text(json.dumps(result.info, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, info_path)
+    atomic_write_text(out / "segment_info.json", json.dumps(result.info, indent=2, default=str))
     steps.update()
     steps.close()
     print(
@@ -138,13 +134,6 @@ def run(args: argparse.Namespace) -> int:
 
 def write_csv(path: Path, table) -> Path:
     """Write a DataFrame as CSV atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

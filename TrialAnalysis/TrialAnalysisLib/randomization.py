@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.atomic import atomic_write_bytes
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 
 ALLOCATION_COLUMNS = ("stratum", "sequence_in_stratum", "block_id", "block_size", "arm")
@@ -110,9 +111,7 @@ class RandomizationResult:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write_bytes(path, data)
 
 
 def _block_arms(size: int, ratio: Sequence[int], arms: Sequence[str]) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
 
@@ -232,10 +233,9 @@ def write_data_dictionary(directory: str | Path) -> Path:
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write a DataFrame as CSV (``\\n`` line ends) via a temporary file and ``os.replace``."""
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    tmp.replace(path)
+    """Write a DataFrame as CSV (``\\n`` line ends) atomically (ParaspinalLBPCore.atomic)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def format_table(df: pd.DataFrame, table: str) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.atomic import atomic_write_text
 from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
 from ParaspinalLBPCore.structures import SIDES, muscle_name
 from TrialAnalysisLib import simulate_outcomes as so
@@ -223,6 +224,4 @@ def _write_truth(out: Path, truth: TruthParams, n: int, seed: int, allocation: A
                              "average_planted_effect = effect averaged over this sample's FF"},
         "truth_params": dataclasses.asdict(truth),
     }  # fmt: skip
-    tmp = out / "truth.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(out / "truth.json")
+    atomic_write_text(out / "truth.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

@@ -3,13 +3,12 @@ rendered by ParaspinalSegLib's phantom CLI in a subprocess (no import of another
 
 fat_fraction = phenotype FF % / 100 (per-level map, clipped to the phantom's 0–0.70); atrophy = CSA /
 reference CSA of that muscle, level and sex (TrialAnalysisLib.simulate_population.reference_csa); sex.
-Each participant renders into ``mri/<pid>.tmp`` which is renamed to ``mri/<pid>`` when complete, so an
+Each participant renders into a temporary folder beside ``mri/<pid>`` that replaces it when complete, so an
 interrupted run resumes by skipping the finished directories.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from ParaspinalLBPCore.atomic import atomic_dir, atomic_write_text
 from ParaspinalLBPCore.errors import MissingKeyError
 from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
 from TrialAnalysisLib.simulate_population import derived_seed, reference_csa
@@ -60,11 +60,7 @@ def phantom_params(phenotype: pd.DataFrame, participant_id: str, sex: str) -> di
 
 def write_phantom_yaml(path: Path, params: dict[str, Any]) -> Path:
     """Write the parameter YAML atomically (stable key order for byte-identical output)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(params, sort_keys=False, default_flow_style=False))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, yaml.safe_dump(params, sort_keys=False, default_flow_style=False))
 
 
 # The Dixon pair written as DICOM with ``dicom=True`` (``mri/<pid>/dicom/``: what the cohort run reads).
@@ -80,21 +76,16 @@ def is_complete(directory: Path, dicom: bool = False) -> bool:
 def render_one(yaml_path: Path, out_dir: Path, seed: int, dicom: bool = False) -> None:
     """Render one phantom into ``out_dir`` via ``python -m ParaspinalSegLib phantom`` (atomic directory rename);
     ``dicom`` also writes its Dixon water/fat series as a DICOM study in ``out_dir/dicom``."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    cmd = [sys.executable, "-m", "ParaspinalSegLib", "phantom", "--out", str(tmp), "--seed", str(seed),
-           "--params", str(yaml_path)]  # fmt: skip
-    cmd += ["--dicom", "--dicom-series", DICOM_SERIES] if dicom else []
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ChildProcessError(
-            f"phantom rendering failed for {out_dir.name} (exit {proc.returncode}): {' | '.join(tail)}"
-        )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.replace(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        cmd = [sys.executable, "-m", "ParaspinalSegLib", "phantom", "--out", str(tmp), "--seed", str(seed),
+               "--params", str(yaml_path)]  # fmt: skip
+        cmd += ["--dicom", "--dicom-series", DICOM_SERIES] if dicom else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise ChildProcessError(
+                f"phantom rendering failed for {out_dir.name} (exit {proc.returncode}): {' | '.join(tail)}"
+            )
 
 
 def render_cohort(
