@@ -102,8 +102,13 @@ def test_cli_report_and_intra_rater_repeat(batch: Path, dilated_rater: Path, tmp
     lines = capsys.readouterr().out.splitlines()
     assert [x for x in lines if x.startswith("PROGRESS")][-1] == "PROGRESS 7/7 done"
     names = sorted(p.name for p in (out / "figures").iterdir())
-    assert "overlap.png" in names and "ba_csa_cm2_multifidus_left.png" in names and len(names) == 17
     summary = pd.read_csv(out / "agreement.csv")
+    measures = [m for m in agreement_module.MEASURES if f"{m}_icc21" in summary.columns]
+    assert {"csa_cm2", "fat_fraction_pct"} <= set(measures)  # and whatever else the measurement table has
+    assert "overlap.png" in names and len(names) == 1 + 8 * len(
+        measures
+    )  # one Bland-Altman figure per muscle
+    assert all(f"ba_{m}_multifidus_left.png" in names for m in measures)
     assert len(summary) == 8 * 3 and set(summary["level"]) == {"all", "L4", "L5"}
     page = (out / "report.html").read_text(encoding="utf-8")
     assert (
