@@ -43,6 +43,14 @@ from scipy import ndimage as ndi
 
 from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib import fat as fatmod
+from ParaspinalSegLib.compartment import (
+    CLEAR_FAT_FF,
+    envelope,
+    fill_features,
+    intramuscular_fat,
+    lean_water,
+    merge_groups,
+)
 from ParaspinalSegLib.growcut import edge_graph, grow
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.priors import (
@@ -58,6 +66,7 @@ from ParaspinalSegLib.priors import (
 from ParaspinalSegLib.seeds import VoxelSeed
 from ParaspinalSegLib.segment_inputs import Case, Inputs, prepare_case, prepare_inputs
 from ParaspinalSegLib.segment_params import (
+    CompartmentParams,
     CompetitorParams,
     FrontParams,
     GrowthParams,
@@ -100,6 +109,7 @@ class _Evidence:
     bg_label: int
     seeds_by_name: dict[str, list[tuple[int, int, int]]]  # every seeded voxel (click discs)
     reach: dict[str, np.ndarray]
+    fill: np.ndarray | None = None  # fat-aware pass: voxels whose signals were filled (intramuscular fat)
 
 
 @dataclass
@@ -113,41 +123,93 @@ class _Midline:
 # --- 2. competitors ---------------------------------------------------------------------------------------
 
 
-def _features(inp: Inputs, roi: tuple[slice, ...], seed_kji: np.ndarray, p: SegmentParams):
-    """Scaled feature channels, fat-likeness, ridge, background (fat | void) and the signal references."""
+@dataclass
+class _Signals:
+    """Feature channels and tissue classes on the ROI (stage 2's image part)."""
+
+    feats: np.ndarray  # Dixon: water, fat, FF relative to lean muscle; single image: signal, fat-likeness
+    ff: np.ndarray  # FF (single image: fat-likeness 0-1)
+    ridge: np.ndarray  # bright-line strength of the fat (single: the) image
+    dark: np.ndarray  # signal void
+    fat: np.ndarray  # competing fat
+    refs: dict[str, float]
+    fill: np.ndarray | None = None  # fat-aware pass: intramuscular fat and mixed voxels, signals filled
+
+
+def _near_clicks(shape: tuple[int, ...], local: np.ndarray, half_px: int) -> np.ndarray:
+    """In-plane squares of ``half_px`` around the clicks (their own slices)."""
+    near = np.zeros(shape, bool)
+    for k, j, i in local:
+        near[k, max(j - half_px, 0) : j + half_px + 1, max(i - half_px, 0) : i + half_px + 1] = True
+    return near
+
+
+def _dixon_signals(inp: Inputs, roi, seed_kji: np.ndarray, p: SegmentParams, fat_aware: bool) -> _Signals:
+    """Water, fat and FF relative to lean muscle's water signal; fat and voids. Fat-aware: the lean reference
+    from unmixing the click neighbourhood, and intramuscular fat filled (compartment.py)."""
     sm = (0, p.inputs.smoothing_px, p.inputs.smoothing_px)
     cp = p.competitors
-    if inp.dixon:
-        w0 = inp.water[roi].astype(np.float32)
-        f0 = inp.fat[roi].astype(np.float32)
-        w = ndi.gaussian_filter(w0, sm)
-        f = ndi.gaussian_filter(f0, sm)
-        ref = float(np.median(inp.water[tuple(seed_kji.T)]))
-        if ref <= 0:
-            raise BadInputError(
-                "seeds: the water signal at the seeds is zero; are the seeds inside the muscles?"
-            )
-        s = w + f
-        ff = np.where(s > 0.15 * ref, f / np.maximum(s, 1e-6), 0.0)
-        feats = np.stack([w / ref, f / ref, ff])
-        ridge = split_ridge(f0 / ref, p.growth.ridge_sigma_px)
-        dark = s < cp.dark_fraction * ref
-        fatty = (ff > cp.fat_threshold) & ~dark
-        return feats.astype(np.float32), ff, ridge, dark | fatty, {"water_ref": ref}
+    w0, f0 = inp.water[roi].astype(np.float32), inp.fat[roi].astype(np.float32)
+    w, f = ndi.gaussian_filter(w0, sm), ndi.gaussian_filter(f0, sm)
+    ref = float(np.median(inp.water[tuple(seed_kji.T)]))
+    if fat_aware:
+        s0 = w + f
+        pure = (f > CLEAR_FAT_FF * s0) & (s0 > 0)
+        if pure.any():
+            near = _near_clicks(w.shape, seed_kji - [r.start for r in roi], 2)
+            adipose = (float(np.median(w[pure])), float(np.median(f[pure])))
+            ref = float(np.median(lean_water(w[near], f[near], adipose)))
+    if ref <= 0:
+        raise BadInputError("seeds: the water signal at the seeds is zero; are the seeds inside the muscles?")
+    s = w + f
+    ff = np.where(s > 0.15 * ref, f / np.maximum(s, 1e-6), 0.0)
+    feats = np.stack([w / ref, f / ref, ff]).astype(np.float32)
+    dark = s < cp.dark_fraction * ref
+    fat = (ff > cp.fat_threshold) & ~dark
+    sig = _Signals(feats, ff, split_ridge(f0 / ref, p.growth.ridge_sigma_px), dark, fat, {"water_ref": ref})
+    return _fill_intramuscular(sig, f0 / ref, p) if fat_aware else sig
+
+
+def _single_signals(inp: Inputs, roi, seed_kji: np.ndarray, p: SegmentParams, fat_aware: bool) -> _Signals:
+    """Signal relative to lean muscle and the linear fat-likeness (fat bright); fat and voids (not where muscle
+    sits at the noise level). Fat-aware: the lean reference is the darker tissue around the clicks."""
+    sm = (0, p.inputs.smoothing_px, p.inputs.smoothing_px)
+    cp = p.competitors
     i0 = inp.image[roi].astype(np.float32)
     im = ndi.gaussian_filter(i0, sm)
-    lean = float(np.median(ndi.uniform_filter(inp.image, (1, 5, 5))[tuple(seed_kji.T)]))
+    local = ndi.uniform_filter(inp.image, (1, 5, 5))[tuple(seed_kji.T)]
+    lean = float(np.median(local))
+    bright = float(np.percentile(im, 99))
+    floor = fatmod.noise_floor(inp.image)
+    if fat_aware:
+        near = _near_clicks(im.shape, seed_kji - [r.start for r in roi], 5) & (im > 2 * floor)
+        lean = min(lean, float(np.percentile(im[near], 25))) if near.any() else lean
     if lean <= 0:
         raise BadInputError("seeds: the image signal at the seeds is zero; are the seeds inside the muscles?")
-    bright = float(np.percentile(im, 99))
     pff = np.clip((im - lean) / max(bright - lean, 1e-6), 0, 1)
-    feats = np.stack([im / lean, pff])
-    ridge = split_ridge(i0 / lean, p.growth.ridge_sigma_px)
+    feats = np.stack([im / lean, pff]).astype(np.float32)
     # muscle near the noise level (some T1 protocols): no signal-void competitor, fat alone bounds it
-    floor = fatmod.noise_floor(inp.image)
     dark = im < cp.dark_fraction * lean if lean > 2 * floor else np.zeros(im.shape, bool)
-    fatty = pff > cp.fat_threshold
-    return feats.astype(np.float32), pff, ridge, dark | fatty, {"lean_ref": lean, "bright_ref": bright}
+    refs = {"lean_ref": lean, "bright_ref": bright}
+    sig = _Signals(
+        feats, pff, split_ridge(i0 / lean, p.growth.ridge_sigma_px), dark, pff > cp.fat_threshold, refs
+    )
+    return _fill_intramuscular(sig, i0 / lean, p) if fat_aware else sig
+
+
+def _fill_intramuscular(sig: _Signals, raw_fat: np.ndarray, p: SegmentParams) -> _Signals:
+    """Fat-aware pass: intramuscular fat (enclosed clear fat) and mixed voxels take the surrounding muscle's
+    signals; only the fat outside the muscles competes."""
+    clear = (sig.ff > CLEAR_FAT_FF) & ~sig.dark
+    inside = intramuscular_fat(clear, sig.dark)
+    fill = (sig.fat & ~clear) | inside
+    valid = ~sig.dark & ~sig.fat
+    feats = fill_features(sig.feats, fill, valid, p.compartment.fill_sigma_px)
+    fat_channel = 1 if feats.shape[0] == 3 else 0
+    ridge = split_ridge(
+        np.where(fill, feats[fat_channel], raw_fat).astype(np.float32), p.growth.ridge_sigma_px
+    )
+    return _Signals(feats, sig.ff, ridge, sig.dark, clear & ~inside, sig.refs, fill)
 
 
 def _groups(names: Sequence[str]) -> list[list[str]]:
@@ -196,13 +258,14 @@ def _seed_array(
     return seed_arr, seeds_by_name
 
 
-def find_competitors(case: Case, p: SegmentParams) -> _Evidence:
+def find_competitors(case: Case, p: SegmentParams, fat_aware: bool = False) -> _Evidence:
     """Stage 2: feature channels and competing seeds (fat, voids, the erector's anterolateral neighbour, tissue
-    beyond every muscle's reach); click discs seed their growth groups."""
+    beyond every muscle's reach); click discs seed their growth groups. ``fat_aware``: only the fat outside the
+    muscles competes (compartment.py)."""
     cp: CompetitorParams = p.competitors
-    feats, ff, ridge, background, refs = _features(
-        case.inp, case.roi, np.array([s.kji for s in case.seeds]), p
-    )
+    signals = _dixon_signals if case.inp.dixon else _single_signals
+    sig = signals(case.inp, case.roi, np.array([s.kji for s in case.seeds]), p, fat_aware)
+    feats, ff, ridge, background, refs = sig.feats, sig.ff, sig.ridge, sig.dark | sig.fat, sig.refs
     groups = _groups(case.names)
     group_of = {n: gi for gi, g in enumerate(groups, start=1) for n in g}
     bg_label = len(groups) + 1
@@ -224,7 +287,18 @@ def find_competitors(case: Case, p: SegmentParams) -> _Evidence:
     )
     mark_unreachable(seed_arr, reach, len(case.names), bg_label)
     return _Evidence(
-        feats, ff, ridge, background, refs, seed_arr, groups, group_of, bg_label, seeds_by_name, reach
+        feats,
+        ff,
+        ridge,
+        background,
+        refs,
+        seed_arr,
+        groups,
+        group_of,
+        bg_label,
+        seeds_by_name,
+        reach,
+        sig.fill,
     )
 
 
@@ -359,6 +433,40 @@ def regularise(out: np.ndarray, case: Case, ev: _Evidence, mid: _Midline, p: Seg
     return out
 
 
+# --- 7. compartments --------------------------------------------------------------------------------------
+
+
+def complete_compartments(out: np.ndarray, case: Case, p: SegmentParams) -> np.ndarray:
+    """Stage 7: segment again with intramuscular fat treated as muscle (compartment.py), give each structure
+    its envelope, and keep that result for the multifidus + erector groups it enlarges by at least
+    ``min_gain``: there the lean segmentation stopped at fat inside the muscle. Only where both muscles of a
+    side are clicked (the fat plane between them is filled like intramuscular fat, so each must compete for
+    its own compartment); psoas and quadratus lumborum keep the lean segmentation (their fatty infiltration is
+    not validated, and the fat-aware pass crosses their fat sheath where it is open)."""
+    cm: CompartmentParams = p.compartment
+    if cm.min_gain <= 0 or not any(len(g) == 2 for g in _groups(case.names)):
+        return out
+    ev = find_competitors(case, p, fat_aware=True)
+    mid = find_midline(case, ev, p.midline)
+    grown = grow_structures(case, ev, mid, p.growth)
+    fat_out = regularise(split_structures(grown, case, ev, p.split), case, ev, mid, p)
+    if cm.envelope_mm > 0:
+        zones = (ev.seed_arr == ev.bg_label) & ~ev.background
+        free = ~ev.background & ~zones
+        if mid.blocked is not None:
+            free &= ~mid.blocked
+        radius = cm.envelope_mm / min(case.spacing[1:])
+        for n in case.names:
+            v = BY_NAME[n].value
+            fat_out[envelope(fat_out == v, radius) & free & (fat_out == 0)] = v
+    for g in (g for g in ev.groups if len(g) == 2):  # multifidus + erector of one side, both clicked
+        values = [BY_NAME[n].value for n in g]
+        before, after = np.isin(out, values), np.isin(fat_out, values)
+        if after.sum() >= (1 + cm.min_gain) * before.sum():
+            out = merge_groups(out, fat_out, values)
+    return out
+
+
 # --- assembly ---------------------------------------------------------------------------------------------
 
 
@@ -431,6 +539,7 @@ def segment(
     grown = grow_structures(case, ev, mid, p.growth)
     t.append(time.perf_counter())
     out = regularise(split_structures(grown, case, ev, p.split), case, ev, mid, p)
+    out = complete_compartments(out, case, p)
     full, warnings = _assemble(out, case, previous)
     t.append(time.perf_counter())
     labels = sitk.GetImageFromArray(full)
@@ -446,6 +555,7 @@ def _names_in(arr: np.ndarray) -> set[str]:
 
 
 __all__ = [
+    "CompartmentParams",
     "CompetitorParams",
     "FrontParams",
     "GrowthParams",

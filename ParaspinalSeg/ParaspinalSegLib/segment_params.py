@@ -100,6 +100,18 @@ class ShapeParams:
 
 
 @dataclass
+class CompartmentParams:
+    """The fat-aware pass (compartment.py) for multifidus and erector spinae whose lean segmentation stopped at
+    intramuscular fat."""
+
+    # the fat-aware result replaces the lean one for a growth group it makes this much larger (the lean pass
+    # stopped at intramuscular fat); 0 = no fat-aware pass
+    min_gain: float = 0.25
+    envelope_mm: float = 3.0  # closing radius of each structure's envelope (bridges streaks and small bays)
+    fill_sigma_px: float = 3.0  # intramuscular fat takes the mean signal of the muscle within this (Gaussian)
+
+
+@dataclass
 class SegmentParams:
     """All parameters of :func:`~ParaspinalSegLib.segment.segment`, grouped by stage."""
 
@@ -110,9 +122,11 @@ class SegmentParams:
     split: SplitParams = field(default_factory=SplitParams)
     front: FrontParams = field(default_factory=FrontParams)
     shape: ShapeParams = field(default_factory=ShapeParams)
+    compartment: CompartmentParams = field(default_factory=CompartmentParams)
 
 
 __all__ = [
+    "CompartmentParams",
     "CompetitorParams",
     "FrontParams",
     "GrowthParams",
