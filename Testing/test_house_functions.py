@@ -19,13 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 120
 
 #: ``path::qualified name`` → why it is still allowed. Remove entries, never add them.
-ALLOWED: dict[str, str] = {
-    # owner `randomization` (issue 17): the Alembic revision creating the service's tables (one
-    # op.create_table call per table); can become one helper per table before its first deployment.
-    "TrialAnalysis/TrialAnalysisLib/randomization_server/migrations/versions/0001_initial.py::upgrade": (
-        "randomization"
-    ),
-}
+ALLOWED: dict[str, str] = {}
 
 
 def lib_sources(repo: Path = REPO) -> list[Path]:

@@ -92,9 +92,23 @@ def _see_other(url: str) -> RedirectResponse:
 
 
 def register_pages(app: FastAPI, ctx: Any) -> None:
-    """The HTML routes."""
-    database = ctx.database
+    """The HTML routes: session (login, logout, home), randomisation and participants, administration."""
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    async def form_of(request: Request, action: str, target: str = "", files: int = 0) -> tuple[Any, dict]:
+        """(session, form fields) of a POSTed form whose CSRF field is the session's token."""
+        form = await request.form(max_files=files, max_fields=40)
+        s = await run_in_threadpool(ctx.need, request, action, target, str(form.get("csrf_token", "")))
+        return s, form
+
+    _register_session_pages(app, ctx, form_of)
+    _register_randomization_pages(app, ctx, form_of)
+    _register_admin_pages(app, ctx, form_of)
+
+
+def _register_session_pages(app: FastAPI, ctx: Any, form_of: Any) -> None:
+    """Log in (double-submit pre-session CSRF token), log out, and the home page with the dashboard."""
+    database = ctx.database
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_page(request: Request) -> HTMLResponse:
@@ -117,12 +131,6 @@ def register_pages(app: FastAPI, ctx: Any) -> None:
         response.delete_cookie("pre_csrf")
         return response
 
-    async def form_of(request: Request, action: str, target: str = "", files: int = 0) -> tuple[Any, dict]:
-        """(session, form fields) of a POSTed form whose CSRF field is the session's token."""
-        form = await request.form(max_files=files, max_fields=40)
-        s = await run_in_threadpool(ctx.need, request, action, target, str(form.get("csrf_token", "")))
-        return s, form
-
     @app.post("/logout", include_in_schema=False)
     async def logout_post(request: Request) -> Response:
         s, _ = await form_of(request, "logout")
@@ -142,6 +150,11 @@ def register_pages(app: FastAPI, ctx: Any) -> None:
             else None
         )
         return render(request, ctx, "home.html", board=board)
+
+
+def _register_randomization_pages(app: FastAPI, ctx: Any, form_of: Any) -> None:
+    """The randomisation form and its result, the participant list and page, emergency unblinding."""
+    database = ctx.database
 
     @app.get("/randomize", response_class=HTMLResponse, include_in_schema=False)
     def randomize_page(request: Request) -> HTMLResponse:
@@ -188,8 +201,6 @@ def register_pages(app: FastAPI, ctx: Any) -> None:
             service.unblind, database, s.actor, pid, str(form.get("reason", "")), ctx.outbox
         )
         return render(request, ctx, "participant.html", p=service.participant(database, s.actor, pid))
-
-    _register_admin_pages(app, ctx, form_of)
 
 
 def _register_admin_pages(app: FastAPI, ctx: Any, form_of: Any) -> None:

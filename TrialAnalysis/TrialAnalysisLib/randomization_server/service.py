@@ -27,61 +27,11 @@ from TrialAnalysisLib.randomization_server.policy import RefusedError, require, 
 def randomize(database: db.Database, actor: Actor, request: dict[str, Any]) -> dict[str, Any]:
     """Randomise one eligible participant of the investigator's own site; returns number, arm, slot."""
     sid, centre, sex = request["screening_id"], request["centre"], request["sex"]
-    require(actor, "randomize", "randomize", sid)
-    if centre != actor.site:
-        raise RefusedError(
-            "wrong_site",
-            f"investigators randomise for their own site ({actor.site}) only",
-            403,
-            "randomize",
-            sid,
-            {"centre": centre},
-        )
-    failed = failed_criteria(request)
-    if failed:
-        raise RefusedError(
-            "ineligible",
-            "not eligible: " + "; ".join(f["criterion"] for f in failed),
-            422,
-            "randomize",
-            sid,
-            {"failed": failed},
-        )
+    _check_request(actor, request)
     code = f"{centre}-{sex}"
     with database.write() as conn:
-        done = conn.execute(select(db.randomizations).where(db.randomizations.c.screening_id == sid)).first()
-        if done is not None:
-            extra = {"participant_id": done.participant_id} if done.centre == actor.site else {}
-            raise RefusedError(
-                "already_randomized",
-                f"screening ID {sid} is already randomised",
-                409,
-                "randomize",
-                sid,
-                extra,
-            )
-        lst = active_list(conn)
-        if lst is None:
-            raise RefusedError("no_list", "no allocation list has been uploaded", 409, "randomize", sid)
-        st = conn.execute(
-            select(db.strata)
-            .where(db.strata.c.list_id == lst["id"], db.strata.c.code == code)
-            .with_for_update()
-        ).one_or_none()
-        if st is None or st.n_used >= st.n_slots:
-            raise RefusedError(
-                "list_exhausted",
-                f"the list has no free slot left in stratum {code}",
-                409,
-                "randomize",
-                sid,
-                {"stratum": code},
-            )
-        slot = conn.execute(
-            select(db.slots).where(
-                db.slots.c.list_id == lst["id"], db.slots.c.stratum == code, db.slots.c.seq == st.n_used + 1
-            )
-        ).one()
+        _refuse_if_randomized(conn, actor, sid)
+        lst, st, slot = _next_slot(conn, code, sid)
         number = conn.execute(select(func.count()).select_from(db.randomizations)).scalar_one() + 1
         pid, now = f"P{number:04d}", db.utcnow()
         answers = {k: request[k] for k in request if k not in ("screening_id", "centre", "sex")}
@@ -120,6 +70,66 @@ def randomize(database: db.Database, actor: Actor, request: dict[str, Any]) -> d
         "arm": slot.arm,
         "randomized_at": now,
     }
+
+
+def _check_request(actor: Actor, request: dict[str, Any]) -> None:
+    """Refuse before any database work: wrong role, another site's participant, a failed criterion."""
+    sid, centre = request["screening_id"], request["centre"]
+    require(actor, "randomize", "randomize", sid)
+    if centre != actor.site:
+        raise RefusedError(
+            "wrong_site",
+            f"investigators randomise for their own site ({actor.site}) only",
+            403,
+            "randomize",
+            sid,
+            {"centre": centre},
+        )
+    failed = failed_criteria(request)
+    if failed:
+        raise RefusedError(
+            "ineligible",
+            "not eligible: " + "; ".join(f["criterion"] for f in failed),
+            422,
+            "randomize",
+            sid,
+            {"failed": failed},
+        )
+
+
+def _refuse_if_randomized(conn: Connection, actor: Actor, sid: str) -> None:
+    """Refuse a screening ID randomised before (its participant ID only to an investigator of its site)."""
+    done = conn.execute(select(db.randomizations).where(db.randomizations.c.screening_id == sid)).first()
+    if done is not None:
+        extra = {"participant_id": done.participant_id} if done.centre == actor.site else {}
+        raise RefusedError(
+            "already_randomized", f"screening ID {sid} is already randomised", 409, "randomize", sid, extra
+        )
+
+
+def _next_slot(conn: Connection, code: str, sid: str) -> tuple[dict, Any, Any]:
+    """(active list, locked stratum row, its next free slot); refused without a list or a free slot."""
+    lst = active_list(conn)
+    if lst is None:
+        raise RefusedError("no_list", "no allocation list has been uploaded", 409, "randomize", sid)
+    st = conn.execute(
+        select(db.strata).where(db.strata.c.list_id == lst["id"], db.strata.c.code == code).with_for_update()
+    ).one_or_none()
+    if st is None or st.n_used >= st.n_slots:
+        raise RefusedError(
+            "list_exhausted",
+            f"the list has no free slot left in stratum {code}",
+            409,
+            "randomize",
+            sid,
+            {"stratum": code},
+        )
+    slot = conn.execute(
+        select(db.slots).where(
+            db.slots.c.list_id == lst["id"], db.slots.c.stratum == code, db.slots.c.seq == st.n_used + 1
+        )
+    ).one()
+    return lst, st, slot
 
 
 def is_trial_unblinded(conn: Connection) -> bool:

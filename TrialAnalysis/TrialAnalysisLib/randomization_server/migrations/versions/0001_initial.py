@@ -24,7 +24,27 @@ def _ts(name: str) -> sa.Column:
 
 
 def upgrade() -> None:
-    """Create every table and the audit chain's genesis head row."""
+    """Create every table and the audit chain's genesis head row (in foreign-key order)."""
+    for create in (
+        _create_sites,
+        _create_users,
+        _create_sessions,
+        _create_login_attempts,
+        _create_allocation_lists,
+        _create_strata,
+        _create_slots,
+        _create_randomizations,
+        _create_unblindings,
+        _create_notifications,
+        _create_trial_state,
+        _create_audit_log,
+        _create_audit_head,
+    ):
+        create()
+
+
+def _create_sites() -> None:
+    """Trial sites (centres), keyed by their code."""
     op.create_table(
         "sites",
         sa.Column("code", sa.String(16), nullable=False),
@@ -32,6 +52,10 @@ def upgrade() -> None:
         _ts("created_at"),
         sa.PrimaryKeyConstraint("code", name="pk_sites"),
     )
+
+
+def _create_users() -> None:
+    """User accounts: role, site (investigators), argon2 password hash."""
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -45,6 +69,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("username", name="uq_users_username"),
     )
+
+
+def _create_sessions() -> None:
+    """Server-side sessions (the cookie's SHA-256) with their CSRF token."""
     op.create_table(
         "sessions",
         sa.Column("token_hash", sa.String(64), nullable=False),
@@ -56,6 +84,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_sessions_user_id_users"),
         sa.PrimaryKeyConstraint("token_hash", name="pk_sessions"),
     )
+
+
+def _create_login_attempts() -> None:
+    """Login attempts for the rate limit, indexed by user name and by address."""
     op.create_table(
         "login_attempts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -67,6 +99,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_login_attempts_username_at", "login_attempts", ["username", "at"])
     op.create_index("ix_login_attempts_ip_at", "login_attempts", ["ip", "at"])
+
+
+def _create_allocation_lists() -> None:
+    """The uploaded allocation list: checksum, arms, their letter codes, the CSV itself."""
     op.create_table(
         "allocation_lists",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -82,6 +118,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_allocation_lists"),
         sa.UniqueConstraint("sha256", name="uq_allocation_lists_sha256"),
     )
+
+
+def _create_strata() -> None:
+    """Strata of the list with their slot counts."""
     op.create_table(
         "strata",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -97,6 +137,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_strata"),
         sa.UniqueConstraint("list_id", "code", name="uq_strata_list_code"),
     )
+
+
+def _create_slots() -> None:
+    """One row per slot of the list, unique per stratum and position."""
     op.create_table(
         "slots",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -112,6 +156,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_slots"),
         sa.UniqueConstraint("list_id", "stratum", "seq", name="uq_slots_list_stratum_seq"),
     )
+
+
+def _create_randomizations() -> None:
+    """Randomised participants: one slot, screening ID and participant ID each at most once."""
     op.create_table(
         "randomizations",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -130,6 +178,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("slot_id", name="uq_randomizations_slot_id"),
         sa.UniqueConstraint("screening_id", name="uq_randomizations_screening_id"),
     )
+
+
+def _create_unblindings() -> None:
+    """Emergency unblindings of one participant, with the reason."""
     op.create_table(
         "unblindings",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -145,6 +197,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_unblindings"),
     )
+
+
+def _create_notifications() -> None:
+    """Notifications written to the outbox."""
     op.create_table(
         "notifications",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -155,12 +211,20 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_notifications"),
     )
+
+
+def _create_trial_state() -> None:
+    """Key-value trial state (e.g. trial unblinded)."""
     op.create_table(
         "trial_state",
         sa.Column("key", sa.String(32), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("key", name="pk_trial_state"),
     )
+
+
+def _create_audit_log() -> None:
+    """The hash-chained audit log."""
     op.create_table(
         "audit_log",
         sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
@@ -177,6 +241,10 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("seq", name="pk_audit_log"),
     )
+
+
+def _create_audit_head() -> None:
+    """The audit chain's head row, with the genesis entry (sequence 0, zero hash)."""
     head = op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
