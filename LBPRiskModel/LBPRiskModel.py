@@ -29,6 +29,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalLBPSlicer import jobs
 from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.tables import dataFrameToTable, tableToDataFrame
@@ -279,9 +280,9 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
     def _trainingOptions(outcome, data, clinical, features, measurements, config, quick, figures) -> dict:
         """The ``train`` options as one dict (the same for both ways of running it); checks the inputs."""
         if not outcome:
-            raise ValueError("name the outcome (a column, or responder:VISIT:MCID / recurrence:MONTHS)")
+            raise BadInputError("name the outcome (a column, or responder:VISIT:MCID / recurrence:MONTHS)")
         if data is None and clinical is None:
-            raise ValueError("choose a modelling table, or the trial data folder to assemble one from")
+            raise BadInputError("choose a modelling table, or the trial data folder to assemble one from")
         return {
             "data": data,
             "clinical": clinical,
@@ -374,7 +375,7 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
         record.update(clinical or {})
         unknown = sorted(set(clinical or {}) - fields)
         if unknown:
-            raise ValueError(f"clinical values for fields the model does not use: {', '.join(unknown)}")
+            raise BadInputError(f"clinical values for fields the model does not use: {', '.join(unknown)}")
         return record
 
     def predict(self, bundle, record: dict, contributionsTable=None):
@@ -383,7 +384,7 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
 
         check = bundle.validate(record)
         if check.errors:
-            raise ValueError("; ".join(f"{k}: {v}" for k, v in check.errors.items()))
+            raise BadInputError("; ".join(f"{k}: {v}" for k, v in check.errors.items()))
         prediction = bundle.predict_one(record)
         df = pd.DataFrame(prediction.contributions, columns=["feature", "value", "contribution"])
         df["value"] = df["value"].astype(str)

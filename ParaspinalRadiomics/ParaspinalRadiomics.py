@@ -40,6 +40,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalLBPSlicer import jobs, mrml, segmentations
 from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.tables import dataFrameToTable
@@ -197,7 +198,7 @@ class ParaspinalRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         params = optionalPath(p.customParams) if p.preset == "custom" else p.preset
         with slicer.util.tryWithErrorDisplay(_("Feature extraction could not start.")):
             if params is None:
-                raise ValueError(_("choose the custom pyradiomics parameter file"))
+                raise BadInputError(_("choose the custom pyradiomics parameter file"))
             job = self.logic.extractInBackground(
                 p.inputVolume,
                 p.segmentation,
@@ -231,7 +232,7 @@ class ParaspinalRadiomicsLogic(ScriptedLoadableModuleLogic):
         labels, names = segmentations.segmentationToLabels(segmentationNode, volumeNode)
         levels = mrml.levelsFromMarkups(levelsNode, image)
         if perLevel and not levels:
-            raise ValueError("per-level extraction needs level landmarks (points labelled L1..L5)")
+            raise BadInputError("per-level extraction needs level landmarks (points labelled L1..L5)")
         return image, labels, names, levels
 
     def extract(

@@ -34,6 +34,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 from ParaspinalLBPSlicer import mrml, segmentations
 from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.sampledata import registerSampleData
@@ -325,7 +326,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         """
         referenceVolume = volumeNode or fatVolume or waterVolume
         if referenceVolume is None:
-            raise ValueError("select the image the segmentation belongs to (or a Dixon fat/water pair)")
+            raise BadInputError("select the image the segmentation belongs to (or a Dixon fat/water pair)")
         image = mrml.volumeToImage(referenceVolume)
         labels, names = segmentations.segmentationToLabels(segmentationNode, referenceVolume)
         levels = mrml.levelsFromMarkups(levelsNode, image)
@@ -384,7 +385,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         from ParaspinalSegLib import segment as seglib
 
         if seedsNode is None or seedsNode.GetNumberOfControlPoints() == 0:
-            raise ValueError(
+            raise BadInputError(
                 "no seeds: place one point per muscle per level, labelled with the structure name"
             )
         reference, source = self._source(inputVolume, fatVolume, waterVolume)
@@ -450,7 +451,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         if inputVolume is not None:
             self.checkMetadata({"image": inputVolume})
             return inputVolume, mrml.volumeToImage(inputVolume)
-        raise ValueError("select a T1/T2-weighted image, or a Dixon water + fat pair")
+        raise BadInputError("select a T1/T2-weighted image, or a Dixon water + fat pair")
 
     @staticmethod
     def volumeMetadata(volumeNode) -> dict:
@@ -486,7 +487,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         from ParaspinalLBPSlicer import dicomexport
 
         if segmentationNode is None or referenceVolume is None:
-            raise ValueError("select the segmentation and the DICOM image it was drawn on")
+            raise BadInputError("select the segmentation and the DICOM image it was drawn on")
         path = dicomexport.exportSegmentationToDicom(segmentationNode, referenceVolume, creator or None)
         logging.info("ParaspinalSeg: DICOM SEG %s imported into the DICOM database", path)
         return path
@@ -520,7 +521,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
 
         page, table = (job.outputPath / name for name in job.resultFiles)
         if not table.is_file():
-            raise FileNotFoundError(f"{table}: no results (the {job.name.lower()} did not finish there)")
+            raise MissingInputError(f"{table}: no results (the {job.name.lower()} did not finish there)")
         node = dataFrameToTable(pd.read_csv(table), tableNode, f"{job.name}: {job.outputPath.name}")
         node.SetAttribute("ParaspinalLBP.report", str(page))
         return page, node

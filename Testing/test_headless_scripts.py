@@ -288,3 +288,52 @@ def test_trialanalysis_script_report(slicer_scene, tmp_path: Path) -> None:
         sys.argv = saved
     assert exit_info.value.code == 0
     assert (tmp_path / "v" / "validation.csv").is_file() and not (tmp_path / "v" / "report.html").exists()
+
+
+def test_user_error_is_one_line_exit_2(case: dict, slicer_scene, tmp_path: Path, capsys) -> None:
+    """Bad input (a file Slicer cannot read, a missing file) → exit status 2 and one line naming the option."""
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not an image")
+    seg = str(case["seg"] / "segmentation.seg.nrrd")
+    mod = _script("ParaspinalRadiomics")
+    capsys.readouterr()
+    assert mod.main(["--image", str(broken), "--segmentation", seg, "--out", str(tmp_path / "f.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"paraspinalradiomics_headless: error: --image: Slicer could not load {broken}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    missing = tmp_path / "missing.nii.gz"
+    assert mod.main(["--image", str(missing), "--segmentation", seg, "--out", str(tmp_path / "f.csv")]) == 2
+    assert capsys.readouterr().err == f"paraspinalradiomics_headless: error: --image: file not found: {missing}\n"
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_bug_shows_its_traceback_and_exits_1(capsys) -> None:
+    """Any exception that is not a ParaspinalLBPCore UserError is a bug: it keeps its traceback (a KeyError
+    or OSError from code is not turned into a one-line 'bad input'), and the script exits with status 1."""
+    from ParaspinalLBPCore.errors import MissingKeyError
+    from ParaspinalLBPSlicer import headless
+
+    def buggy(args: list[str]) -> Path:
+        return {"measurements": Path("m.csv")}["segmentation"]  # a bug: KeyError, not a UserError
+
+    def bad_input(args: list[str]) -> Path:
+        raise MissingKeyError("--measurements: m.csv has no case_id column")
+
+    def parse(argv: list[str]) -> list[str]:
+        return argv
+
+    with pytest.raises(KeyError, match="segmentation"):
+        headless.runScript("prog", parse, buggy, [])
+    capsys.readouterr()
+    # As Slicer runs a script: the traceback on stderr, exit status 1 (not 2, and Slicer does not hang).
+    with pytest.raises(SystemExit) as exit_info:
+        headless.runAsScript(lambda: headless.runScript("prog", parse, buggy, []))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and err.rstrip().endswith("KeyError: 'segmentation'")
+    assert "prog: error" not in err
+    # The same script with a user error: one line, exit status 2.
+    with pytest.raises(SystemExit) as exit_info:
+        headless.runAsScript(lambda: headless.runScript("prog", parse, bad_input, []))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "prog: error: --measurements: m.csv has no case_id column\n"

@@ -30,6 +30,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from ParaspinalLBPCore.errors import MissingInputError
 from ParaspinalLBPSlicer import jobs
 from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.tables import dataFrameToTable
@@ -232,7 +233,7 @@ class TrialAnalysisLogic(ScriptedLoadableModuleLogic):
 
         path = Path(outputDir) / "results.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no results (the analysis did not finish in this folder)")
+            raise MissingInputError(f"{path}: no results (the analysis did not finish in this folder)")
         summary = json.loads(path.read_text(encoding="utf-8"))
         rows = []
         for analysis in ("primary_mi", "primary_cc", "primary_pp"):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import slicer
 
+from ParaspinalLBPCore.errors import BadInputError
+
 from .segmentations import segmentationToLabels
 
 
@@ -20,17 +22,17 @@ def referencedDicomFiles(volumeNode, dicomDatabase=None) -> list[str]:
     """Files of the DICOM series ``volumeNode`` was loaded from (via Slicer's DICOM database)."""
     uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
     if not uids:
-        raise ValueError(
+        raise BadInputError(
             f"volume '{volumeNode.GetName()}' was not loaded from DICOM (no DICOM.instanceUIDs): load its "
             "series through the DICOM module, or export with 'paraspinal-seg dicom-seg --reference-dicom'"
         )
     db = dicomDatabase if dicomDatabase is not None else getattr(slicer, "dicomDatabase", None)
     if db is None or not db.isOpen:
-        raise ValueError("Slicer's DICOM database is not open: open it in the DICOM module first")
+        raise BadInputError("Slicer's DICOM database is not open: open it in the DICOM module first")
     files = [db.fileForInstance(uid) for uid in uids]
     missing = [uid for uid, f in zip(uids, files, strict=True) if not f]
     if missing:
-        raise ValueError(
+        raise BadInputError(
             f"{len(missing)} of {len(uids)} instances of volume '{volumeNode.GetName()}' are not in the "
             f"DICOM database (e.g. {missing[0]})"
         )
@@ -44,7 +46,7 @@ def writeDicomSeg(segmentationNode, referenceVolume, files, outputPath, creator:
 
     series = scan_files(files, f"volume '{referenceVolume.GetName()}'")
     if len(series) != 1:
-        raise ValueError(
+        raise BadInputError(
             f"volume '{referenceVolume.GetName()}' comes from {len(series)} DICOM series, not one"
         )
     labels, names = segmentationToLabels(segmentationNode, referenceVolume)

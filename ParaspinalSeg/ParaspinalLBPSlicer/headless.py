@@ -1,20 +1,22 @@
 """Plumbing shared by the modules' headless scripts (``Slicer --no-main-window --python-script``).
 
 Each script keeps its own options and ``run(args)``; this file gives them the same argument
-handling after ``--``, the same one-line error message and exit status 2 on bad input, loading
-with a message that names the option, full-precision CSV output of table nodes, and Slicer's exit.
+handling after ``--``, the same one-line error message and exit status 2 on bad input (a
+``ParaspinalLBPCore`` ``UserError``; any other exception is a bug and shows its traceback, exit
+status 1), loading with a message that names the option, full-precision CSV output of table nodes,
+and Slicer's exit.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import slicer
 
-#: Errors a user can fix (bad file, missing column, unknown structure): one line, exit status 2.
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError, OSError)
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, UserError
 
 
 def scriptArguments(argv: list[str] | None = None) -> list[str]:
@@ -30,12 +32,14 @@ def runScript(prog: str, parseArgs: Callable, run: Callable, argv: list[str] | N
 
     ``run(args)`` returns the written path(s) — a Path, a list or a dict of them — or a tuple
     ``(status, paths)`` when the script has its own non-zero outcome (e.g. validation errors).
+    A :class:`~ParaspinalLBPCore.errors.UserError` prints ``prog: error: <message>`` and returns 2;
+    any other exception is a bug and propagates with its traceback.
     """
     args = parseArgs(scriptArguments(argv))
     try:
         result = run(args)
-    except USER_ERRORS as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+    except UserError as exc:
+        print(f"{prog}: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
     status, written = result if isinstance(result, tuple) else (0, result)
     if isinstance(written, dict):
@@ -55,15 +59,36 @@ def exitSlicer(status: int) -> None:
         sys.exit(status)
 
 
+def runAsScript(main: Callable[[], int]) -> None:
+    """Run a script's ``main()`` as ``Slicer --python-script`` does and quit with its exit status.
+
+    A bug (an exception ``main`` lets through) prints its traceback and exits with status 1: an uncaught
+    exception would leave a ``--no-main-window`` Slicer running. argparse's own exit keeps its status.
+    """
+    try:
+        status = main()
+    except SystemExit as exc:  # argparse: usage error 2, --help 0
+        status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except Exception:
+        traceback.print_exc()
+        status = 1
+    exitSlicer(status)
+
+
 def loadNode(option: str, path: str | None, loader: Callable, name: str):
     """Load ``path`` with a ``slicer.util`` loader and name the node; errors name the ``--option``."""
     if path is None:
         return None
     if not Path(path).is_file():
-        raise FileNotFoundError(f"--{option}: file not found: {path}")
-    node = loader(str(path))
+        raise MissingInputError(f"--{option}: file not found: {path}")
+    try:
+        node = loader(str(path))
+    except RuntimeError as exc:  # slicer.util's loaders raise RuntimeError when a file does not load
+        raise BadInputError(
+            f"--{option}: Slicer could not load {path} ({' '.join(str(exc).split())})"
+        ) from None
     if node is None:
-        raise ValueError(f"--{option}: Slicer could not load {path}")
+        raise BadInputError(f"--{option}: Slicer could not load {path}")
     node.SetName(name)
     return node
 

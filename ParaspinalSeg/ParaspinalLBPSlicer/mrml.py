@@ -11,15 +11,16 @@ import numpy as np
 import slicer
 import vtk
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib import geometry, levels
 
 
 def volumeToImage(volumeNode):
     """SimpleITK image (LPS) of a scalar/label volume node; its parent transform must be hardened."""
     if volumeNode is None or volumeNode.GetImageData() is None:
-        raise ValueError("no volume selected (or the volume has no image data)")
+        raise BadInputError("no volume selected (or the volume has no image data)")
     if volumeNode.GetParentTransformNode() is not None:
-        raise ValueError(f"volume '{volumeNode.GetName()}' is under a transform; harden it first")
+        raise BadInputError(f"volume '{volumeNode.GetName()}' is under a transform; harden it first")
     directions = np.zeros((3, 3))
     volumeNode.GetIJKToRASDirections(directions)
     return geometry.image_from_parts(

@@ -12,6 +12,7 @@ import numpy as np
 import slicer
 import vtk
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalSegLib import geometry, structures
 
 from .mrml import imageToVolume, volumeToImage
@@ -23,7 +24,7 @@ def segmentationToLabels(segmentationNode, referenceVolume):
     Values are 1..n in segment order. Raises ValueError for an empty segmentation or a failed export.
     """
     if segmentationNode is None or segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
-        raise ValueError("the segmentation is empty: add or compute segments first")
+        raise BadInputError("the segmentation is empty: add or compute segments first")
     segmentation = segmentationNode.GetSegmentation()
     ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
     idArray = vtk.vtkStringArray()
@@ -35,7 +36,9 @@ def segmentationToLabels(segmentationNode, referenceVolume):
             segmentationNode, idArray, labelNode, referenceVolume
         )
         if not ok:
-            raise ValueError(f"could not export segmentation '{segmentationNode.GetName()}' to a label map")
+            raise BadInputError(
+                f"could not export segmentation '{segmentationNode.GetName()}' to a label map"
+            )
         labels = volumeToImage(labelNode)
         reference = volumeToImage(referenceVolume)
         # Exported on the reference grid: carry its exact geometry (the export re-derives it with

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import slicer
 
+from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 from ParaspinalLBPSlicer import headless
 
 
@@ -40,16 +41,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _clinical(value: str | None) -> dict:
-    """Clinical values from inline JSON or a JSON file; ValueError names the option."""
+    """Clinical values from inline JSON or a JSON file; a BadInputError names the option."""
     if not value:
         return {}
     text = Path(value).read_text(encoding="utf-8") if Path(value).is_file() else value
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--clinical-json: not a JSON object or file ({exc})") from None
+        raise BadInputError(f"--clinical-json: not a JSON object or file ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError("--clinical-json: expected a JSON object {field: value}")
+        raise BadInputError("--clinical-json: expected a JSON object {field: value}")
     return data
 
 
@@ -62,17 +63,22 @@ def _table(option: str, path: str | None, caseId: str | None):
     from ParaspinalLBPSlicer.tables import dataFrameToTable
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"--{option}: file not found: {path}")
+        raise MissingInputError(f"--{option}: file not found: {path}")
     # slicer.util.loadTable reads CSV columns as text without a schema; pandas keeps the types.
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BadInputError(
+            f"--{option}: {path} is not a readable CSV ({' '.join(str(exc).split())})"
+        ) from None
     if caseId is not None:
         if "case_id" not in df.columns:
-            raise KeyError(f"--{option}: {path} has no case_id column")
+            raise MissingKeyError(f"--{option}: {path} has no case_id column")
         df = df[df["case_id"].astype(str) == caseId]
         if df.empty:
-            raise KeyError(f"--{option}: case {caseId!r} not in {path}")
+            raise MissingKeyError(f"--{option}: case {caseId!r} not in {path}")
     elif "case_id" in df.columns and df["case_id"].nunique() > 1:
-        raise ValueError(f"--{option}: {path} holds several cases; choose one with --case-id")
+        raise BadInputError(f"--{option}: {path} holds several cases; choose one with --case-id")
     return dataFrameToTable(df.reset_index(drop=True), None, option)
 
 
@@ -85,7 +91,7 @@ def run(args: argparse.Namespace) -> Path:
     try:
         bundle = logic.loadBundle(args.model)
     except BundleError as exc:
-        raise ValueError(f"--model: {exc}") from None
+        raise BadInputError(f"--model: {exc}") from None
     features = _table("features", args.features, args.case_id)
     measurements = _table("measurements", args.measurements, args.case_id)
     record = logic.caseRecord(bundle, features, measurements, _clinical(args.clinical_json))
@@ -125,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    headless.exitSlicer(main())
+    headless.runAsScript(main)

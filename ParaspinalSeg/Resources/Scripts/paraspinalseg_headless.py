@@ -27,6 +27,7 @@ from pathlib import Path
 
 import slicer
 
+from ParaspinalLBPCore.errors import BadInputError
 from ParaspinalLBPSlicer import headless
 
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> dict:
     if not args.segmentation:
         written["segmentation"] = out / "segmentation.seg.nrrd"
         if not slicer.util.saveNode(seg, str(written["segmentation"])):
-            raise OSError(f"could not write {written['segmentation']}")
+            raise BadInputError(f"--out-dir: Slicer could not write {written['segmentation']}")
     headless.saveTableCsv(table, written["measurements"], integerColumns=("slice", "n_voxels", "ff_erode_px"))
     return written
 
@@ -116,4 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    headless.exitSlicer(main())
+    headless.runAsScript(main)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ParaspinalLBPCore.errors import MissingInputError
 from ParaspinalLBPSlicer import headless
 
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[Path]]:
 
     data, out = Path(args.data), Path(args.out)
     if not data.is_dir():
-        raise FileNotFoundError(f"--data: not a folder: {data}")
+        raise MissingInputError(f"--data: not a folder: {data}")
     out.mkdir(parents=True, exist_ok=True)
     logic = TrialAnalysis.TrialAnalysisLogic()
     report, issues = logic.validate(data)
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    headless.exitSlicer(main())
+    headless.runAsScript(main)
