@@ -15,8 +15,9 @@ read as the ``segment`` command reads its options (image_inputs.py). Output fold
 A case is built in a hidden staging folder and renamed into ``cases/<case_id>`` when complete, so a
 crash mid-case leaves no half outputs. ``done.json`` holds the SHA-256 of every input file (image
 files, DICOM folders, seeds, levels) and of the settings: a re-run skips cases whose hash is unchanged
-(a failed case too, unless ``retry_failed``). Reviewer decisions (decisions.py) override this:
-``accept`` freezes a case, a ``redo`` newer than the case's last run forces it to run again.
+(a failed case too, unless ``retry_failed``); its ``run_number`` counts the case's runs (1, 2, …).
+Reviewer decisions (decisions.py) override this: ``accept`` freezes a case, a ``redo`` of the case's
+latest run (:func:`record_decision` names it) forces it to run again.
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ import pandas as pd
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError, UserError
 from ParaspinalSegLib import qc, qc_page
 from ParaspinalSegLib.batch_manifest import MANIFEST_COLUMNS, PATH_COLUMNS, SERIES_COLUMNS
-from ParaspinalSegLib.decisions import DECISIONS_FILE, now_utc, parse_time, read_decision_rows, read_decisions
+from ParaspinalSegLib.decisions import (
+    DECISIONS_FILE,
+    append_decision,
+    now_utc,
+    read_decision_rows,
+    read_decisions,
+    redo_pending,
+)
 from ParaspinalSegLib.dicom_seg import check_on_series_grid, write_dicom_seg
 from ParaspinalSegLib.dicom_seg_cli import resolve_reference
 from ParaspinalSegLib.image_inputs import load_image_inputs
@@ -245,9 +253,11 @@ def run_case(spec: CaseSpec, settings: BatchSettings, cases_dir: str, digest: st
     """
     t0 = time.perf_counter()
     cases = Path(cases_dir)
+    previous = read_marker(cases / spec.case_id) or {}
     staging = _stage(cases, spec.case_id)
     marker = {
         "case_id": spec.case_id,
+        "run_number": int(previous.get("run_number", 0)) + 1,
         "hash": digest,
         "settings": settings.key(),
         "inputs": spec.inputs(),
@@ -402,11 +412,7 @@ def plan(
         if done_ok and decision.get("decision") == "accept":
             why[spec.case_id] = ("accepted", digest)
             continue
-        redo = (
-            marker is not None
-            and decision.get("decision") == "redo"
-            and decision["timestamp"] > parse_time(marker.get("finished_at"))
-        )
+        redo = marker is not None and redo_pending(decision, marker)
         if marker is None:
             reason = "new"
         elif force:
@@ -438,7 +444,7 @@ def collect(specs: list[CaseSpec], cases_dir: Path) -> pd.DataFrame:
 
 
 STATUS_COLUMNS = (
-    "case_id", "status", "run", "reason", "seconds", "finished_at", "inputs_changed",
+    "case_id", "status", "run", "run_number", "reason", "seconds", "finished_at", "inputs_changed",
     "decision", "reviewer", "decided_at", "note",
 )  # fmt: skip
 
@@ -457,6 +463,7 @@ def status_table(
                 "case_id": spec.case_id,
                 "status": marker.get("status", "missing"),
                 "run": run,
+                "run_number": marker.get("run_number"),
                 "reason": marker.get("reason", ""),
                 "seconds": marker.get("seconds"),
                 "finished_at": marker.get("finished_at", ""),
@@ -468,6 +475,24 @@ def status_table(
             }
         )
     return pd.DataFrame(rows, columns=list(STATUS_COLUMNS))
+
+
+def record_decision(
+    out_dir: str | Path,
+    case_id: str,
+    decision: str,
+    reviewer: str,
+    note: str = "",
+    decisions_path: str | Path | None = None,
+) -> Path:
+    """Append a reviewer's decision on the case's latest run in batch folder ``out_dir`` (its run number
+    from ``done.json``) to the decisions file (default ``out_dir/qc_decisions.csv``); returns the file."""
+    out = Path(out_dir)
+    marker = read_marker(out / "cases" / case_id)
+    if marker is None:
+        raise BadInputError(f"batch folder {out}: case {case_id!r} has not run (no cases/{case_id}/{MARKER})")
+    path = Path(decisions_path) if decisions_path else out / DECISIONS_FILE
+    return append_decision(path, case_id, decision, reviewer, note, run=marker.get("run_number"))
 
 
 def run_batch(

@@ -177,14 +177,14 @@ function q(v){return '"' + String(v).replace(/"/g,'""') + '"';}
 function decisionsCsv(){
   const reviewer = document.getElementById('reviewer').value.trim();
   const stamp = new Date().toISOString();
-  const rows = existing.map(r => [r.case_id, r.decision, r.reviewer, r.timestamp, r.note]);
+  const rows = existing.map(r => [r.case_id, r.decision, r.reviewer, r.timestamp, r.note, r.run]);
   let added = 0;
   for (const s of document.querySelectorAll('section.case')) {
     const c = s.dataset.case, pick = s.querySelector('input[type=radio]:checked');
     if (!pick) continue;
-    rows.push([c, pick.value, reviewer, stamp, s.querySelector('input.note').value]); added++;
+    rows.push([c, pick.value, reviewer, stamp, s.querySelector('input.note').value, s.dataset.run]); added++;
   }
-  return {added, reviewer, csv: ['case_id,decision,reviewer,timestamp,note'].concat(rows.map(r => r.map(q).join(','))).join('\\n') + '\\n'};
+  return {added, reviewer, csv: ['case_id,decision,reviewer,timestamp,note,run'].concat(rows.map(r => r.map(q).join(','))).join('\\n') + '\\n'};
 }
 document.getElementById('download').addEventListener('click', () => {
   const d = decisionsCsv(), msg = document.getElementById('message');
@@ -246,13 +246,14 @@ def _case_html(case_id: str, section: str, status: pd.Series, table: pd.DataFram
         for lv in levels
     )
     cid = html.escape(case_id)
+    run = "" if pd.isna(status["run_number"]) else int(status["run_number"])  # the run the reviewer sees
     decide = (
         f'<div class="choice"><label><input type="radio" name="d-{cid}" value="accept"> accept</label> '
         f'<label><input type="radio" name="d-{cid}" value="redo"> redo</label> '
         f'<input class="note" placeholder="note" size="40"></div>'
     )
     return (
-        f'<section class="case {kind}" id="case-{cid}" data-case="{cid}" data-flags="{len(f)}">'
+        f'<section class="case {kind}" id="case-{cid}" data-case="{cid}" data-run="{run}" data-flags="{len(f)}">'
         f"<h3>{cid}{badges}</h3><ul class=flags>{items}</ul><div>{figs}</div>{decide}</section>"
     )
 

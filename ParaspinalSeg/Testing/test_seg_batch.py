@@ -21,7 +21,7 @@ import pytest
 import SimpleITK as sitk
 from cohort_fixtures import FLAGGED
 
-from ParaspinalSegLib.batch import BatchSettings, read_manifest, run_batch
+from ParaspinalSegLib.batch import BatchSettings, read_manifest, read_marker, record_decision, run_batch
 from ParaspinalSegLib.cli import main
 from ParaspinalSegLib.decisions import append_decision, read_decisions
 from ParaspinalSegLib.markups import read_points, write_points
@@ -197,8 +197,9 @@ def test_decisions_accept_freezes_and_redo_forces_once(cohort: Path, tmp_path: P
     settings = BatchSettings(qc_images=False)
     run_batch(manifest, out, settings, show_progress=False)
     decisions = out / "qc_decisions.csv"
-    append_decision(decisions, "C4", "accept", "Dr A", "true asymmetry")
-    append_decision(decisions, "C1", "redo", "Dr A", "check the seeds")
+    record_decision(out, "C4", "accept", "Dr A", "true asymmetry")
+    record_decision(out, "C1", "redo", "Dr A", "check the seeds")  # about C1's run 1, whatever the clock says
+    assert read_decisions(decisions)["C1"]["run"] == 1
     seeds = tmp_path / "phantoms" / "C4" / "seeds.mrk.json"
     write_points(
         seeds, [(p.label, p.position_lps + np.array([1.0, 0, 0]), p.description) for p in read_points(seeds)]
@@ -215,10 +216,35 @@ def test_decisions_accept_freezes_and_redo_forces_once(cohort: Path, tmp_path: P
     )
     assert _mtimes(out / "cases" / "C4") == before
     third = run_batch(manifest, out, settings, show_progress=False)
-    assert third.n_run == 0  # the redo was older than C1's new run
+    assert third.n_run == 0  # the redo was about run 1; C1 is at run 2
+    assert third.status.set_index("case_id").at["C1", "run_number"] == 2
+    # A hand-written row without a run number: ordered by its timestamp against the run's end.
     append_decision(decisions, "C4", "redo", "Dr B", "", timestamp="2999-01-01T00:00:00Z")
     fourth = run_batch(manifest, out, settings, show_progress=False)
     assert fourth.status.set_index("case_id").at["C4", "run"] == "redo requested"
+
+
+def test_redo_at_the_same_instant_as_the_run_end_is_honoured_once(cohort: Path, tmp_path: Path) -> None:
+    """Run numbers, not clocks, order a case's runs and the decisions about them: a redo stamped at exactly
+    the instant its run finished (same second, same microsecond) forces one re-run, and a redo about an
+    earlier run never forces another, even stamped in the future."""
+    manifest = _copy_cohort(cohort, tmp_path)
+    out = tmp_path / "out"
+    settings = BatchSettings(qc_images=False)
+    run_batch(manifest, out, settings, show_progress=False)
+    decisions = out / "qc_decisions.csv"
+    first = read_marker(out / "cases" / "C1")
+    assert first["run_number"] == 1
+    append_decision(decisions, "C1", "redo", "Dr A", timestamp=first["finished_at"], run=1)
+    second = run_batch(manifest, out, settings, show_progress=False)
+    assert second.n_run == 1 and second.status.set_index("case_id").at["C1", "run"] == "redo requested"
+    assert read_marker(out / "cases" / "C1")["run_number"] == 2
+    append_decision(decisions, "C1", "redo", "Dr A", timestamp="2999-01-01T00:00:00Z", run=1)
+    assert run_batch(manifest, out, settings, show_progress=False).n_run == 0
+    # Without a run number the same-instant redo is not newer than the run: the hand-written fallback.
+    again = read_marker(out / "cases" / "C2")
+    append_decision(decisions, "C2", "redo", "Dr A", timestamp=again["finished_at"])
+    assert run_batch(manifest, out, settings, show_progress=False).n_run == 0
 
 
 @pytest.mark.parametrize(
@@ -228,6 +254,7 @@ def test_decisions_accept_freezes_and_redo_forces_once(cohort: Path, tmp_path: P
         ("case_id,decision,reviewer,timestamp,note\nC1,accept,A,yesterday,\n", r"line 2, column timestamp: 'yesterday'"),
         ("case_id,decision,reviewer\nC1,accept,A\n", r"column\(s\) timestamp missing"),
         ("case_id,decision,reviewer,timestamp\n,accept,A,2026-01-01\n", r"line 2, column case_id: empty"),
+        ("case_id,decision,reviewer,timestamp,note,run\nC1,redo,A,2026-01-01,,0\n", r"line 2, column run: '0'"),
     ],
 )  # fmt: skip
 def test_bad_decisions_file(tmp_path: Path, text: str, message: str) -> None:
