@@ -1,16 +1,19 @@
 """Regenerate the Slicer Sample Data description of the project's example case (the phantom).
 
 Writes ``ParaspinalSeg/Resources/SampleData.json`` (URIs of the GitHub release assets, local
-file names, SHA-256 checksums, node names, Slicer file types) and the 128×128 thumbnail
-``ParaspinalSeg/Resources/Icons/ParaspinalPhantom.png`` from the deterministic phantom
+file names, SHA-256 checksums and summaries of the files to publish, node names, Slicer file types)
+and the 128×128 thumbnail ``ParaspinalSeg/Resources/Icons/ParaspinalPhantom.png`` from the phantom
 ``python -m ParaspinalSegLib phantom --seed 1 --levels L1-L5`` at the default parameters. Run it
-whenever the phantom's output changes, then upload the files of ``--assets DIR`` (named as in
-``fileNames``) to a new release tag and bump ``RELEASE_TAG``::
+whenever the phantom's output changes, bump ``RELEASE_TAG`` and upload the files of ``--assets DIR``
+(named as in ``fileNames``: exactly the bytes whose checksums were recorded) to that release::
 
-    .venv/bin/python Testing/tools/make_sample_data.py [--assets /tmp/sample-data-assets]
+    .venv/bin/python Testing/tools/make_sample_data.py --assets /tmp/sample-data-assets
     .venv/bin/python Testing/tools/make_sample_data.py --check   # exit 1 when stale
 
-``Testing/test_sample_data.py`` fails when the checksums no longer match the phantom.
+The checksums identify the published bytes only. ``--check`` and ``Testing/test_sample_data.py`` compare
+a local rendering with the recorded summaries (``ParaspinalLBPSlicer.sampledata.summaryDifferences``:
+exact grid and markups, intensity statistics within a tolerance), never with the checksums: another
+CPU or numpy build may round the phantom's floating point differently.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "ParaspinalSeg"))
-from ParaspinalLBPSlicer.sampledata import sha256File
+from ParaspinalLBPSlicer.sampledata import fileSummary, sha256File, summaryDifferences
 
 REPO = Path(__file__).resolve().parents[2]
 RESOURCES = REPO / "ParaspinalSeg" / "Resources"
@@ -67,6 +70,7 @@ def describe(phantom_dir: Path) -> dict:
         "uris": [BASE_URI + f"{SAMPLE}_{name}" for name, _, _ in FILES],
         "fileNames": [f"{SAMPLE}_{name}" for name, _, _ in FILES],
         "checksums": [f"SHA256:{sha256(phantom_dir / name)}" for name, _, _ in FILES],
+        "summaries": [fileSummary(str(phantom_dir / name)) for name, _, _ in FILES],
         "nodeNames": [f"{SAMPLE}_{suffix}" for _, _, suffix in FILES],
         "loadFileTypes": [ftype for _, ftype, _ in FILES],
     }
@@ -78,7 +82,7 @@ def thumbnail(phantom_dir: Path, out: Path, size: int = 128) -> Path:
     import SimpleITK as sitk
     from PIL import Image
 
-    from ParaspinalSegLib import structures
+    from ParaspinalLBPCore import structures
 
     levels = json.loads((phantom_dir / "labels.json").read_text())["levels"]
     k = (levels["L4"][0] + levels["L4"][1]) // 2
@@ -105,30 +109,51 @@ def thumbnail(phantom_dir: Path, out: Path, size: int = 128) -> Path:
     return out
 
 
+def stale_reasons(current: dict, description: dict) -> list[str]:
+    """Why the recorded description no longer describes the phantom rendered here (empty: up to date).
+    Checksums are left out (they identify the published bytes); summaries are compared with tolerances."""
+    (recorded,), (rendered,) = current["sources"], description["sources"]
+    reasons = [
+        f"{key} differs"
+        for key in rendered
+        if key not in ("checksums", "summaries") and recorded.get(key) != rendered[key]
+    ]
+    if len(recorded.get("summaries", [])) != len(rendered["summaries"]):
+        return [*reasons, "no summary for every file"]
+    reasons += [
+        f"{name}: {problem}"
+        for name, got, expected in zip(
+            rendered["phantomFiles"], rendered["summaries"], recorded["summaries"], strict=True
+        )
+        for problem in summaryDifferences(got, expected)
+    ]
+    return reasons
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Generate the phantom, write SampleData.json and the thumbnail, optionally copy release assets."""
+    """Generate the phantom; write SampleData.json, the thumbnail and the release assets, or --check."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phantom-dir", help="use an already generated phantom folder")
     parser.add_argument("--assets", help="copy the release assets (renamed as fileNames) here")
     parser.add_argument("--check", action="store_true", help="only report whether SampleData.json is stale")
     args = parser.parse_args(argv)
+    if not args.check and not args.assets:
+        parser.error("--assets DIR is needed: the recorded checksums are those of the files to upload")
     with tempfile.TemporaryDirectory() as tmp:
         phantom_dir = Path(args.phantom_dir) if args.phantom_dir else generate_phantom(Path(tmp) / "ph")
         description = describe(phantom_dir)
         if args.check:
-            current = json.loads((RESOURCES / "SampleData.json").read_text())
-            stale = current != description
-            print("SampleData.json is " + ("STALE: rerun without --check" if stale else "up to date"))
-            return int(stale)
+            reasons = stale_reasons(json.loads((RESOURCES / "SampleData.json").read_text()), description)
+            print("SampleData.json is " + (f"STALE: {reasons}" if reasons else "up to date"))
+            return int(bool(reasons))
         (RESOURCES / "SampleData.json").write_text(json.dumps(description, indent=2) + "\n")
         thumbnail(phantom_dir, RESOURCES / "Icons" / f"{SAMPLE}.png")
-        if args.assets:
-            assets = Path(args.assets)
-            assets.mkdir(parents=True, exist_ok=True)
-            src = description["sources"][0]
-            for name, target in zip(src["phantomFiles"], src["fileNames"], strict=True):
-                shutil.copyfile(phantom_dir / name, assets / target)
-    print(f"wrote {RESOURCES / 'SampleData.json'} and Icons/{SAMPLE}.png")
+        assets = Path(args.assets)
+        assets.mkdir(parents=True, exist_ok=True)
+        src = description["sources"][0]
+        for name, target in zip(src["phantomFiles"], src["fileNames"], strict=True):
+            shutil.copyfile(phantom_dir / name, assets / target)
+    print(f"wrote {RESOURCES / 'SampleData.json'}, Icons/{SAMPLE}.png and the release assets in {assets}")
     return 0
 
 
