@@ -34,13 +34,14 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from ParaspinalLBPCore import structures
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError
 from ParaspinalLBPSlicer import mrml, segmentations
 from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.sampledata import registerSampleData
 from ParaspinalLBPSlicer.tables import dataFrameToTable
 from ParaspinalLBPSlicer.widgets import JobMonitor, optionalPath
-from ParaspinalSegLib import geometry, structures
+from ParaspinalSegLib import geometry
 
 #
 # Module

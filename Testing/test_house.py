@@ -483,6 +483,49 @@ def test_libs_import_the_vocabulary_from_the_core(module: str) -> None:
     assert not offenders, f"vocabulary spelled out outside ParaspinalLBPCore.structures: {offenders}"
 
 
+#: Files that still import the vocabulary through ParaspinalSegLib.structures (the re-export kept for old
+#: code): the segmentation work's files and the re-export's own test. This list only shrinks.
+VOCABULARY_RE_EXPORT_USERS = {
+    "ParaspinalSeg/ParaspinalSegLib/segment.py",
+    "ParaspinalSeg/Testing/test_autoseed.py",
+    "ParaspinalSeg/Testing/test_core_structures.py",
+    "ParaspinalSeg/Testing/test_logic_segment_realdata.py",
+    "ParaspinalSeg/Testing/test_segment.py",
+    "ParaspinalSeg/Testing/test_segment_cli.py",
+    "ParaspinalSeg/Testing/test_segment_phantom.py",
+    "ParaspinalSeg/Testing/test_segment_priors.py",
+    "ParaspinalSeg/Testing/test_segment_realdata.py",
+    "Testing/benchmarks/bench_segment_accuracy.py",
+}
+
+
+def _imports_vocabulary_re_export(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (
+            node.module == "ParaspinalSegLib.structures"
+            or (node.module == "ParaspinalSegLib" and any(a.name == "structures" for a in node.names))
+        ):
+            return True
+        if isinstance(node, ast.Import) and any(a.name == "ParaspinalSegLib.structures" for a in node.names):
+            return True
+    return False
+
+
+def test_vocabulary_is_imported_from_the_core() -> None:
+    """New code imports ParaspinalLBPCore.structures, not its re-export ParaspinalSegLib.structures."""
+    files = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    users = {f for f in files if (REPO / f).is_file() and _imports_vocabulary_re_export(REPO / f)}
+    assert users <= VOCABULARY_RE_EXPORT_USERS, (
+        f"import the vocabulary from ParaspinalLBPCore.structures: {sorted(users - VOCABULARY_RE_EXPORT_USERS)}"
+    )
+    assert users == VOCABULARY_RE_EXPORT_USERS, (
+        f"these no longer use the re-export: drop them from VOCABULARY_RE_EXPORT_USERS: "
+        f"{sorted(VOCABULARY_RE_EXPORT_USERS - users)}"
+    )
+
+
 def test_vocabulary_check_catches_a_copy() -> None:
     assert vocabulary_redeclarations('for m in ("multifidus_left", "multifidus_right"): pass')
     assert vocabulary_redeclarations('S = ["multifidus_left", "psoas_left", "erector_spinae_right"]')

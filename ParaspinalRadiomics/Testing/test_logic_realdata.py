@@ -13,8 +13,8 @@ import pytest
 import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
+from ParaspinalLBPCore.structures import MUSCLEMAP_LABEL_NAMES
 from ParaspinalRadiomicsLib import extraction
-from ParaspinalSegLib.structures import MUSCLEMAP_LABEL_NAMES
 
 pytestmark = [pytest.mark.slicer, pytest.mark.realdata]
 

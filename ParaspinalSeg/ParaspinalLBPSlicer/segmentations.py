@@ -12,8 +12,9 @@ import numpy as np
 import slicer
 import vtk
 
+from ParaspinalLBPCore import structures
 from ParaspinalLBPCore.errors import BadInputError
-from ParaspinalSegLib import geometry, structures
+from ParaspinalSegLib import geometry
 
 from .mrml import imageToVolume, volumeToImage
 

@@ -23,8 +23,8 @@ import SimpleITK as sitk
 from ParaspinalLBPCore import dicom_series as dser
 from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_CODES, SCT_ANATOMICAL_STRUCTURE, SCT_LEFT, SCT_RIGHT
-from ParaspinalSegLib.structures import structure as _structure
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_CODES, SCT_ANATOMICAL_STRUCTURE, SCT_LEFT, SCT_RIGHT
+from ParaspinalLBPCore.structures import structure as _structure
 
 SCT_TISSUE = ("SCT", "85756007", "Tissue")
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # it logs every copied module at INFO

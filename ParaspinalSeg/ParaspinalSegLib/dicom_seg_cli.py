@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     """Check the label map against the reference series and write the SEG atomically."""
     import SimpleITK as sitk
 
+    from ParaspinalLBPCore.structures import default_label_names
     from ParaspinalSegLib.dicom_seg import write_dicom_seg
     from ParaspinalSegLib.io import read_labels_json
-    from ParaspinalSegLib.structures import default_label_names
 
     if not args.reference_dicom:
         raise BadInputError("--reference-dicom DIR is required: the DICOM series the label map was drawn on")

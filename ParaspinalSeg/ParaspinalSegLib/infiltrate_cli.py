@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
+from ParaspinalLBPCore.structures import MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.fat_patterns import PATTERNS
-from ParaspinalSegLib.structures import MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 log = logging.getLogger(__name__)
 KNOWN_LABEL_SETS = {"tum01": TUM01_LABEL_NAMES, "musclemap": MUSCLEMAP_LABEL_NAMES}
@@ -65,8 +65,8 @@ def add_cli(subparsers: argparse._SubParsersAction, name: str) -> None:
 
 def _names(spec: str | None, present: set[int]) -> dict[int, str]:
     """value -> canonical muscle name from a label set keyword, a labels.json, or the project's values."""
+    from ParaspinalLBPCore.structures import canonical_name, default_label_names
     from ParaspinalSegLib.io import read_labels_json
-    from ParaspinalSegLib.structures import canonical_name, default_label_names
 
     if spec is None:
         names = default_label_names()

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from ParaspinalLBPCore.atomic import atomic_path
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError
-from ParaspinalSegLib.structures import BY_NAME
+from ParaspinalLBPCore.structures import BY_NAME
 
 MAX_VOXELS = 80_000_000  # ~ 512×512×300; larger volumes are refused (memory bound, a few GB)
 # Slices tilted up to this from true axial are accepted as axial (areas measured in the slice plane):

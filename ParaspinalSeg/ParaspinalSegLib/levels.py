@@ -13,8 +13,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ParaspinalLBPCore.errors import BadInputError
+from ParaspinalLBPCore.structures import LEVELS
 from ParaspinalSegLib.markups import MarkupPoint
-from ParaspinalSegLib.structures import LEVELS
 
 
 def point_to_index(image: sitk.Image, xyz_lps: Sequence[float]) -> tuple[int, int, int]:

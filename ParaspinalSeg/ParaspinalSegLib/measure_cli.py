@@ -45,13 +45,13 @@ def run(args: argparse.Namespace) -> int:
     """Measure and write OUT/measurements.csv."""
     import SimpleITK as sitk
 
+    from ParaspinalLBPCore.structures import default_label_names
     from ParaspinalSegLib.image_inputs import load_image_inputs
     from ParaspinalSegLib.io import match_grid, read_labels_json
     from ParaspinalSegLib.levels import levels_from_landmarks
     from ParaspinalSegLib.markups import read_points
     from ParaspinalSegLib.measure import measure_labels
     from ParaspinalSegLib.segment_cli import write_csv
-    from ParaspinalSegLib.structures import default_label_names
 
     check_image_arguments(args)
     bar = tqdm(total=3, desc="measure", unit="step")

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ParaspinalLBPCore.atomic import atomic_path, atomic_write_bytes
+from ParaspinalLBPCore.structures import BY_VALUE, LEVELS, MUSCLE_NAMES
 from ParaspinalSegLib import phantom_physics as phys
 from ParaspinalSegLib.markups import write_points
 from ParaspinalSegLib.phantom_anatomy import (
@@ -35,7 +36,6 @@ from ParaspinalSegLib.phantom_anatomy import (
     static_shapes,
 )
 from ParaspinalSegLib.phantom_params import PhantomParams
-from ParaspinalSegLib.structures import BY_VALUE, LEVELS, MUSCLE_NAMES
 
 __all__ = ["IMAGE_NAMES", "Phantom", "PhantomParams", "make_phantom", "write_phantom"]
 

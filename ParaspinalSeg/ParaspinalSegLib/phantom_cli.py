@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ParaspinalLBPCore.errors import BadInputError
+from ParaspinalLBPCore.structures import LEVELS
 from ParaspinalSegLib.phantom_params import PARASPINALS, PATTERNS, PhantomParams, preset
-from ParaspinalSegLib.structures import LEVELS
 
 log = logging.getLogger(__name__)
 

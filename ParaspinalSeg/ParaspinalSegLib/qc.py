@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ParaspinalLBPCore.structures import BY_NAME
 from ParaspinalSegLib.levels import point_to_index
 from ParaspinalSegLib.markups import MarkupPoint
-from ParaspinalSegLib.structures import BY_NAME
 
 PNG_WIDTH_PX = 320  # thumbnails: readable side by side, small enough for hundreds on a page
 CROP_MARGIN_MM = 15.0  # image shown around the muscles' bounding box on the slice

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ParaspinalLBPCore.atomic import atomic_write_text
 from ParaspinalLBPCore.errors import BadInputError
-from ParaspinalSegLib.structures import LEVELS
+from ParaspinalLBPCore.structures import LEVELS
 
 FLAG_COLUMNS = ("case_id", "kind", "structure", "level", "value", "message")
 #: Measurement columns shown in the captions when the table has them (name → caption label).

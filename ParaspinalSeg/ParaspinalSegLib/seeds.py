@@ -13,9 +13,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ParaspinalLBPCore.errors import BadInputError, MissingKeyError
+from ParaspinalLBPCore.structures import BY_NAME, BY_VALUE, MUSCLE_NAMES, structure
 from ParaspinalSegLib.levels import point_to_index
 from ParaspinalSegLib.markups import MarkupPoint
-from ParaspinalSegLib.structures import BY_NAME, BY_VALUE, MUSCLE_NAMES, structure
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.fat_patterns import PATTERNS
 from ParaspinalSegLib.infiltrate import infiltrate
 from ParaspinalSegLib.markups import MarkupPoint
@@ -47,7 +48,6 @@ from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom
 from ParaspinalSegLib.phantom_params import GOUTALLIER_GRADES, PARASPINALS, goutallier_params
 from ParaspinalSegLib.seeds import points_from_labels
-from ParaspinalSegLib.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 SOURCES = ("phantom", "tum01", "musclemap")
 CONTRASTS = ("dixon", "single")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from ParaspinalSegLib.structures import BY_NAME
+from ParaspinalLBPCore.structures import BY_NAME
 
 
 def make(n_slices: int = 8, seed: int = 0, ff_muscle: float = 0.1, spacing=(1.0, 1.0, 4.0)):
@@ -67,8 +67,8 @@ def seed_points(labels: sitk.Image, per_slices: int = 4):
     """One interior point per muscle every ``per_slices`` slices (distance-transform maximum)."""
     from scipy import ndimage as ndi
 
+    from ParaspinalLBPCore.structures import BY_VALUE
     from ParaspinalSegLib.markups import MarkupPoint
-    from ParaspinalSegLib.structures import BY_VALUE
 
     lab = sitk.GetArrayFromImage(labels)
     pts = []

@@ -19,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
+from ParaspinalLBPCore.structures import TUM01_LABEL_NAMES
 from ParaspinalSegLib import contrast
 from ParaspinalSegLib.contrast import UnsupportedContrastError, check_contrast, metadata_finding
 from ParaspinalSegLib.markups import write_points
@@ -26,7 +27,6 @@ from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom
 from ParaspinalSegLib.phantom_params import PhantomParams, goutallier_params
 from ParaspinalSegLib.segment import segment
-from ParaspinalSegLib.structures import TUM01_LABEL_NAMES
 
 
 def _like(arr: np.ndarray, ref: sitk.Image) -> sitk.Image:

@@ -22,10 +22,10 @@ import pytest
 import SimpleITK as sitk
 
 from ParaspinalLBPCore import dicom_series as ds
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_CODES
 from ParaspinalSegLib.cli import main
 from ParaspinalSegLib.dicom_seg import read_dicom_seg
 from ParaspinalSegLib.markups import write_points
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_CODES
 
 
 @pytest.fixture(scope="module")

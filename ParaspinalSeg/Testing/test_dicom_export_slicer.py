@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from ParaspinalLBPCore import dicom_series as ds
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES
 from ParaspinalSegLib.dicom_seg import read_dicom_seg
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES
 
 pytestmark = pytest.mark.slicer
 

@@ -14,10 +14,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import TUM01_LABEL_NAMES
 from ParaspinalSegLib import fat_patterns
 from ParaspinalSegLib.infiltrate import eroded_inplane, infiltrate, noise_sigma
 from ParaspinalSegLib.measure import measure_labels
-from ParaspinalSegLib.structures import TUM01_LABEL_NAMES
 
 MUSCLE_WF, FAT_WF, SIGMA = (470.0, 10.0), (65.0, 1345.0), 6.0
 NAMES = {1: "multifidus_left", 2: "erector_spinae_left"}

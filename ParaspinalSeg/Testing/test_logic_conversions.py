@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ParaspinalSegLib import structures
+from ParaspinalLBPCore import structures
 from ParaspinalSegLib.markups import MarkupPoint
 
 pytestmark = pytest.mark.slicer

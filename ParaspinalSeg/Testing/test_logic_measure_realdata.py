@@ -8,7 +8,8 @@ import pytest
 import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
-from ParaspinalSegLib import measure, structures
+from ParaspinalLBPCore import structures
+from ParaspinalSegLib import measure
 
 pytestmark = [pytest.mark.slicer, pytest.mark.realdata]
 

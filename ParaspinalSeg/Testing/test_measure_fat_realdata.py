@@ -20,11 +20,11 @@ import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.markups import read_points
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
 from ParaspinalSegLib.segment import segment
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 TUM01_LEVELS = {"L2": (0, 7), "L3": (8, 14), "L4": (15, 21), "L5": (22, 28)}
 

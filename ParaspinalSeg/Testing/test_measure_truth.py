@@ -14,12 +14,12 @@ import pytest
 import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib import phantom_physics as phys
 from ParaspinalSegLib.infiltrate import eroded_inplane, infiltrate
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom
 from ParaspinalSegLib.phantom_params import PARASPINALS, goutallier_params
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, TUM01_LABEL_NAMES
 
 SMALL = {"matrix": [256, 256], "levels": ["L3", "L4", "L5"]}
 

@@ -14,11 +14,11 @@ import SimpleITK as sitk
 import yaml
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import MUSCLE_NAMES, structure
 from ParaspinalSegLib.markups import read_points
 from ParaspinalSegLib.phantom import IMAGE_NAMES, PhantomParams, make_phantom, write_phantom
 from ParaspinalSegLib.phantom_cli import parse_levels
 from ParaspinalSegLib.phantom_params import MuscleParams
-from ParaspinalSegLib.structures import MUSCLE_NAMES, structure
 
 SMALL = {"matrix": [192, 192], "spacing_mm": [1.7, 1.7], "slices_per_level": 3}
 

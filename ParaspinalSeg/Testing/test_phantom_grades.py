@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import yaml
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import BY_NAME
 from ParaspinalSegLib.fat_patterns import PATTERNS
 from ParaspinalSegLib.measure import GOUTALLIER_FF_THRESHOLDS, goutallier_grade, measure_labels
 from ParaspinalSegLib.phantom import make_phantom
@@ -21,7 +22,6 @@ from ParaspinalSegLib.phantom_params import (
     preset,
     preset_names,
 )
-from ParaspinalSegLib.structures import BY_NAME
 
 SMALL = {"matrix": [192, 192], "spacing_mm": [1.7, 1.7], "slices_per_level": 3}
 

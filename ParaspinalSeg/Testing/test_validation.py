@@ -8,8 +8,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import BY_NAME
 from ParaspinalSegLib.phantom_params import PARASPINALS
-from ParaspinalSegLib.structures import BY_NAME
 from ParaspinalSegLib.validation import GRADE_FF, GRADE_VOLUME, fatty_cases, score_case, summary_row
 
 FAST = {"matrix": [192, 192], "spacing_mm": [1.7, 1.7], "slices_per_level": 3, "levels": ["L4", "L5"]}

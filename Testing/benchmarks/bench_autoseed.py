@@ -20,13 +20,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.autoseed import propose_seeds, refine_seeds, seed_accuracy
 from ParaspinalSegLib.autoseed_anatomy import AutoSeedParams, prepare_maps, slice_anatomy
 from ParaspinalSegLib.markups import MarkupPoint, read_points
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
 from ParaspinalSegLib.phantom_params import PhantomParams
 from ParaspinalSegLib.segment import segment
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 PHANTOM_NAMES = {BY_NAME[n].value: n for n in MUSCLE_NAMES}

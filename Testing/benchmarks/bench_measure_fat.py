@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib import phantom_physics as phys
 from ParaspinalSegLib.contrast import check_contrast
 from ParaspinalSegLib.fat_patterns import PATTERNS
@@ -32,7 +33,6 @@ from ParaspinalSegLib.infiltrate import eroded_inplane, infiltrate
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom
 from ParaspinalSegLib.phantom_params import PARASPINALS, goutallier_params
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.validation import GRADE_FF
 
 LEVELS = {"L2": (0, 7), "L3": (8, 14), "L4": (15, 21), "L5": (22, 28)}

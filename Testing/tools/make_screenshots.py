@@ -38,7 +38,7 @@ import pandas as pd
 import SimpleITK as sitk
 from matplotlib.lines import Line2D
 
-from ParaspinalSegLib import structures
+from ParaspinalLBPCore import structures
 from ParaspinalSegLib.markups import read_points
 
 REPO = Path(__file__).resolve().parents[2]

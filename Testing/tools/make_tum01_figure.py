@@ -24,8 +24,8 @@ import numpy as np
 import SimpleITK as sitk
 from matplotlib.lines import Line2D
 
+from ParaspinalLBPCore.structures import BY_NAME, TUM01_LABEL_NAMES
 from ParaspinalSegLib.segment import segment
-from ParaspinalSegLib.structures import BY_NAME, TUM01_LABEL_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "ParaspinalSeg" / "Testing"), str(REPO / "Testing")]
