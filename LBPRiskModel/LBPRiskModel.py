@@ -52,7 +52,7 @@ class LBPRiskModel(ScriptedLoadableModule):
             "table; clinical values are typed into the form. Shows the risk with its uncertainty interval, "
             "the risk group and the contribution of each predictor (SHAP values). For research use within "
             "the trial; see the bundle's model card for intended use. "
-            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP#which-module-do-i-need">Documentation</a>.'
+            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP/blob/main/docs/riskmodel.md">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
             "Model built with scikit-learn, XGBoost and LightGBM, explained with SHAP and LIME, reported to "

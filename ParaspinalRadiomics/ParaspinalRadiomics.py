@@ -70,7 +70,7 @@ class ParaspinalRadiomics(ScriptedLoadableModule):
             "identical to calling pyradiomics directly; the image is prepared once per case. The feature "
             "table feeds LBPRiskModel; use the command line (paraspinal-radiomics batch) for whole cohorts "
             "and 'icc' for inter-rater/test-retest reproducibility. "
-            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP#which-module-do-i-need">Documentation</a>.'
+            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP/blob/main/docs/radiomics.md">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
             "Built on pyradiomics (van Griethuysen et al., Cancer Research 2017). Developed for the METNLBP "

@@ -36,12 +36,11 @@ from slicer.util import VTKObservationMixin
 
 from ParaspinalLBPCore import structures
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError
-from ParaspinalLBPSlicer import mrml, segmentations
+from ParaspinalLBPSlicer import mrml, segmentations, tables
 from ParaspinalLBPSlicer.requirements import ensureRequirements
 from ParaspinalLBPSlicer.sampledata import registerSampleData
 from ParaspinalLBPSlicer.tables import dataFrameToTable
 from ParaspinalLBPSlicer.widgets import JobMonitor, optionalPath
-from ParaspinalSegLib import geometry
 
 #
 # Module
@@ -64,7 +63,7 @@ class ParaspinalSeg(ScriptedLoadableModule):
             "cross-sectional area, functional CSA, volume, fat fraction, Goutallier grade and left/right "
             "asymmetry per muscle, side and level. Results go to a table node (the measurement table "
             "ParaspinalRadiomics and LBPRiskModel consume) and a bar chart. "
-            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP#which-module-do-i-need">Documentation</a>.'
+            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP/blob/main/docs/segmentation.md">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
             "Developed for the METNLBP randomised controlled trial (exercise + NSAIDs vs NSAIDs in older "
@@ -254,7 +253,6 @@ class ParaspinalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
             self.logic.showBarChart(p.table)
 
-
     def onExportDicomSeg(self) -> None:
         """Save the segmentation as DICOM SEG into the DICOM database (it references the image's series)."""
         with slicer.util.tryWithErrorDisplay(_("DICOM SEG export failed."), waitCursor=True):
@@ -320,7 +318,7 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         ``erosionVoxels`` (default 1, as the CLI) erodes each mask in-plane by that many voxels before the
         fat fractions only (partial volume with the surrounding fat); CSA and volume use the full mask.
         ``fatMethod`` as ``measure_labels``' ``fat_method`` ("none": areas and volumes on any contrast).
-        Fat-suppressed or water-only images and swapped water/fat are refused (ValueError naming why).
+        Fat-suppressed or water-only images and swapped water/fat are refused (BadInputError naming why).
 
         ``assumeSameGrid`` accepts Dixon images whose geometry metadata differ from the reference
         volume's while their voxel grids have the same size (e.g. the MyoSegmenTUM water image).
@@ -333,13 +331,8 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         levels = mrml.levelsFromMarkups(levelsNode, image)
         kwargs = {}
         if fatVolume is not None and waterVolume is not None:
-            dixon = {"fat": mrml.volumeToImage(fatVolume), "water": mrml.volumeToImage(waterVolume)}
-            for role, img in dixon.items():
-                if assumeSameGrid and img.GetSize() == image.GetSize():
-                    img.CopyInformation(image)
-                else:
-                    geometry.check_same_grid(image, img, referenceVolume.GetName(), f"{role} image")
-            kwargs.update(dixon)
+            dixon = {"fat": fatVolume, "water": waterVolume}
+            kwargs = mrml.imagesOnGrid(dixon, image, referenceVolume.GetName(), assumeSameGrid)
         from ParaspinalSegLib import measure
 
         if fatMethod != "none":
@@ -454,31 +447,11 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
             return inputVolume, mrml.volumeToImage(inputVolume)
         raise BadInputError("select a T1/T2-weighted image, or a Dixon water + fat pair")
 
-    @staticmethod
-    def volumeMetadata(volumeNode) -> dict:
-        """The headers of a volume node for the contrast checks: its file's NIfTI header / BIDS sidecar,
-        and, when it was loaded from the DICOM database, the DICOM keywords of its first instance."""
-        from ParaspinalSegLib.contrast import DICOM_TAGS, read_metadata
-
-        meta = {}
-        storage = volumeNode.GetStorageNode() if volumeNode is not None else None
-        if storage is not None and storage.GetFileName():
-            meta.update(read_metadata(storage.GetFileName()))
-        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split() if volumeNode is not None else []
-        database = getattr(slicer, "dicomDatabase", None)
-        if uids and database is not None:
-            path = database.fileForInstance(uids[0])
-            for keyword, tag in DICOM_TAGS.items():
-                value = database.fileValue(path, tag) if path else ""
-                if value:
-                    meta[keyword] = value
-        return meta
-
     def checkMetadata(self, volumesByRole) -> None:
-        """Raise ValueError when a volume's metadata say it is fat-suppressed, water-only or in the wrong role."""
+        """Raise BadInputError when a volume's metadata say it is fat-suppressed, water-only or in the wrong role."""
         from ParaspinalSegLib.contrast import require_supported_metadata
 
-        metadata = {role: self.volumeMetadata(node) for role, node in volumesByRole.items() if node}
+        metadata = {role: mrml.volumeMetadata(node) for role, node in volumesByRole.items() if node}
         require_supported_metadata(metadata)
 
     def exportDicomSeg(self, segmentationNode, referenceVolume, creator: str = "") -> str:
@@ -531,20 +504,8 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         """Bar chart of one measurement per structure (whole-volume rows by default) in a plot chart node."""
         df = slicer.util.dataframeFromTable(tableNode)
         rows = df[(df["level"] == level) & (df["slice"].astype(str).isin(["", "nan"]))]
-        chartTable = dataFrameToTable(
-            rows[["structure", column]].reset_index(drop=True), None, f"{tableNode.GetName()} {column}"
-        )
-        series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{column} ({level})")
-        series.SetAndObserveTableNodeID(chartTable.GetID())
-        series.SetXColumnName("structure")
-        series.SetYColumnName(column)
-        series.SetLabelColumnName("structure")
-        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
-        chart = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"Paraspinal {column}")
-        chart.AddAndObservePlotSeriesNodeID(series.GetID())
-        chart.SetTitle(f"{column} per structure ({level})")
-        chart.SetYAxisTitle(column)
-        return chart
+        title = f"{column} per structure ({level})"
+        return tables.barChart(rows, "structure", column, f"{tableNode.GetName()} {column}", title)
 
 
 #

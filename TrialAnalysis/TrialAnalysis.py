@@ -53,7 +53,7 @@ class TrialAnalysis(ScriptedLoadableModule):
             "visit with Satterthwaite df, Kaplan-Meier/log-rank/Cox for recurrence, adverse events, "
             "compliance, NASS satisfaction, CONSORT and Table 1, rendered as an HTML/PDF report. The "
             "same functions are available from Python (TrialAnalysisLib) and the trial-analysis CLI. "
-            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP#which-module-do-i-need">Documentation</a>.'
+            '<a href="https://github.com/paraspinal-lbp/ParaspinalLBP/blob/main/docs/trial-analysis.md">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
             "Methods validated against R (stats, lme4, survival) reference values. Developed for the "

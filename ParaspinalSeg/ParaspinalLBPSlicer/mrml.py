@@ -86,3 +86,38 @@ def levelsFromMarkups(levelsNode, image):
     if levelsNode is None:
         return None
     return levels.levels_from_landmarks(markupsToPoints(levelsNode), image, source=levelsNode.GetName())
+
+
+def imagesOnGrid(volumesByRole: dict, reference, referenceName: str, assumeSameGrid: bool = False) -> dict:
+    """``{role: SimpleITK image}`` of volume nodes that must lie on the ``reference`` image's grid (raises
+    naming the volume otherwise); ``assumeSameGrid`` gives a volume of the same size the reference's
+    geometry (images whose geometry metadata disagree while their voxels match, e.g. MyoSegmenTUM water)."""
+    images = {}
+    for role, node in volumesByRole.items():
+        image = volumeToImage(node)
+        if assumeSameGrid and image.GetSize() == reference.GetSize():
+            image.CopyInformation(reference)
+        else:
+            geometry.check_same_grid(reference, image, referenceName, f"{role} image")
+        images[role] = image
+    return images
+
+
+def volumeMetadata(volumeNode) -> dict:
+    """The headers of a volume node for the contrast checks: its file's NIfTI header / BIDS sidecar,
+    and, when it was loaded from the DICOM database, the DICOM keywords of its first instance."""
+    from ParaspinalSegLib.contrast import DICOM_TAGS, read_metadata
+
+    meta = {}
+    storage = volumeNode.GetStorageNode() if volumeNode is not None else None
+    if storage is not None and storage.GetFileName():
+        meta.update(read_metadata(storage.GetFileName()))
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split() if volumeNode is not None else []
+    database = getattr(slicer, "dicomDatabase", None)
+    if uids and database is not None:
+        path = database.fileForInstance(uids[0])
+        for keyword, tag in DICOM_TAGS.items():
+            value = database.fileValue(path, tag) if path else ""
+            if value:
+                meta[keyword] = value
+    return meta

@@ -35,3 +35,20 @@ def dataFrameToTable(df, tableNode=None, name: str = "Measurements"):
 def tableToDataFrame(tableNode):
     """DataFrame of a table node (``slicer.util.dataframeFromTable``); None when no node is given."""
     return None if tableNode is None else slicer.util.dataframeFromTable(tableNode)
+
+
+def barChart(df, labelColumn: str, valueColumn: str, name: str, title: str):
+    """A bar chart of ``valueColumn`` per ``labelColumn`` of a DataFrame: a table node called ``name``, its
+    plot series and a plot chart node titled ``title`` (returned; show it with the plot view)."""
+    chartTable = dataFrameToTable(df[[labelColumn, valueColumn]].reset_index(drop=True), None, name)
+    series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", title)
+    series.SetAndObserveTableNodeID(chartTable.GetID())
+    series.SetXColumnName(labelColumn)
+    series.SetYColumnName(valueColumn)
+    series.SetLabelColumnName(labelColumn)
+    series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
+    chart = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", title)
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle(title)
+    chart.SetYAxisTitle(valueColumn)
+    return chart
