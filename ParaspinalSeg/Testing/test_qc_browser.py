@@ -1,8 +1,8 @@
 """The QC contact sheet in real headless Chromium (Debian package, Playwright): flagged cases come
 first, every thumbnail loads, flagged values are highlighted, the screenshot is not blank, and a
 reviewer's choices downloaded from the page are a decisions file the next batch run respects
-(the accepted case moves to the Accepted section). The screenshot goes to
-docs/figures/qc_contact_sheet.png when missing or with ``LBP_UPDATE_FIGURES=1``.
+(the accepted case moves to the Accepted section). The documentation's screenshot of the page is made by
+``Testing/tools/make_qc_figure.py``, not by this test.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from ParaspinalSegLib.batch import run_batch
 from ParaspinalSegLib.decisions import read_decisions
 
 CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[2]
-FIGURE = REPO / "docs" / "figures" / "qc_contact_sheet.png"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]  # fmt: skip
 
@@ -78,9 +76,6 @@ def test_contact_sheet_review_and_decisions(browser, batch: Path, cohort: Path, 
     assert pixels.std() > 30  # text, thumbnails and highlights, not a blank page
     reddish = (pixels[..., 0] > 150) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
     assert reddish.sum() > 500  # the flag messages are drawn in red
-    if not FIGURE.exists() or os.environ.get("LBP_UPDATE_FIGURES", "") == "1":
-        FIGURE.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(FIGURE))
 
     page.check("input[name='d-C4'][value='accept']")
     page.fill("#case-C4 input.note", "true asymmetry, seen on the images")
