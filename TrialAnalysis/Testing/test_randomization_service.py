@@ -242,6 +242,11 @@ def test_exports_coded_and_unblinded(trial: tuple) -> None:
         crand.groupby("arm")["participant_id"].count().tolist()
     )
     assert crand.groupby(rand["arm"])["arm"].nunique().max() == 1
+    # each export declares its arm coding, tied to its allocation.csv by the checksum
+    for zf, state, codes in ((z, "unblinded", ""), (coded, "coded", "A|B")):
+        decl = pd.read_csv(io.BytesIO(zf.read("arm_coding.csv")), dtype=str, keep_default_na=False)
+        digest = zf.read("allocation.sha256").decode().split()[0]
+        assert decl.to_dict("records") == [{"state": state, "codes": codes, "allocation_sha256": digest}]
 
 
 def test_html_pages_in_both_languages(trial: tuple) -> None:

@@ -26,6 +26,10 @@ COMMANDS = {
         "TrialAnalysisLib.validate_cli:add_cli",
         "validate a trial dataset directory (exit 1 when errors are found)",
     ),
+    "merge-allocation": Command(
+        "TrialAnalysisLib.allocation_merge_cli:add_cli",
+        "merge the randomisation service's allocation export (coded or unblinded) into a trial dataset",
+    ),
     "analyze": Command(
         "TrialAnalysisLib.analyze_cli:add_cli",
         "run the statistical analysis plan on a trial dataset and write report.html/.pdf",

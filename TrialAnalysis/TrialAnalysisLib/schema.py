@@ -8,12 +8,16 @@ Conventions: tidy CSVs, UTF-8, ``\\n`` line ends, empty field = missing, boolean
 dates ISO ``YYYY-MM-DD``. Visit days count from randomization (day 0); the month visits count from
 the end of the 6-week intervention (m1 = day 72 … m12 = day 407); recurrence time counts from the
 end of the intervention (day 42) and is censored at 365 days.
+
+Arms are the names ``exercise``/``control``, or, in a coded dataset for blinded analysis, two codes
+(A/B) declared in ``arm_coding.csv`` (:class:`ArmCoding`, :func:`arm_coding`), as the randomisation
+service's coded export writes it; without that file a dataset is unblinded.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from ParaspinalLBPCore.structures import LEVELS, MUSCLE_NAMES
 CENTRES = ("C1", "C2", "C3", "C4", "C5")
 SEXES = ("F", "M")
 ARMS = ("exercise", "control")
+ARM_CODING_STATES = ("unblinded", "coded")
 VISITS = ("baseline", "eoi_6w", "m1", "m3", "m6", "m12")
 # Nominal day (from randomization) and allowed window (± days) of each visit.
 VISIT_DAY = {"baseline": 0, "eoi_6w": 42, "m1": 72, "m3": 133, "m6": 224, "m12": 407}
@@ -49,7 +54,8 @@ RECURRENCE_MAX_DAYS = 365
 
 @dataclass(frozen=True)
 class Column:
-    """One column: type (str|int|float|bool|date), unit, allowed range or codes, missing allowed, decimals."""
+    """One column: type (str|int|float|bool|date), unit, allowed range or codes, missing allowed, decimals;
+    ``arm`` marks an arm column, whose allowed codes a coded dataset declares in arm_coding.csv."""
 
     name: str
     dtype: str
@@ -60,6 +66,7 @@ class Column:
     codes: tuple[str, ...] = ()
     nullable: bool = False
     decimals: int | None = None
+    arm: bool = False  # holds an arm: one of ``codes``, or of arm_coding.csv's codes in a coded dataset
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,7 @@ TABLES: dict[str, Table] = {
             C("sex", "str", "sex", codes=SEXES),
             C("age", "int", "age at randomization (inclusion ≥ 60)", "years", 18, 110),
             C("bmi", "float", "body-mass index", "kg/m2", 14, 60, decimals=1),
-            C("arm", "str", "randomized arm", codes=ARMS),
+            C("arm", "str", "randomized arm (a coded dataset holds the codes of arm_coding.csv)", codes=ARMS, arm=True),
             C("randomization_date", "date", "date of randomization (ISO)"),
             C("stratum", "str", "randomization stratum centre-sex, e.g. 'C1-F'"),
             C("block_id", "str", "allocation block, e.g. 'C1-F-B03' (see allocation.csv)"),
@@ -178,8 +185,13 @@ TABLES: dict[str, Table] = {
             C("sequence_in_stratum", "int", "position in the stratum's list (1-based)", "", 1, 100000),
             C("block_id", "str", "block identifier"),
             C("block_size", "int", "size of the block", "", 2, 100),
-            C("arm", "str", "allocated arm", codes=ARMS),
+            C("arm", "str", "allocated arm (a coded dataset holds the codes of arm_coding.csv)", codes=ARMS, arm=True),
         ), key=("stratum", "sequence_in_stratum")),
+        Table("arm_coding", "how the arm columns are written (one row; absent = unblinded), e.g. by the randomisation service's export", (
+            C("state", "str", "'unblinded': arm columns hold the arm names; 'coded': they hold the codes below (blinded analysis)", codes=ARM_CODING_STATES),
+            C("codes", "str", "when coded, the two arm codes separated by '|', e.g. 'A|B' (which arm is which is not stated); empty when unblinded", nullable=True),
+            C("allocation_sha256", "str", "SHA-256 of the allocation.csv exported with this declaration (ties the two together)"),
+        )),
     )
 }  # fmt: skip
 
@@ -196,6 +208,7 @@ class TrialData:
     compliance: pd.DataFrame | None = None
     screening: pd.DataFrame | None = None
     allocation: pd.DataFrame | None = None
+    arm_coding: pd.DataFrame | None = None
     truth: dict[str, Any] | None = None
     directory: Path | None = None
     load_issues: list[tuple[str, str, str]] = field(default_factory=list)  # (file, column, message)
@@ -205,6 +218,95 @@ class TrialData:
         """Present tables by name."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.name in TABLES and getattr(self, f.name) is not None}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ArmCoding:
+    """How a dataset writes its arms: the names (unblinded) or two codes (coded, for blinded analysis).
+
+    ``values`` are the arm columns' values, compared arm first and reference arm last (effects are
+    first − last); ``labels`` are what tables and figures print: the name, or ``Arm A`` for code ``A``.
+    """
+
+    coded: bool
+    values: tuple[str, ...]
+
+    def label(self, value: object) -> str:
+        """Printed label of an arm value."""
+        return f"Arm {value}" if self.coded else str(value)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Printed labels in report order."""
+        return tuple(self.label(v) for v in self.values)
+
+    @property
+    def compared(self) -> str:
+        """Label of the arm whose difference from the reference is reported."""
+        return self.labels[0]
+
+    @property
+    def reference(self) -> str:
+        """Label of the reference arm."""
+        return self.labels[-1]
+
+    @property
+    def contrast(self) -> str:
+        """The reported difference in words, e.g. ``exercise − control`` or ``Arm A − Arm B``."""
+        return f"{self.compared} − {self.reference}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """State and arm values, for results.json."""
+        return {"state": "coded" if self.coded else "unblinded", "arms": list(self.values)}
+
+
+UNBLINDED = ArmCoding(False, ARMS)
+
+
+def split_codes(text: object) -> list[str]:
+    """The codes of arm_coding.csv's ``codes`` field ('A|B' -> ['A', 'B']; empty -> [])."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    return [c.strip() for c in text.split("|")]
+
+
+def read_arm_coding(df: pd.DataFrame | None) -> tuple[ArmCoding, list[tuple[str, str]]]:
+    """The coding an arm_coding table declares (unblinded when absent) and its problems as (column, message).
+
+    Coded means exactly two distinct, non-empty codes that are not arm names; unblinded means no codes.
+    """
+    if df is None:
+        return UNBLINDED, []
+    if len(df) != 1:
+        return UNBLINDED, [("", f"expected exactly one row (the dataset's arm coding), found {len(df)}")]
+    row = df.iloc[0]
+    state = str(row.get("state", "")).strip()
+    codes = split_codes(row.get("codes"))
+    if state not in ARM_CODING_STATES:
+        return UNBLINDED, [("state", f"state {state!r} is not one of {', '.join(ARM_CODING_STATES)}")]
+    if state == "unblinded":
+        problems = [("codes", f"codes {row.get('codes')!r} given for an unblinded dataset (leave it empty)")]
+        return UNBLINDED, problems if codes else []
+    names = {a.lower() for a in ARMS}
+    if len(codes) != 2 or len(set(codes)) != 2 or "" in codes or any(c.lower() in names for c in codes):
+        return UNBLINDED, [("codes", f"codes {row.get('codes')!r} of a coded dataset must be two distinct codes "
+                                     f"separated by '|', e.g. 'A|B', none of them an arm name ({', '.join(ARMS)})")]  # fmt: skip
+    return ArmCoding(True, tuple(sorted(codes))), []
+
+
+def arm_coding_table(allocation_sha256: str, codes: Sequence[str] = ()) -> pd.DataFrame:
+    """The one-row arm_coding table: unblinded without ``codes``, coded with the two ``codes``."""
+    state = "coded" if codes else "unblinded"
+    return pd.DataFrame([{"state": state, "codes": "|".join(codes), "allocation_sha256": allocation_sha256}])
+
+
+def arm_coding(data: TrialData) -> ArmCoding:
+    """The dataset's arm coding (arm_coding.csv; unblinded when absent); BadInputError if the declaration is unusable."""
+    coding, problems = read_arm_coding(getattr(data, "arm_coding", None))
+    if problems:
+        column, message = problems[0]
+        raise BadInputError(f"arm_coding.csv{f' column {column!r}' if column else ''}: {message}")
+    return coding
 
 
 def data_dictionary() -> pd.DataFrame:
@@ -319,7 +421,9 @@ def read_mapping(mapping: Mapping[str, Any] | str | Path | None) -> dict[str, di
             raise BadInputError(f"{source}: entry {table!r} must be a mapping with keys {MAPPING_KEYS}")
         bad = sorted(set(spec) - set(MAPPING_KEYS))
         if bad:
-            raise MissingKeyError(f"{source}: {table}: unknown key(s) {bad}; allowed: {', '.join(MAPPING_KEYS)}")
+            raise MissingKeyError(
+                f"{source}: {table}: unknown key(s) {bad}; allowed: {', '.join(MAPPING_KEYS)}"
+            )
         out[table] = {"file": spec.get("file"), "rename": dict(spec.get("rename") or {}),
                       "recode": {c: {str(k): str(v) for k, v in m.items()} for c, m in (spec.get("recode") or {}).items()}}  # fmt: skip
     return out

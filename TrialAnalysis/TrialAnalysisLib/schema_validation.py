@@ -6,6 +6,12 @@ table, visit days inside their windows, screening log consistent with enrolment,
 (warnings: protocol deviations), and randomization records against the allocation list: within each
 stratum the k-th participant randomized (order: randomization_date, then participant_id) must carry
 the arm and block of row k of allocation.csv, whose checksum must match allocation.sha256.
+
+Arms are the names (exercise, control) unless arm_coding.csv declares the dataset coded: then every arm
+of participants.csv and allocation.csv is one of its two codes (the randomisation service's coded
+export, for blinded analysis). An arm name in a coded dataset, an unknown code, coded arms in a dataset
+declared (or, without arm_coding.csv, presumed) unblinded, and a declaration that is malformed or
+belongs to another allocation.csv are errors; files that would tell the codes apart are warnings.
 """
 
 from __future__ import annotations
@@ -20,7 +26,17 @@ import numpy as np
 import pandas as pd
 
 from ParaspinalLBPCore.errors import BadInputError
-from TrialAnalysisLib.schema import TABLES, VISIT_WINDOW, Column, Table, TrialData, load_trial
+from TrialAnalysisLib.schema import (
+    ARMS,
+    TABLES,
+    VISIT_WINDOW,
+    ArmCoding,
+    Column,
+    Table,
+    TrialData,
+    load_trial,
+    read_arm_coding,
+)
 
 MAX_LISTED = 20  # individual issues listed per (file, column, check); the rest are counted
 
@@ -158,7 +174,7 @@ def _check_column(col: Column, df: pd.DataFrame, t: Table, out: _Collector) -> N
             out.add(
                 "error", "missing_value", f, col.name, f"{loc}, column {col.name!r}: value missing", pid, line
             )
-    if col.codes:
+    if col.codes and not col.arm:  # arm columns: _check_arms (their codes depend on arm_coding.csv)
         bad = ~missing & ~s.astype(str).isin(col.codes)
         for idx in s.index[bad.to_numpy()]:
             pid, line, loc = _where(df, idx, f)
@@ -311,6 +327,100 @@ def _check_randomization(data: TrialData, out: _Collector) -> None:
                     f"{loc}: block_id {r['block_id']!r} contradicts {where} ({r['block_id_list']!r})", pid, line)  # fmt: skip
 
 
+def _check_arm_coding(data: TrialData, out: _Collector) -> ArmCoding | None:
+    """The declared arm coding (None when unusable): well formed, and tied to this allocation.csv by its SHA-256."""
+    f, df = "arm_coding.csv", data.arm_coding
+    coding, problems = read_arm_coding(df)
+    if df is None:
+        return coding
+    where = f"{f} line 2" if len(df) == 1 else f
+    for column, message in problems:
+        if column != "state":  # a bad or missing state is already reported by the column checks
+            out.add(
+                "error",
+                "arm_coding",
+                f,
+                column,
+                f"{where}{f', column {column!r}' if column else ''}: {message}",
+            )
+    alloc = data.files.get("allocation")
+    if len(df) == 1 and "allocation_sha256" in df.columns and alloc is not None and alloc.exists():
+        recorded = str(df["allocation_sha256"].iloc[0]).strip()
+        actual = hashlib.sha256(alloc.read_bytes()).hexdigest()
+        if recorded != actual:
+            out.add("error", "arm_coding", f, "allocation_sha256",
+                    f"{where}, column 'allocation_sha256': {recorded[:12]}… is not the SHA-256 of {alloc.name} "
+                    f"({actual[:12]}…): the declaration belongs to another allocation export")  # fmt: skip
+    return None if problems else coding
+
+
+def _arm_problem(value: str, coding: ArmCoding, declared: bool) -> tuple[str, str] | None:
+    """(check, reason) when ``value`` is not an arm of a dataset written with ``coding``, else None."""
+    allowed = ", ".join(coding.values)
+    if coding.coded and value in ARMS:
+        return "blinding", (f"arm name {value!r} in a dataset declared coded (arm_coding.csv: codes {allowed}): "
+                            "coded and unblinded arms cannot be mixed")  # fmt: skip
+    if coding.coded and value not in coding.values:
+        return "code", f"unknown code {value!r} (allowed in this coded dataset: {allowed})"
+    if not coding.coded and value not in ARMS:
+        if declared:
+            return "blinding", (f"{value!r} is not an arm name (allowed: {allowed}), yet arm_coding.csv declares "
+                                "the dataset unblinded: coded arms cannot pass as unblinded")  # fmt: skip
+        return "code", (f"unknown code {value!r} (allowed: {allowed}; a coded dataset declares its codes in "
+                        "arm_coding.csv, which the randomisation service's export writes)")  # fmt: skip
+    return None
+
+
+def _check_arms(data: TrialData, coding: ArmCoding, out: _Collector) -> None:
+    """Every arm of participants.csv and allocation.csv is a name (unblinded) or a declared code (coded);
+    a coded dataset's participants carry both codes."""
+    declared = data.arm_coding is not None
+    for name in ("participants", "allocation"):
+        df, f = getattr(data, name), TABLES[name].filename
+        if df is None or "arm" not in df.columns:
+            continue
+        arm = df["arm"].astype(str).str.strip()
+        for idx in df.index[(arm != "").to_numpy()]:
+            problem = _arm_problem(arm[idx], coding, declared)
+            if problem:
+                pid, line, loc = _where(df, idx, f)
+                out.add("error", problem[0], f, "arm", f"{loc}, column 'arm': {problem[1]}", pid, line)
+        used = sorted(set(arm) & set(coding.values))
+        if name == "participants" and coding.coded and len(df) and len(used) < 2:
+            out.add("error", "blinding", f, "arm",
+                    f"{f}, column 'arm': only code(s) {', '.join(used) or 'none'} used; the participants of a coded "
+                    f"dataset carry both declared codes {', '.join(coding.values)}")  # fmt: skip
+
+
+#: Files that give the arm behind each code away when they sit in a coded dataset, and why.
+REVEALING_FILES = {
+    "truth.json": "the simulator's planted truth names the arms and the effects' direction",
+    "allocation.json": "the list generator's parameters (seed) regenerate the unblinded list",
+}
+
+
+def _check_blinding(data: TrialData, coding: ArmCoding, out: _Collector) -> None:
+    """Warnings: what in a coded dataset reveals which code is which arm to whoever reads the files."""
+    if not coding.coded:
+        return
+    for name, why in REVEALING_FILES.items():
+        if data.directory is not None and (data.directory / name).exists():
+            out.add(
+                "warning",
+                "blinding",
+                name,
+                "",
+                f"{name} in a coded dataset: {why}; leave it out of blinded data",
+            )
+    p = data.participants
+    if "compliance_pct" in p.columns and "arm" in p.columns:
+        recorded = p.groupby(p["arm"].astype(str))["compliance_pct"].apply(lambda s: bool(s.notna().any()))
+        if recorded.nunique() > 1:
+            out.add("warning", "blinding", "participants.csv", "compliance_pct",
+                    "participants.csv, column 'compliance_pct': exercise-diary compliance is recorded for one code "
+                    "only and so reveals which arm it is; withhold it (and compliance.csv) from blinded data")  # fmt: skip
+
+
 def validate_trial(
     data: TrialData | str | Path, mapping: Mapping[str, Any] | str | Path | None = None
 ) -> ValidationReport:
@@ -324,6 +434,10 @@ def validate_trial(
             out.add("warning", "missing_file", t.filename, "", f"{t.filename}: file absent")
             continue
         _check_table(t, df, out)
+    coding = _check_arm_coding(data, out)
+    if coding is not None:  # arms are checked against a usable declaration only
+        _check_arms(data, coding, out)
+        _check_blinding(data, coding, out)
     _check_references(data, out)
     _check_visits(data.visits, out)
     _check_inclusion(data.participants, out)

@@ -2,7 +2,7 @@
 
 ``simulate_trial(out, n=314, seed=1, with_mri=0, effect_odi_12m=-5, recurrence_hr=0.6, ...)`` writes
 participants, phenotype, visits, recurrence, adverse_events, compliance, screening, allocation (+ .sha256,
-.json), data_dictionary.csv and truth.json. Same seed and parameters → byte-identical files.
+.json), arm_coding (unblinded), data_dictionary.csv and truth.json. Same seed and parameters → byte-identical files.
 Planted signal (see truth.json "planted_predictors"): 12-month ODI change depends on arm, multifidus
 L4–L5 FF (also modifies the treatment effect), multifidus L4–L5 CSA ratio, age, baseline ODI and centre;
 recurrence on arm and multifidus L4–L5 FF.
@@ -25,7 +25,14 @@ from ParaspinalLBPCore.structures import SIDES, muscle_name
 from TrialAnalysisLib import simulate_outcomes as so
 from TrialAnalysisLib import simulate_population as sp
 from TrialAnalysisLib.randomization import block_randomization, stratum_code
-from TrialAnalysisLib.schema import CENTRES, SEXES, VISIT_DAY, write_data_dictionary, write_table
+from TrialAnalysisLib.schema import (
+    CENTRES,
+    SEXES,
+    VISIT_DAY,
+    arm_coding_table,
+    write_data_dictionary,
+    write_table,
+)
 from TrialAnalysisLib.simulate_mri import render_cohort
 from TrialAnalysisLib.simulate_outcomes import TruthParams
 from TrialAnalysisLib.simulate_population import derived_seed
@@ -120,6 +127,7 @@ def simulate_trial(
                      ("adverse_events", ae), ("compliance", compliance), ("screening", screening)):  # fmt: skip
         write_table(df, name, out)
     allocation.to_csv(out / "allocation.csv")
+    write_table(arm_coding_table(allocation.checksum), "arm_coding", out)
     write_data_dictionary(out)
     _write_truth(out, truth, n, seed, allocation, scores, base, observed, ff_l45)
     if with_mri:

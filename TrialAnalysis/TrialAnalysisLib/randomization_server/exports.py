@@ -1,12 +1,14 @@
 """Exports: the allocation in the trial dataset's schema (zip), the audit log, the offline emergency list.
 
 The allocation export holds ``allocation.csv`` + ``allocation.sha256`` (table ``allocation`` of the
-trial schema) and ``randomized.csv`` (one row per participant with the ``participants.csv`` columns
-participant_id, centre, sex, stratum, block_id, arm, randomization_date, plus screening_id,
-sequence_in_stratum, randomized_at, randomized_by), and ``export.json``. Unblinded (statistician, or
-anyone after trial unblinding) ``allocation.csv`` is the uploaded list byte for byte, so its checksum
-is the uploaded one and ``trial-analysis validate`` reads it directly; coded, it holds only the used
-slots and arms are the list's letter codes (future allocations stay concealed).
+trial schema), ``arm_coding.csv`` (table ``arm_coding``: unblinded, or coded with the two letter codes),
+``randomized.csv`` (one row per participant with the ``participants.csv`` columns participant_id,
+centre, sex, stratum, block_id, arm, randomization_date, plus screening_id, sequence_in_stratum,
+randomized_at, randomized_by), and ``export.json``. Unblinded (statistician, or anyone after trial
+unblinding) ``allocation.csv`` is the uploaded list byte for byte, so its checksum is the uploaded one;
+coded, it holds only the used slots and arms are the list's letter codes (future allocations stay
+concealed). Either way ``trial-analysis merge-allocation`` puts it into a trial dataset that
+``validate`` and ``analyze`` read directly (coded: the blinded report).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from TrialAnalysisLib.randomization_server.audit import Actor
 from TrialAnalysisLib.randomization_server.lists import active_list
 from TrialAnalysisLib.randomization_server.policy import RefusedError, require, sees_arms
 from TrialAnalysisLib.randomization_server.service import _rows, check_code, is_trial_unblinded
+from TrialAnalysisLib.schema import arm_coding_table, format_table
 
 RANDOMIZED_COLUMNS = (
     "participant_id",
@@ -83,6 +86,7 @@ def allocation_export(database: db.Database, actor: Actor) -> tuple[bytes, dict[
             ).sort_values(["stratum", "sequence_in_stratum"])
             alloc = canonical_csv(used)
         digest = hashlib.sha256(alloc).hexdigest()
+        coding = arm_coding_table(digest, () if unblinded else sorted(codes.values()))
         manifest = {
             "mode": "unblinded" if unblinded else "coded",
             "list_sha256": lst["sha256"],
@@ -97,6 +101,9 @@ def allocation_export(database: db.Database, actor: Actor) -> tuple[bytes, dict[
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("allocation.csv", alloc)
         zf.writestr("allocation.sha256", f"{digest}  allocation.csv\n")
+        zf.writestr(
+            "arm_coding.csv", format_table(coding, "arm_coding").to_csv(index=False, lineterminator="\n")
+        )
         zf.writestr("randomized.csv", randomized.to_csv(index=False, lineterminator="\n"))
         zf.writestr("export.json", json.dumps(manifest, indent=2) + "\n")
     return buf.getvalue(), manifest
