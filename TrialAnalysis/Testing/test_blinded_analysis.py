@@ -1,20 +1,25 @@
-"""The randomisation service's coded export as a trial dataset (issue 17, Export).
+"""Blinded analysis of the randomisation service's coded export (issue 17, Export).
 
 A simulated trial is randomised through the service (its own functions, as an investigator), exported
 coded (monitor) and unblinded (statistician), and merged into the clinical data with
-``merge-allocation``. ``validate`` accepts the coded dataset and refuses mixed, unknown or undeclared
-codes and declarations that do not fit. Both code assignments are tested: the service draws the letters
-at random at upload, so the list is uploaded until the wanted one comes up.
+``merge-allocation``. ``validate`` accepts the coded dataset; ``analyze`` on it gives the unblinded
+numbers with the arms relabelled (Arm A − Arm B; sign flipped when A is control, two-sided p), and its
+arm-labelled places (tables, headings, headline, figures, PDF text, results.json, CONSORT, Table 1,
+data hash) never name an arm. Both code assignments are tested: the service draws the letters at
+random at upload, so the list is uploaded until the wanted one comes up.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import zipfile
 from pathlib import Path
 
+import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 from randomization_support import ELIGIBLE
@@ -23,13 +28,16 @@ from TrialAnalysisLib.allocation_merge import merge_allocation
 from TrialAnalysisLib.cli import main
 from TrialAnalysisLib.randomization_server import accounts, db, exports, lists, service
 from TrialAnalysisLib.randomization_server.audit import Actor
+from TrialAnalysisLib.report import data_hash, pdf_text_pages, report_figures, run_analyses
+from TrialAnalysisLib.schema import load_trial
 from TrialAnalysisLib.schema_validation import validate_trial
 from TrialAnalysisLib.simulate import simulate_trial
 
 ADMIN = Actor("admin", "admin", None, "10.0.0.1")
 STAT = Actor("stat", "statistician", None, "10.0.0.2")
 MONITOR = Actor("dsmb", "monitor", None, "10.0.0.3")
-N = 150
+ARM_NAMES = re.compile(r"exercise|control", re.IGNORECASE)
+N, IMPUTATIONS = 150, 3
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +89,14 @@ def datasets(request: pytest.FixtureRequest, trial: Path, tmp_path_factory: pyte
     return out
 
 
+@pytest.fixture(scope="module")
+def analyses(datasets: dict) -> dict:
+    return {
+        m: run_analyses(load_trial(datasets[m]), imputations=IMPUTATIONS, seed=4)
+        for m in ("coded", "unblinded")
+    }
+
+
 def test_coded_export_declares_its_codes_and_validates(datasets: dict) -> None:
     coded = zipfile.ZipFile(datasets["work"] / "coded.zip")
     coding = pd.read_csv(io.BytesIO(coded.read("arm_coding.csv")), dtype=str, keep_default_na=False)
@@ -101,6 +117,132 @@ def test_coded_export_declares_its_codes_and_validates(datasets: dict) -> None:
     assert main(["validate", "--data", str(datasets["coded"])]) == 0
     unblinded = validate_trial(datasets["unblinded"])
     assert unblinded.ok and not unblinded.warnings, unblinded.summary()
+
+
+def test_blinded_analysis_equals_the_unblinded_one_relabelled(datasets: dict, analyses: dict) -> None:
+    """Same numbers, arms relabelled: Arm A − Arm B is exercise − control, or its negative when A is control."""
+    c, u = analyses["coded"], analyses["unblinded"]
+    name = {"Arm A": datasets["arm_a"], "Arm B": "control" if datasets["arm_a"] == "exercise" else "exercise"}
+    sign = 1.0 if datasets["arm_a"] == "exercise" else -1.0
+    for key in ("primary_mi", "primary_cc", "primary_pp"):
+        dc, du = c[key].tables["difference"].iloc[0], u[key].tables["difference"].iloc[0]
+        assert dc["term"] == "Arm A - Arm B" and du["term"] == "exercise - control"
+        assert dc["estimate"] == pytest.approx(sign * du["estimate"], rel=1e-9)
+        assert (dc["se"], dc["df"]) == pytest.approx((du["se"], du["df"]), rel=1e-9)
+        assert sorted([dc["ci_low"], dc["ci_high"]]) == pytest.approx(
+            sorted([sign * du["ci_low"], sign * du["ci_high"]])
+        )
+        # coded: two-sided; unblinded: the protocol's one-sided test of exercise < control
+        assert (dc["alternative"], du["alternative"]) == ("two-sided", "less")
+        assert dc["p"] == pytest.approx(2 * min(du["p"], 1 - du["p"]), rel=1e-9)
+        lc = c[key].tables["lsmeans"].set_index("arm")["estimate"]
+        lu = u[key].tables["lsmeans"].set_index("arm")["estimate"]
+        assert [lc["Arm A"], lc["Arm B"]] == pytest.approx([lu[name["Arm A"]], lu[name["Arm B"]]], rel=1e-9)
+    resp_c = c["primary_mi"].tables["responder"].set_index("term")
+    resp_u = u["primary_mi"].tables["responder"].set_index("term")
+    assert resp_c.loc["log OR Arm A vs Arm B", "estimate"] == pytest.approx(
+        sign * resp_u.loc["log OR exercise vs control", "estimate"], rel=1e-6
+    )
+    assert resp_c.loc["responders Arm A", "estimate"] == pytest.approx(
+        resp_u.loc[f"responders {name['Arm A']}", "estimate"]
+    )
+    for score in ("odi", "vas", "joa"):
+        mc, mu = c["mixed"][score].tables["contrasts"], u["mixed"][score].tables["contrasts"]
+        assert mc["term"].str.startswith("Arm A - Arm B at").all()
+        np.testing.assert_allclose(mc["estimate"], sign * mu["estimate"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(mc[["se", "df", "p"]], mu[["se", "df", "p"]], rtol=1e-5)
+    hc, hu = c["cox"].table.iloc[0], u["cox"].table.iloc[0]
+    assert (hc["term"], hu["term"]) == ("arm[T.Arm A]", "arm[T.exercise]")
+    assert hc["hr"] == pytest.approx(hu["hr"] ** sign, rel=1e-6) and hc["p"] == pytest.approx(
+        hu["p"], rel=1e-6
+    )
+    assert c["logrank"].info["chisq"] == pytest.approx(u["logrank"].info["chisq"], rel=1e-9)
+    sc, su = c["subgroups"], u["subgroups"]
+    np.testing.assert_allclose(sc["estimate"], sign * su["estimate"], rtol=1e-9)
+    np.testing.assert_allclose(sc["p_interaction"], su["p_interaction"], rtol=1e-9)
+    assert c["nass_tests"]["mann_whitney_p"] == pytest.approx(u["nass_tests"]["mann_whitney_p"])
+    assert c["nass_tests"]["satisfied_Arm A"] == pytest.approx(u["nass_tests"][f"satisfied_{name['Arm A']}"])
+    t1c, t1u = c["table1"].set_index("characteristic"), u["table1"].set_index("characteristic")
+    for label in ("Arm A", "Arm B"):
+        assert t1c[label].tolist() == t1u[name[label]].tolist()
+        assert (
+            c["ae"]["by_term"][f"{label} events"].tolist()
+            == u["ae"]["by_term"][f"{name[label]} events"].tolist()
+        )
+    boxes_c, boxes_u = c["consort"]["arms"], u["consort"]["arms"]
+    assert list(boxes_c) == ["Arm A", "Arm B"]
+    for label in ("Arm A", "Arm B"):
+        for k in ("allocated", "withdrew", "primary_observed", "primary_missing", "analysed_itt"):
+            assert boxes_c[label][k] == boxes_u[name[label]][k]
+        assert "analysed_pp" not in boxes_c[label]  # the per-protocol rule differs by arm: pooled only
+    assert c["consort"]["per_protocol_pooled"]["analysed_pp"] == sum(
+        b["analysed_pp"] for b in boxes_u.values()
+    )
+
+
+def _html_arm_places(html: str) -> list[str]:
+    """Text of the report's arm-labelled places: tables, headings, the headline and the metadata line."""
+    blocks = re.findall(
+        r"<table.*?</table>|<h[1-3]>.*?</h[1-3]>|<p class=\"(?:headline|meta|blinded)\".*?</p>", html, re.S
+    )
+    return [re.sub(r"<[^>]+>", " ", b) for b in blocks]
+
+
+def test_blinded_report_names_no_arm(datasets: dict, analyses: dict, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    argv = [
+        "analyze",
+        "--data",
+        str(datasets["coded"]),
+        "--out",
+        str(out),
+        "--imputations",
+        str(IMPUTATIONS),
+        "--seed",
+        "4",
+    ]
+    assert main(argv) == 0
+    html = (out / "report.html").read_text()
+    places = _html_arm_places(html)
+    assert len(places) > 40 and not [p for p in places if ARM_NAMES.search(p)]
+    tables = " ".join(re.findall(r"<table.*?</table>", html, re.S))
+    for label in ("Arm A", "Arm B", "LS-mean Arm A", "Arm A - Arm B at m12", "Arm A events", "arm[T.Arm A]"):
+        assert label in tables, label
+    assert 'id="blinded"' in html and "(BLINDED)" in html and "two-sided" in html
+    headline = re.search(r'<p class="headline">(.*?)</p>', html, re.S).group(1)
+    assert headline.startswith("BLINDED") and "(Arm A − Arm B)" in headline and "two-sided p" in headline
+    # the data hash is the coded dataset's own: nothing of the unblinded data or list goes into the report
+    assert data_hash(datasets["coded"]) in html and data_hash(datasets["unblinded"]) not in html
+    assert "Simulated dataset: planted effect" not in html
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["arm_coding"] == {"state": "coded", "arms": ["A", "B"]}
+    assert not ARM_NAMES.search(json.dumps(results))
+    assert results["primary"]["primary_mi"]["tables"]["difference"][0]["estimate"] == pytest.approx(
+        analyses["coded"]["primary_mi"].tables["difference"].iloc[0]["estimate"], rel=1e-9
+    )
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_blinded_figures_and_pdf_text_name_no_arm(analyses: dict, tmp_path: Path) -> None:
+    """The report's figures drawn as SVG with text kept as text, and the PDF's text pages."""
+    res = analyses["coded"]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figs = report_figures(res, tmp_path, fmt="svg")
+    texts = {
+        name: " ".join(re.findall(r"<text[^>]*>(.*?)</text>", p.read_text(), re.S))
+        for name, p in figs.items()
+    }
+    for name in ("consort", "forest", "trajectories", "km"):
+        assert "Arm A" in texts[name] and "Arm B" in texts[name], name
+    assert "Allocated to Arm A" in texts["consort"] and "Arm A − Arm B" in texts["forest"]
+    assert not {n: t for n, t in texts.items() if ARM_NAMES.search(t)}
+    meta = {"data_hash": "0" * 64, "seed": 4, "imputations": IMPUTATIONS, "versions": {}}
+    pages = pdf_text_pages(res, meta, "headline")
+    assert pages[0][0] == "METNLBP trial report (BLINDED: arms coded)"
+    assert all("Arm A" in text for _, text in pages) and not [t for _, t in pages if ARM_NAMES.search(t)]
+    # the unblinded report names the arms in the same places (the check above can fail)
+    res_u = analyses["unblinded"]
+    assert all(ARM_NAMES.search(text) for _, text in pdf_text_pages(res_u, meta, "headline"))
 
 
 def _edited(src: Path, dst: Path, file: str, row: int | None = None, **values: str) -> Path:

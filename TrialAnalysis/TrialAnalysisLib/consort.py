@@ -2,7 +2,10 @@
 
 ``consort_counts(data)`` returns the numbers in each box (so tests can check them against the
 data); ``plot_consort(counts, path)`` draws the standard four-stage diagram (enrolment,
-allocation, follow-up, analysis) with exclusion reasons.
+allocation, follow-up, analysis) with exclusion reasons. Arms are keyed by their printed label:
+the arm name, or ``Arm A``/``Arm B`` in a coded dataset. The per-protocol rule differs by arm
+(diary compliance vs a completed course), so a coded dataset's per-protocol counts are given for
+both arms pooled only: per arm they would tell which code is the intervention.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-ARMS = ("exercise", "control")
+from TrialAnalysisLib.schema import arm_coding
 
 
 def _truthy(s: pd.Series) -> pd.Series:
@@ -20,7 +23,8 @@ def _truthy(s: pd.Series) -> pd.Series:
 
 
 def consort_counts(data: Any, primary_visit: str = "m12", primary_score: str = "odi") -> dict[str, Any]:
-    """Counts for every CONSORT box (screened, excluded by reason, randomised, per arm follow-up, analysed)."""
+    """Counts for every CONSORT box (screened, excluded by reason, randomised, per arm follow-up, analysed;
+    coded arms: per protocol pooled in ``per_protocol_pooled``)."""
     p = data.participants
     out: dict[str, Any] = {"randomised": len(p)}
     scr = data.screening
@@ -38,11 +42,12 @@ def consort_counts(data: Any, primary_visit: str = "m12", primary_score: str = "
     v = data.visits
     obs = v[(v["visit"] == primary_visit) & v[primary_score].notna()]["participant_id"]
     arms = {}
-    for arm in [a for a in ARMS if a in set(p["arm"])]:
+    coding = arm_coding(data)
+    for arm in [a for a in coding.values if a in set(p["arm"])]:
         pa = p[p["arm"] == arm]
         withdrew = int(_truthy(pa["withdrew"]).sum())
         not_pp = int((~_truthy(pa["per_protocol"])).sum())
-        arms[arm] = {
+        arms[coding.label(arm)] = {
             "allocated": len(pa),
             "withdrew": withdrew,
             "not_per_protocol": not_pp,
@@ -52,6 +57,9 @@ def consort_counts(data: Any, primary_visit: str = "m12", primary_score: str = "
             "analysed_pp": len(pa) - not_pp,
         }
     out["arms"] = arms
+    if coding.coded:
+        pooled = {k: sum(box.pop(k) for box in arms.values()) for k in ("not_per_protocol", "analysed_pp")}
+        out["per_protocol_pooled"] = pooled
     return out
 
 
@@ -99,19 +107,26 @@ def plot_consort(counts: dict[str, Any], path: str | Path) -> None:
         arrow(50, 74, x, 66)
         text(x, 62, f"Allocated to {arm}\n(n = {c['allocated']})")
         arrow(x, 59, x, 49)
-        text(
-            x,
-            44,
-            f"Withdrew before 12 months (n = {c['withdrew']})\n"
-            f"12-month ODI missing (n = {c['primary_missing']})\n"
-            f"Not per protocol (n = {c['not_per_protocol']})",
-        )
+        follow = [
+            f"Withdrew before 12 months (n = {c['withdrew']})",
+            f"12-month ODI missing (n = {c['primary_missing']})",
+        ]
+        analysed = [
+            f"Analysed, ITT with MI (n = {c['analysed_itt']})",
+            f"Complete cases (n = {c['primary_observed']})",
+        ]
+        if "analysed_pp" in c:
+            follow.append(f"Not per protocol (n = {c['not_per_protocol']})")
+            analysed.append(f"Per protocol (n = {c['analysed_pp']})")
+        text(x, 44, "\n".join(follow))
         arrow(x, 39, x, 28)
+        text(x, 22, "\n".join(analysed))
+    if "per_protocol_pooled" in counts:
+        pp = counts["per_protocol_pooled"]
         text(
-            x,
-            22,
-            f"Analysed, ITT with MI (n = {c['analysed_itt']})\n"
-            f"Complete cases (n = {c['primary_observed']})\nPer protocol (n = {c['analysed_pp']})",
+            50,
+            8,
+            f"Per protocol, arms pooled (n = {pp['analysed_pp']}; not per protocol n = {pp['not_per_protocol']})",
         )
     for y, label in ((95, "Enrolment"), (62, "Allocation"), (44, "Follow-up"), (22, "Analysis")):
         ax.text(1, y, label, fontsize=9, weight="bold", va="center", color="0.25")

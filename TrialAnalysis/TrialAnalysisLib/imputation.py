@@ -3,8 +3,10 @@
 Own implementation (numpy): each incomplete numeric column is imputed in turn from all other
 columns by Bayesian linear regression with predictive mean matching (``method="pmm"``, mice's default for numeric
 data, keeps bounded scores such as ODI 0–100 in range) or by drawing from the posterior predictive
-normal (``method="norm"``). Factor columns are used as predictors (dummy coded); missing factor
-values are filled by draws from the observed distribution.
+normal (``method="norm"``). Factor columns are used as predictors (dummy coded, levels in order of first
+appearance: the imputations do not depend on how levels are named, so a coded dataset, arms A/B, imputes
+exactly as its unblinded original); missing factor values are filled by draws from the observed
+distribution.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _encode(df: pd.DataFrame) -> tuple[np.ndarray, dict[str, list[int]]]:
     for c in df.columns:
         s = df[c]
         if is_categorical(s):
-            levs = sorted(pd.unique(s.dropna()), key=str)
+            levs = list(pd.unique(s.dropna()))  # first appearance: independent of the level names
             block = (
                 np.column_stack([(s == lv).to_numpy(dtype=float) for lv in levs[1:]])
                 if len(levs) > 1

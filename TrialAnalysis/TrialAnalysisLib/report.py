@@ -8,6 +8,12 @@ base64 PNG, no external resources), ``report.pdf`` (matplotlib PdfPages: figures
 ``results.json`` and the figures as PNG beside them, stamped with package versions, the data
 hash (SHA-256 over the dataset's CSV, JSON and checksum files) and the seed.
 
+A coded dataset (arm_coding.csv, e.g. the randomisation service's coded export) gives the blinded
+report: arms are ``Arm A``/``Arm B`` in every table and figure, effects are Arm A − Arm B with
+two-sided p-values (which arm is the intervention, and so the direction of the protocol's one-sided
+hypothesis, is unknown), and arm-revealing material (exercise-diary compliance, a simulation's
+planted truth) is left out.
+
 Every output is first written into a hidden staging folder inside ``out_dir`` and moved into
 place only when the whole report is done (``results.json`` last, so it marks a complete run): an
 interrupted or cancelled run (Ctrl-C, SIGTERM from the Slicer module's Cancel) removes its
@@ -42,7 +48,7 @@ from TrialAnalysisLib.mixed import mixed_model
 from TrialAnalysisLib.results import fmt_p
 from TrialAnalysisLib.sample_size import plot_power_curve, protocol_statement
 from TrialAnalysisLib.sample_size import sample_size as sample_size_fn
-from TrialAnalysisLib.schema import load_trial
+from TrialAnalysisLib.schema import UNBLINDED, ArmCoding, arm_coding, load_trial
 
 MCID = 10.0
 COVARIATES = ["odi_baseline", "sex", "centre"]
@@ -106,9 +112,11 @@ def run_analyses(
     """
     step = iter(ANALYSIS_STAGES)
     say = progress or _noop
+    arms = arm_coding(data)
     wide = tables.wide_frame(data)
-    res: dict[str, Any] = {"wide": wide}
-    kw = {"reference": "control", "alternative": "less", "responder_threshold": -MCID}
+    res: dict[str, Any] = {"wide": wide, "arms": arms}
+    alternative = "two-sided" if arms.coded else "less"  # coded: the protocol's direction is unknown
+    kw = {"reference": arms.reference, "alternative": alternative, "responder_threshold": -MCID}
     say(next(step))
     res["primary_mi"] = ancova(
         wide,
@@ -135,10 +143,10 @@ def run_analyses(
             "arm",
             "participant_id",
             covariates=[f"{score}_baseline", "sex", "centre"],
-            reference="control",
+            reference=arms.reference,
         )
     say(next(step))
-    res["subgroups"] = tables.subgroup_effects(wide)
+    res["subgroups"] = tables.subgroup_effects(wide, reference=arms.reference)
     say(next(step))
     if data.recurrence is not None:
         rec = data.recurrence.merge(wide[["participant_id", "arm", "centre", "sex"]], on="participant_id")
@@ -148,13 +156,15 @@ def run_analyses(
         res["km"] = survival.kaplan_meier(rec, "time_days", "event", "arm")
         res["logrank"] = survival.logrank(rec, "time_days", "event", "arm", strata=["centre", "sex"])
         res["cox"] = survival.cox(
-            rec, "time_days", "event", ["arm"], references={"arm": "control"}, strata=["centre", "sex"]
+            rec, "time_days", "event", ["arm"], references={"arm": arms.reference}, strata=["centre", "sex"]
         )
         res["zph"] = survival.cox_zph(res["cox"])
     say(next(step))
     res["table1"] = tables.table1(wide)
     res["ae"] = tables.ae_tables(data.adverse_events, wide)
-    res["compliance"] = tables.compliance_summary(wide, data.compliance)
+    res["compliance"] = tables.compliance_summary(
+        wide, data.compliance, diary_arm=None if arms.coded else "exercise"
+    )
     res["nass"], res["nass_tests"] = tables.nass_comparison(wide)
     res["consort"] = consort.consort_counts(data)
     res["sample_size"] = sample_size_fn(n_per_arm_total=157)
@@ -170,8 +180,8 @@ def _plt() -> Any:
     return plt
 
 
-def plot_forest(sub: pd.DataFrame, overall: pd.Series, path: Path) -> None:
-    """Forest plot of the adjusted exercise − control difference by subgroup level."""
+def plot_forest(sub: pd.DataFrame, overall: pd.Series, path: Path, arms: ArmCoding = UNBLINDED) -> None:
+    """Forest plot of the adjusted difference between the arms (``arms.contrast``) by subgroup level."""
     plt = _plt()
     rows = [("Overall (ITT, MI)", overall["estimate"], overall["ci_low"], overall["ci_high"], "")]
     for _, r in sub.iterrows():
@@ -192,7 +202,7 @@ def plot_forest(sub: pd.DataFrame, overall: pd.Series, path: Path) -> None:
     ax.set_yticks([len(rows) - i for i in range(len(rows))], [r[0] for r in rows], fontsize=8)
     ax.axvline(0, color="0.5", lw=0.8)
     ax.axvline(-MCID, color="C3", ls=":", lw=0.8, label=f"−MCID ({MCID:g})")
-    ax.set_xlabel("Exercise − control, 12-month ODI change (points; < 0 favours exercise)")
+    ax.set_xlabel(f"{arms.contrast}, 12-month ODI change (points; < 0 favours {arms.compared})")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -236,6 +246,7 @@ def _html_table(df: pd.DataFrame, digits: int = 3) -> str:
 
 
 def _primary_rows(res: dict[str, Any]) -> pd.DataFrame:
+    arms: ArmCoding = res["arms"]
     rows = []
     for key, label in (
         ("primary_mi", "ITT, multiple imputation (primary)"),
@@ -249,14 +260,14 @@ def _primary_rows(res: dict[str, Any]) -> pd.DataFrame:
             {
                 "analysis": label,
                 "n": r.info["n_analysed"],
-                "LS-mean exercise": lsm.get("exercise", np.nan),
-                "LS-mean control": lsm.get("control", np.nan),
+                f"LS-mean {arms.compared}": lsm.get(arms.compared, np.nan),
+                f"LS-mean {arms.reference}": lsm.get(arms.reference, np.nan),
                 "difference": d["estimate"],
                 "se": d["se"],
                 "df": d["df"],
                 "ci_low": d["ci_low"],
                 "ci_high": d["ci_high"],
-                "p (one-sided)": d["p"],
+                f"p ({'two' if arms.coded else 'one'}-sided)": d["p"],
             }
         )
     return pd.DataFrame(rows)
@@ -313,8 +324,9 @@ def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: P
     import jinja2
 
     res = run_analyses(data, imputations=imputations, seed=seed, progress=say)
+    arms: ArmCoding = res["arms"]
     say("figures")
-    figs = _figures(res, out)
+    figs = report_figures(res, out)
     say("report.html and results.json")
     images = {k: base64.b64encode(p.read_bytes()).decode() for k, p in figs.items()}
     meta = {
@@ -324,13 +336,9 @@ def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: P
         "seed": seed,
         "imputations": imputations,
         "versions": versions(),
+        "arm_coding": arms.to_dict(),
     }
-    d = res["primary_mi"].tables["difference"].iloc[0]
-    headline = (
-        f"Adjusted difference (exercise − control) in 12-month ODI change: {d['estimate']:.2f} points "
-        f"(95 % CI {d['ci_low']:.2f} to {d['ci_high']:.2f}; one-sided p = {fmt_p(d['p'])}), "
-        f"ITT with {imputations} imputations."
-    )
+    headline = _headline(res, imputations)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -343,7 +351,8 @@ def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: P
         res=res,
         fmt_p=fmt_p,
         sample_size_text=protocol_statement(),
-        truth=data.truth or {},
+        truth={} if arms.coded else (data.truth or {}),  # the planted effect's sign would decode the arms
+        arms=arms,
     )
     (out / "report.html").write_bytes(html.encode())
     summary = {
@@ -361,18 +370,33 @@ def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: P
         _write_pdf(out / "report.pdf", res, figs, meta, headline)
 
 
-def _figures(res: dict[str, Any], out: Path) -> dict[str, Path]:
-    """The report's figures as PNG in ``out``: CONSORT, subgroup forest, trajectories, KM and PH
-    check (when there are recurrence data), power curve."""
+def _headline(res: dict[str, Any], imputations: int) -> str:
+    """The primary result in one sentence; for coded arms, said to be blinded and direction-free."""
+    arms: ArmCoding = res["arms"]
+    d = res["primary_mi"].tables["difference"].iloc[0]
+    sided = "two-sided" if d["alternative"] == "two-sided" else "one-sided"
+    text = (
+        f"Adjusted difference ({arms.contrast}) in 12-month ODI change: {d['estimate']:.2f} points "
+        f"(95 % CI {d['ci_low']:.2f} to {d['ci_high']:.2f}; {sided} p = {fmt_p(d['p'])}), "
+        f"ITT with {imputations} imputations."
+    )
+    if arms.coded:
+        text = f"BLINDED (arms coded {' and '.join(arms.values)}). {text} Which arm is the intervention is not known here."
+    return text
+
+
+def report_figures(res: dict[str, Any], out: Path, fmt: str = "png") -> dict[str, Path]:
+    """The report's figures in ``out`` (format ``fmt``: png for the report, svg or pdf to read their
+    text): CONSORT, subgroup forest, trajectories, KM and PH check (with recurrence data), power curve."""
     figs: dict[str, Path] = {}
-    figs["consort"] = out / "consort.png"
+    figs["consort"] = out / f"consort.{fmt}"
     consort.plot_consort(res["consort"], figs["consort"])
-    figs["forest"] = out / "forest_subgroups.png"
-    plot_forest(res["subgroups"], res["primary_mi"].tables["difference"].iloc[0], figs["forest"])
-    figs["trajectories"] = out / "trajectories.png"
+    figs["forest"] = out / f"forest_subgroups.{fmt}"
+    plot_forest(res["subgroups"], res["primary_mi"].tables["difference"].iloc[0], figs["forest"], res["arms"])
+    figs["trajectories"] = out / f"trajectories.{fmt}"
     plot_trajectories(res, figs["trajectories"])
     if "km" in res:
-        figs["km"] = out / "km_recurrence.png"
+        figs["km"] = out / f"km_recurrence.{fmt}"
         survival.plot_km(
             res["km"],
             figs["km"],
@@ -380,9 +404,9 @@ def _figures(res: dict[str, Any], out: Path) -> dict[str, Path]:
             xlabel="Days since end of intervention",
             ylabel="Recurrence-free",
         )
-        figs["zph"] = out / "cox_zph.png"
+        figs["zph"] = out / f"cox_zph.{fmt}"
         survival.plot_zph(res["zph"], figs["zph"])
-    figs["power"] = out / "power_curve.png"
+    figs["power"] = out / f"power_curve.{fmt}"
     plot_power_curve(figs["power"])
     return figs
 
@@ -423,17 +447,9 @@ def _text_page(pdf: Any, title: str, text: str) -> None:
     plt.close(fig)
 
 
-def _write_pdf(
-    path: Path, res: dict[str, Any], figs: dict[str, Path], meta: dict[str, Any], headline: str
-) -> None:
-    """PDF via matplotlib PdfPages: a text page of key tables, then one page per figure."""
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    plt = _plt()
-    with (
-        pd.option_context("display.width", 150, "display.max_columns", 20, "display.precision", 3),
-        PdfPages(path) as pdf,
-    ):
+def pdf_text_pages(res: dict[str, Any], meta: dict[str, Any], headline: str) -> list[tuple[str, str]]:
+    """(title, monospaced text) of the PDF's text pages: key tables, then secondary, safety and conduct."""
+    with pd.option_context("display.width", 150, "display.max_columns", 20, "display.precision", 3):
         parts = [
             headline,
             "",
@@ -449,16 +465,11 @@ def _write_pdf(
             "Table 1",
             res["table1"].to_string(index=False),
         ]
-        _text_page(pdf, "METNLBP trial report", "\n".join(parts))
+        pages = [("METNLBP trial report" + (" (BLINDED: arms coded)" if res["arms"].coded else ""), parts)]
         parts = ["Mixed models: arm contrasts by visit"]
         for s, r in res["mixed"].items():
-            parts += [
-                s.upper(),
-                r.tables["contrasts"][["term", "estimate", "se", "df", "p", "ci_low", "ci_high"]].to_string(
-                    index=False
-                ),
-                "",
-            ]
+            table = r.tables["contrasts"][["term", "estimate", "se", "df", "p", "ci_low", "ci_high"]]
+            parts += [s.upper(), table.to_string(index=False), ""]
         if "cox" in res:
             parts += [
                 "Cox (stratified by centre, sex)",
@@ -478,7 +489,20 @@ def _write_pdf(
             "NASS",
             res["nass"].to_string(index=False),
         ]
-        _text_page(pdf, "Secondary, safety and conduct", "\n".join(parts))
+        pages.append(("Secondary, safety and conduct", parts))
+    return [(title, "\n".join(lines)) for title, lines in pages]
+
+
+def _write_pdf(
+    path: Path, res: dict[str, Any], figs: dict[str, Path], meta: dict[str, Any], headline: str
+) -> None:
+    """PDF via matplotlib PdfPages: the text pages of :func:`pdf_text_pages`, then one page per figure."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    plt = _plt()
+    with PdfPages(path) as pdf:
+        for title, text in pdf_text_pages(res, meta, headline):
+            _text_page(pdf, title, text)
         for name, p in figs.items():
             img = plt.imread(p)
             fig = plt.figure(figsize=(8.27, 11.69))

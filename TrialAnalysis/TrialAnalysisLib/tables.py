@@ -1,7 +1,9 @@
 """Descriptive trial tables from a :class:`~TrialAnalysisLib.schema.TrialData`: analysis frames,
 Table 1 by arm, adverse-event tables, compliance summary, NASS satisfaction comparison, subgroups.
 
-All functions take and return pandas DataFrames with the columns of contract C6 (schema.py).
+All functions take and return pandas DataFrames with the columns of contract C6 (schema.py). In a coded
+dataset (arm_coding.csv) the analysis frame's arms are the printed labels ``Arm A``/``Arm B``, so every
+table made from it is labelled by code.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from scipy import stats
 
 from ParaspinalLBPCore.structures import SIDES, muscle_name
 from TrialAnalysisLib.ancova import ancova
+from TrialAnalysisLib.schema import arm_coding
 
 FOLLOW_UP = ("eoi_6w", "m1", "m3", "m6", "m12")
 ARM_ORDER = ("exercise", "control")
@@ -36,7 +39,8 @@ def wide_frame(data: Any, scores: Sequence[str] = ("odi", "vas", "joa")) -> pd.D
     """One row per participant: participants.csv + ``{score}_{visit}`` columns + 12-month ODI change.
 
     Adds ``odi_change_12m`` (m12 − baseline; negative = improvement), ``mf_ff_l45`` (multifidus
-    L4–L5 FF when phenotype.csv is present) and ``ff_tertile`` (of ``mean_ff_pct``).
+    L4–L5 FF when phenotype.csv is present) and ``ff_tertile`` (of ``mean_ff_pct``). ``arm`` is a
+    categorical with the reference arm first; in a coded dataset its values are ``Arm A``/``Arm B``.
     """
     p = _float(data.participants)
     v = _float(data.visits)
@@ -56,11 +60,14 @@ def wide_frame(data: Any, scores: Sequence[str] = ("odi", "vas", "joa")) -> pd.D
     if getattr(data, "phenotype", None) is not None:
         ph = data.phenotype
         sel = ph[
-            ph["structure"].isin([muscle_name("multifidus", side) for side in SIDES]) & ph["level"].isin(["L4", "L5"])
+            ph["structure"].isin([muscle_name("multifidus", side) for side in SIDES])
+            & ph["level"].isin(["L4", "L5"])
         ]
         p["mf_ff_l45"] = p["participant_id"].map(sel.groupby("participant_id")["fat_fraction_pct"].mean())
     p["ff_tertile"] = pd.qcut(p["mean_ff_pct"], 3, labels=["T1 (low)", "T2", "T3 (high)"]).astype(str)
-    p["arm"] = pd.Categorical(p["arm"], categories=[a for a in ("control", "exercise") if a in set(p["arm"])])
+    coding = arm_coding(data)
+    arm = p["arm"].map(coding.label) if coding.coded else p["arm"]
+    p["arm"] = pd.Categorical(arm, categories=[a for a in coding.labels[::-1] if a in set(arm)])
     return p
 
 
@@ -177,13 +184,39 @@ def ae_tables(ae: pd.DataFrame | None, wide: pd.DataFrame) -> dict[str, pd.DataF
 
 
 def compliance_summary(
-    wide: pd.DataFrame, compliance: pd.DataFrame | None = None, threshold: float = 75.0
+    wide: pd.DataFrame,
+    compliance: pd.DataFrame | None = None,
+    threshold: float = 75.0,
+    diary_arm: str | None = "exercise",
 ) -> pd.DataFrame:
-    """Exercise-arm diary compliance: sessions done/planned per week and the ≥ 75 % rule."""
+    """Diary compliance of ``diary_arm`` (sessions done/planned per week, the ≥ 75 % rule) and the
+    per-protocol set by arm. ``diary_arm=None`` (coded data: the diary is kept in one arm only and the
+    per-protocol rule differs by arm, so either would tell which code is the intervention) gives the
+    per-protocol set of both arms pooled."""
+    if diary_arm is None:
+        return pd.DataFrame(
+            [
+                {
+                    "measure": "per-protocol set, arms pooled",
+                    "value": str(int(wide["per_protocol"].eq(True).sum())),
+                }
+            ]
+        )
+    rows = _diary_rows(wide, compliance, threshold, diary_arm)
+    pp = wide.groupby(wide["arm"].astype(str))["per_protocol"].apply(lambda s: int(s.eq(True).sum()))
+    for arm, n in pp.items():
+        rows.append({"measure": f"per-protocol set, {arm}", "value": str(n)})
+    return pd.DataFrame(rows)
+
+
+def _diary_rows(
+    wide: pd.DataFrame, compliance: pd.DataFrame | None, threshold: float, diary_arm: str
+) -> list[dict[str, str]]:
+    """Compliance rows of the arm that keeps the exercise diary."""
     rows = []
-    ex = wide[wide["arm"].astype(str) == "exercise"]
+    ex = wide[wide["arm"].astype(str) == diary_arm]
     pct = ex["compliance_pct"].dropna()
-    rows.append({"measure": "participants (exercise arm)", "value": f"{len(ex)}"})
+    rows.append({"measure": f"participants ({diary_arm} arm)", "value": f"{len(ex)}"})
     rows.append(
         {
             "measure": "compliance %, median [IQR]",
@@ -207,10 +240,7 @@ def compliance_summary(
                     f"({100 * r['sessions_done'] / max(r['sessions_planned'], 1):.1f}%)",
                 }
             )
-    pp = wide.groupby(wide["arm"].astype(str))["per_protocol"].apply(lambda s: int(s.eq(True).sum()))
-    for arm, n in pp.items():
-        rows.append({"measure": f"per-protocol set, {arm}", "value": str(n)})
-    return pd.DataFrame(rows)
+    return rows
 
 
 def nass_comparison(wide: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -243,8 +273,9 @@ def subgroup_effects(
     outcome: str = "odi_change_12m",
     covariates: Sequence[str] = ("odi_baseline", "sex", "centre"),
     subgroups: Sequence[str] = ("sex", "centre", "ff_tertile"),
+    reference: str = "control",
 ) -> pd.DataFrame:
-    """Adjusted exercise − control difference within each subgroup level (complete cases) + interaction p."""
+    """Adjusted difference from the ``reference`` arm within each subgroup level (complete cases) + interaction p."""
     rows = []
     for sg in subgroups:
         if sg not in wide.columns:
@@ -256,7 +287,7 @@ def subgroup_effects(
                 continue
             try:
                 r = ancova(
-                    sub, outcome, "arm", [c for c in covs if sub[c].nunique() > 1], reference="control"
+                    sub, outcome, "arm", [c for c in covs if sub[c].nunique() > 1], reference=reference
                 )
             except ValueError:
                 continue
