@@ -21,19 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ParaspinalLBPCore.structures import MUSCLE_NAMES
+
 pytestmark = pytest.mark.slicer
 
 REPO = Path(__file__).resolve().parents[1]
-MUSCLES = [
-    "multifidus_left",
-    "multifidus_right",
-    "erector_spinae_left",
-    "erector_spinae_right",
-    "psoas_left",
-    "psoas_right",
-    "quadratus_lumborum_left",
-    "quadratus_lumborum_right",
-]
+MUSCLES = list(MUSCLE_NAMES)  # the phantom has every muscle of the vocabulary
 EXACT = ["n_voxels", "csa_cm2", "fcsa_cm2", "volume_cm3", "fat_fraction_pct", "goutallier_grade",
          "fat_volume_fraction_pct", "lean_csa_cm2", "imat_cm2", "ff_erode_px"]
 

@@ -39,11 +39,8 @@ def sampleDataSources(moduleDir: str = _MODULE_DIR) -> list[dict]:
 
 def sha256File(path: str) -> str:
     """Hex SHA-256 of a file, as Slicer's SampleData verifies it."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def fileSummary(path: str) -> dict:

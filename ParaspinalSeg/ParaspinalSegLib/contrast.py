@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,18 @@ def _shell_medians(
     return out
 
 
+def _body_slices(
+    arr: np.ndarray, spacing_ji: tuple[float, float]
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(slice k, depth under the skin, flat indices) of each sampled slice in which a body is found."""
+    ks = _slices(arr.shape[0])
+    floor = noise_floor(arr[ks])
+    for k in ks:
+        found = _body_depth(arr[k], floor, spacing_ji)
+        if found is not None:
+            yield k, *found
+
+
 def shell_ratio(
     image: sitk.Image | np.ndarray, spacing_ji: tuple[float, float] | None = None
 ) -> tuple[float, int]:
@@ -161,14 +173,8 @@ def shell_ratio(
 
     arr = np.asarray(_as_array(image), dtype=np.float32)
     sp = _spacing_ji(image, spacing_ji)
-    ks = _slices(arr.shape[0])
-    floor = noise_floor(arr[ks])
     ratios = []
-    for k in ks:
-        found = _body_depth(arr[k], floor, sp)
-        if found is None:
-            continue
-        depth, flat = found
+    for k, depth, flat in _body_slices(arr, sp):
         values = arr[k].ravel()[flat]
         deep = depth > max(DEEP_MM, DEEP_FRACTION * float(depth.max()))
         bands = _shell_medians(depth, values, sp)
@@ -190,14 +196,8 @@ def shell_fat_fraction(
     f = np.clip(np.asarray(_as_array(fat), dtype=np.float32), 0, None)
     s = w + f
     sp = _spacing_ji(fat, spacing_ji)
-    ks = _slices(s.shape[0])
-    floor = noise_floor(s[ks])
     values = []
-    for k in ks:
-        found = _body_depth(s[k], floor, sp)
-        if found is None:
-            continue
-        depth, flat = found
+    for k, depth, flat in _body_slices(s, sp):
         bands = _shell_medians(depth, s[k].ravel()[flat], sp)
         if not bands:
             continue
@@ -257,7 +257,9 @@ def metadata_finding(meta: Mapping[str, Any] | None, role: str) -> tuple[str, st
     if why and role != "water":  # a water image is fat-free by design
         return "fat_dark", "metadata say fat-suppressed (" + "; ".join(why) + ")"
     image_type = [t.strip() for t in re.split(r"[\\,;]+", _text(meta.get("ImageType", ""))) if t.strip()]
-    description = " ".join(_text(meta[k]) for k in ("SeriesDescription", "descrip", "intent_name") if meta.get(k))
+    description = " ".join(
+        _text(meta[k]) for k in ("SeriesDescription", "descrip", "intent_name") if meta.get(k)
+    )
     dixon = dixon_role(image_type, description)
     said = f"ImageType {_text(meta.get('ImageType', ''))!r}, description {description!r}"
     if role == "image" and dixon == "water":

@@ -191,6 +191,13 @@ def figure(real: dict[str, Any], phantom: dict[str, Any], path: str | Path) -> P
     ax.set_ylabel("density")
     ax.legend(fontsize=9)
     ax.set_title("Fat fraction inside paraspinal muscles", fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as an 80-dpi PNG at ``path`` (folders created) and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,12 +236,7 @@ def patterns_figure(path: str | Path, seed: int = 5) -> Path:
         axes[-1].text(2, lab.shape[0] - 1 - (k0 + k1) / 2, lv, color="white", fontsize=9, va="center")
     axes[-1].set_title("coronal reformat of the labels (MF grows, ES shrinks caudally)", fontsize=9)
     axes[-1].axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

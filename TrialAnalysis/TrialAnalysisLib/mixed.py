@@ -56,6 +56,15 @@ class _Lik:
         np.add.at(self.yty, inv, y * y)
         self.tri = np.tril_indices(q)
 
+    def g_derivatives(self) -> list[np.ndarray]:
+        """∂G/∂θ_k for each element of G's lower triangle (symmetric unit matrices, in θ's order)."""
+        derivs = []
+        for a, b in zip(*self.tri, strict=True):
+            e = np.zeros((self.q, self.q))
+            e[a, b] = e[b, a] = 1.0
+            derivs.append(e)
+        return derivs
+
     def unpack(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
         """θ → (G, σ²); θ holds the lower triangle of G (row-major) then σ²."""
         gmat = np.zeros((self.q, self.q))
@@ -173,12 +182,7 @@ def _reml_derivatives(
     ∂²ℓ_R/∂θ_a∂θ_b = ½ tr(Π V_a Π V_b) − r̃' V_a Π V_b r̃.
     """
     gmat, s2 = lik.unpack(theta)
-    q = z.shape[1]
-    derivs = []
-    for a, b in zip(*lik.tri, strict=True):
-        e = np.zeros((q, q))
-        e[a, b] = e[b, a] = 1.0
-        derivs.append(e)
+    derivs = lik.g_derivatives()
     k, p = len(theta), x.shape[1]
     blocks = []
     xtvx = np.zeros((p, p))
@@ -285,22 +289,14 @@ class KenwardRoger:
         self, lik: _Lik, y: np.ndarray, x: np.ndarray, z: np.ndarray, groups: np.ndarray, theta: np.ndarray
     ) -> None:
         gmat, s2 = lik.unpack(theta)
-        q = z.shape[1]
-        derivs = []
-        for a, b in zip(*lik.tri, strict=True):
-            e = np.zeros((q, q))
-            e[a, b] = e[b, a] = 1.0
-            derivs.append(e)
+        derivs = lik.g_derivatives()
         k = len(theta)
         p = x.shape[1]
-        codes, inv = np.unique(groups, return_inverse=True)
-        order = np.argsort(inv, kind="stable")
-        bounds = np.cumsum(np.bincount(inv, minlength=len(codes)))[:-1]
         xtvx = np.zeros((p, p))
         pk = np.zeros((k, p, p))
         qkl = np.zeros((k, k, p, p))
         trdd = np.zeros((k, k))
-        for idx in np.split(order, bounds):
+        for idx in _group_index(groups):
             xi, zi = x[idx], z[idx]
             vinv = np.linalg.inv(zi @ gmat @ zi.T + s2 * np.eye(len(idx)))
             dv = [zi @ e @ zi.T for e in derivs] + [np.eye(len(idx))]
