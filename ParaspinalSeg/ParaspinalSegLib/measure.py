@@ -48,7 +48,7 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
     ),
     "fcsa_cm2": (
         "cm²",
-        "functional CSA as before: csa × (1 − fat_fraction_pct/100), i.e. by the signal FF; "
+        "functional CSA by the signal FF (the common definition in the literature): csa × (1 − fat_fraction_pct/100); "
         "smaller than the fat-free area wherever signal FF exceeds the volume fraction (see lean_csa_cm2)",
     ),
     "volume_cm3": ("cm³", "voxels × voxel volume"),
