@@ -19,6 +19,10 @@ API (stable; other modules build on it):
   (``TUM01_LABEL_NAMES``, ``MUSCLEMAP_LABEL_NAMES``).
 - ``atomic``: ``atomic_write_text``, ``atomic_write_bytes``, ``atomic_path`` (a temporary name for any
   writer), ``atomic_dir`` (a whole folder): temp sibling + ``os.replace``.
+- ``staging``: crash-safe publication of a set of outputs — ``staged_files(folder)`` (files joining a
+  folder), ``staged_dir(path)`` (a folder swapped whole): staged in an owner-named hidden folder,
+  committed, moved by renames; ``recover(folder, dead_group=None)`` finishes or removes what a killed
+  writer left (every writer calls it first; ``ParaspinalLBPSlicer.jobs`` after a job's processes are gone).
 - ``agreement``: ``icc_from_matrix(y, alpha)``: ICC(1,1)/(2,1)/(3,1) with confidence intervals
   (Shrout & Fleiss 1979, McGraw & Wong 1996; validated on the published numbers), ``ICC_FORMS``.
 - ``dicom_series`` / ``dicom_write``: DICOM series input (scan, choose, read, Dixon pairs) and MR series

@@ -1,22 +1,25 @@
 """Atomic file and folder writing: a temporary sibling, then ``os.replace``, so that a reader (or a
 resumed job) never sees a half-written output, whether the writer finished, failed or was killed.
+Temporary names carry their writer's process id (``staging.temporary_name``), so ``staging.recover``
+removes what a killed writer left; a folder goes through ``staging.staged_dir`` (crash-safe swap).
 
     atomic_write_text(path, text)                      # text (``newline=""``: written as given)
     atomic_write_bytes(path, data)
     with atomic_path("labels.nii.gz") as tmp:          # any writer that takes a file name; the temporary
         sitk.WriteImage(image, str(tmp))                #   name keeps the suffixes (.nii.gz picks the format)
-    with atomic_dir("bundle") as tmp:                  # a whole folder; an existing one is swapped out and
-        (tmp / "model.skops").write_bytes(...)          #   restored if the swap itself fails
+    with atomic_dir("bundle") as tmp:                  # a whole folder; an existing one is replaced whole
+        (tmp / "model.skops").write_bytes(...)
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ParaspinalLBPCore.staging import staged_dir, temporary_name
 
 __all__ = ["atomic_dir", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
@@ -30,7 +33,8 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix="".join(path.suffixes))
+    prefix, suffix = temporary_name(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -59,26 +63,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
 
-    An existing ``path`` is moved aside first and deleted after the swap (put back if the swap fails); on
-    an exception inside the block the temporary folder is deleted and ``path`` is untouched.
+    An existing ``path`` is replaced whole; on an exception inside the block ``path`` is untouched. A kill
+    at any moment leaves the old or the new folder once ``staging.recover`` has run (the next write does).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with staged_dir(path) as tmp:
         yield tmp
-        os.chmod(tmp, 0o755)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
-            os.replace(path, old / path.name)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old / path.name, path)
-                raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
