@@ -347,7 +347,13 @@ class LBPRiskModelLogic(ScriptedLoadableModuleLogic):
         args += ["--quick"] if options["quick"] else []
         args += [] if options["figures"] else ["--no-figures"]
         moduleDir = Path(__file__).resolve().parent  # holds LBPRiskModelLib
-        job = jobs.startLibJob("LBPRiskModelLib", args, pythonPath=[moduleDir], name="Model training")
+        job = jobs.startLibJob(
+            "LBPRiskModelLib",
+            args,
+            pythonPath=[moduleDir],
+            name="Model training",
+            stagingFolders=[Path(outputDir).parent],
+        )
         job.outputPath = Path(outputDir)
         return job
 

@@ -310,7 +310,11 @@ class ParaspinalRadiomicsLogic(ScriptedLoadableModuleLogic):
         args += ["--classes", *featureClasses] if featureClasses is not None else []
         moduleDir = Path(__file__).resolve().parent  # holds ParaspinalRadiomicsLib
         job = jobs.startLibJob(
-            "ParaspinalRadiomicsLib", args, pythonPath=[moduleDir], name="Feature extraction"
+            "ParaspinalRadiomicsLib",
+            args,
+            pythonPath=[moduleDir],
+            name="Feature extraction",
+            stagingFolders=[output.parent],
         )
         job.outputPath = output
         job.caseName = volumeNode.GetName()

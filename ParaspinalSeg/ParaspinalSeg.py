@@ -473,19 +473,23 @@ class ParaspinalSegLogic(ScriptedLoadableModuleLogic):
         ``job.poll()``/``job.wait()``, then :meth:`loadJobResults`; bad input fails it with the CLI's line."""
         args = ["batch", "--manifest", Path(manifest), "--out-dir", Path(outputDir), "--progress"]
         args += ["--jobs", int(parallelJobs)] + ["--dicom-seg"] * bool(dicomSeg) + ["--force"] * bool(force)
-        return self._startJob(args, outputDir, "Cohort run", ("qc.html", "measurements.csv"))
+        staging = [Path(outputDir), Path(outputDir) / "cases"]  # the summary set, the cases
+        return self._startJob(args, outputDir, "Cohort run", ("qc.html", "measurements.csv"), staging)
 
     def agreementInBackground(self, raterA, raterB, outputDir, manifest=None):
         """Start ``paraspinal-seg agreement --progress`` between two rater folders; returns the job (as above)."""
         args = ["agreement", "--a", Path(raterA), "--b", Path(raterB), "--out", Path(outputDir), "--progress"]
         args += ["--manifest", Path(manifest)] if manifest else []
-        return self._startJob(args, outputDir, "Agreement report", ("report.html", "agreement.csv"))
+        staging = [Path(outputDir).parent]  # the report folder is swapped in whole
+        return self._startJob(args, outputDir, "Agreement report", ("report.html", "agreement.csv"), staging)
 
-    def _startJob(self, args, outputDir, name: str, results: tuple[str, str]):
+    def _startJob(self, args, outputDir, name: str, results: tuple[str, str], staging: list[Path]):
         from ParaspinalLBPSlicer import jobs
 
         moduleDir = Path(__file__).resolve().parent  # holds ParaspinalSegLib
-        job = jobs.startLibJob("ParaspinalSegLib", args, pythonPath=[moduleDir], name=name)
+        job = jobs.startLibJob(
+            "ParaspinalSegLib", args, pythonPath=[moduleDir], name=name, stagingFolders=staging
+        )
         job.outputPath, job.resultFiles = Path(outputDir), results
         return job
 

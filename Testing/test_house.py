@@ -737,23 +737,23 @@ def test_cycle_check_finds_a_hidden_cycle() -> None:
     assert import_cycles({"a": {"b"}, "b": set()}) == []
 
 
-# --- Atomic writing has one home: ParaspinalLBPCore.atomic ---
+# --- Atomic writing has one home: ParaspinalLBPCore.atomic (single outputs) and .staging (output sets) ---
 
-#: Renames that are not "write a file or folder atomically": the cohort batch publishes case folders it
-#: staged while running (batch.publish), the trial report moves its rendered set under a SIGTERM guard.
-OWN_RENAMES = {"ParaspinalSeg/ParaspinalSegLib/batch.py", "TrialAnalysis/TrialAnalysisLib/report.py"}
+#: The core modules that rename: everything else writes through them.
+RENAMING_CORE = {CORE / "atomic.py", CORE / "staging.py"}
 HAND_MADE_ATOMIC = re.compile(r"\bos\.replace\(|tempfile\.mkstemp\(|\.tmp[\"']\)?\s*$|[\"']\.tmp[\"']")
 
 
 def test_atomic_writes_use_the_core() -> None:
-    """Libs write through ParaspinalLBPCore.atomic (atomic_write_text/bytes, atomic_path, atomic_dir) instead
-    of their own temp-file-and-rename copies."""
+    """Libs write through ParaspinalLBPCore.atomic (atomic_write_text/bytes, atomic_path, atomic_dir) or
+    .staging (staged_files, staged_dir) instead of their own temp-file-and-rename copies, which a kill
+    between two renames can leave half done."""
     roots = [REPO / m / f"{m}Lib" for m in MODULES] + [CORE]
     offenders = [
         f"{rel}:{n}"
         for root in roots
         for path in sorted(root.rglob("*.py"))
-        if (rel := path.relative_to(REPO).as_posix()) not in OWN_RENAMES and path.name not in ("atomic.py", "staging.py")
+        if path not in RENAMING_CORE and (rel := path.relative_to(REPO).as_posix())
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if HAND_MADE_ATOMIC.search(line)
     ]

@@ -223,14 +223,26 @@ class TrialAnalysisLogic(ScriptedLoadableModuleLogic):
         args = ["analyze", "--data", Path(dataDir), "--out", Path(outputDir)]
         args += ["--imputations", int(imputations), "--seed", int(seed), "--progress"]
         moduleDir = Path(__file__).resolve().parent  # holds TrialAnalysisLib
-        job = jobs.startLibJob("TrialAnalysisLib", args, pythonPath=[moduleDir], name="Trial analysis")
+        job = jobs.startLibJob(
+            "TrialAnalysisLib",
+            args,
+            pythonPath=[moduleDir],
+            name="Trial analysis",
+            stagingFolders=[outputDir],
+        )
         job.outputPath = Path(outputDir)
         return job
 
     def loadResults(self, outputDir, primaryTableNode=None):
-        """Primary-result table node from a finished run's results.json; returns (report.html, table)."""
+        """Primary-result table node from a finished run's results.json; returns (report.html, table).
+
+        A publication of the report that a crash interrupted is finished (or undone) first.
+        """
         import pandas as pd
 
+        from ParaspinalLBPCore.staging import recover
+
+        recover(outputDir)
         path = Path(outputDir) / "results.json"
         if not path.is_file():
             raise MissingInputError(f"{path}: no results (the analysis did not finish in this folder)")

@@ -15,6 +15,10 @@ Layout of ``BUNDLE_DIR`` (written by :func:`save_bundle`, read by :func:`load_bu
   of the manifest. Any changed, missing or extra file makes :func:`load_bundle` raise
   :class:`BundleError` naming the file.
 
+The directory is replaced whole through ``ParaspinalLBPCore.staging`` (staged, committed, swapped): a
+save stopped at any moment leaves the earlier bundle or the complete new one once
+``staging.recover`` has run, which :func:`verify_bundle` does first.
+
 Contributions are in the unit given by ``Prediction.contribution_unit`` (log-odds, or probability
 for random forests); they sum with the base value to the model output (see :mod:`explain`).
 """
@@ -37,6 +41,7 @@ import pandas as pd
 from LBPRiskModelLib import explain, fastpath
 from ParaspinalLBPCore.atomic import atomic_dir
 from ParaspinalLBPCore.errors import BadInputError, UserError
+from ParaspinalLBPCore.staging import recover
 
 _LOG = logging.getLogger(__name__)
 
@@ -247,7 +252,7 @@ def save_bundle(
     model_card_html: str,
     extra_files: dict[str, str | Path] | None = None,
 ) -> str:
-    """Write the bundle atomically (temp dir, then rename) and return its bundle hash.
+    """Write the bundle atomically (staged, then swapped in whole) and return its bundle hash.
 
     ``explain_info`` holds ``columns_to_fields`` (input field of each model-space column),
     ``background_mean``, ``background_sample`` (model space) and ``input_columns`` with kinds.
@@ -287,8 +292,12 @@ def save_bundle(
 
 
 def verify_bundle(path: str | Path) -> str:
-    """Check bundle hash, manifest and every file; return the bundle hash or raise BundleError."""
+    """Check bundle hash, manifest and every file; return the bundle hash or raise BundleError.
+
+    An interrupted save of this or another bundle beside it is finished (or undone) first.
+    """
     path = Path(path)
+    recover(path.parent)
     if not path.is_dir():
         raise BundleError(f"{path}: not a bundle directory")
     man, hf = path / MANIFEST, path / HASH_FILE

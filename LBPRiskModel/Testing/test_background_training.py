@@ -3,13 +3,16 @@
 The Widget's Train button runs ``python -m LBPRiskModelLib train --progress`` through
 ``ParaspinalLBPSlicer.jobs``. On a synthetic modelling table with one planted predictor: progress is
 monotone and ends at ``total/total done``; the bundle predicts what the synchronous ``train`` bundle
-predicts; a run cancelled mid-training leaves an existing bundle byte-identical with nothing beside it;
-bad input fails with the CLI's one-line error.
+predicts; a run cancelled mid-training leaves an existing bundle byte-identical with nothing beside it,
+and one SIGKILLed during the bundle swap leaves the old or the complete new bundle; bad input fails with
+the CLI's one-line error.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from kill_points import deaf_python, wait_for_line, wait_until_ended
 
 from ParaspinalLBPSlicer import jobs
 
@@ -117,7 +121,7 @@ def test_cancel_leaves_an_existing_bundle_as_it_was(inputs, logic, sync_bundle, 
     follow(job, until=lambda j: j.stage == "optimism bootstrap")
     assert job.running, "training ended before it could be cancelled"
     job.cancel()
-    assert job.wait(timeout=30).status == jobs.CANCELLED and job.errorMessage == ""
+    assert wait_until_ended(job).status == jobs.CANCELLED and job.errorMessage == ""
     assert job.returncode in (-15, 143)  # SIGTERM, or its clean SystemExit(143)
     assert _snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no .bundle-* staging, no .old
@@ -152,3 +156,45 @@ def test_train_cli_progress_lines_without_slicer(inputs, tmp_path: Path) -> None
     assert progress and all(p is not None for p in progress) and progress[-1] == (15, 15, "done")
     assert lines[-1].startswith(f"bundle {tmp_path / 'b'} (") and "test AUC" in lines[-1]
     assert "train:" not in result.stderr  # no tqdm bar when --progress
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize("kill", ["commit", "between", "between, then load"])
+def test_sigkill_during_the_bundle_swap_keeps_the_old_or_the_new_bundle(
+    inputs, logic, sync_bundle, tmp_path: Path, monkeypatch, kill: str
+) -> None:
+    """The swap replaces the whole bundle folder: the old one is renamed aside, the new one in. Training
+    whose SIGTERM is never handled (``kill_points``) is SIGKILLed just before the commit (the old bundle
+    stays, byte for byte) or between the two renames, when no bundle is at ``--out`` (the cancelled job,
+    or the next load, finishes the swap: the complete new bundle, verified). Nothing is left beside it."""
+    table, _, df = inputs
+    out = tmp_path / "models" / "bundle"
+    shutil.copytree(sync_bundle[0], out)
+    before = _snapshot(out)
+    old_hash = logic.loadBundle(out).bundle_hash
+    other = tmp_path / "other.yaml"  # fewer bootstrap replicates: another bundle, the same fitted model
+    other.write_text(CONFIG.replace("optimism_bootstrap: 8", "optimism_bootstrap: 4"), encoding="utf-8")
+    if kill == "commit":
+        python = deaf_python(tmp_path / "bin", under=out.parent, name="COMMIT")
+    else:
+        python = deaf_python(tmp_path / "bin", dst=out)
+    monkeypatch.setattr(jobs, "pythonExecutable", lambda: python)
+    job = logic.trainInBackground(out, "responder", data=table, config=other, quick=True, figures=False)
+    assert wait_for_line(job, "PAUSED before ").endswith(str(out) if kill != "commit" else "COMMIT")
+    if kill == "between, then load":  # as if Slicer itself had crashed: nobody recovers until the load
+        job.stagingFolders = []
+        os.killpg(job.pid, signal.SIGKILL)
+        assert wait_until_ended(job).status == jobs.FAILED and job.returncode == -9
+        assert not out.exists()  # the moment at which the earlier swap could lose the bundle
+    else:
+        job.cancel(grace=0.2)
+        assert wait_until_ended(job).status == jobs.CANCELLED and job.returncode == -9
+        assert sorted(p.name for p in out.parent.iterdir()) == ["bundle"]  # the job cleaned up
+    if kill == "commit":
+        assert _snapshot(out) == before and logic.loadBundle(out).bundle_hash == old_hash
+        return
+    bundle = logic.loadBundle(out)  # verifies every file's hash
+    assert bundle.bundle_hash != old_hash and sorted(p.name for p in out.parent.iterdir()) == ["bundle"]
+    X = df.drop(columns=["responder"])
+    got, want = bundle.predict(X, id_col="case_id"), sync_bundle[1].predict(X, id_col="case_id")
+    np.testing.assert_allclose(got["risk"], want["risk"], rtol=1e-9, atol=1e-12)

@@ -7,17 +7,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from ParaspinalLBPCore.atomic import atomic_write_text
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError
+from ParaspinalLBPCore.staging import staged_files
 from ParaspinalRadiomicsLib.extraction import META_COLUMNS
 
 
 def write_features(df: pd.DataFrame, path: str | Path, provenance: dict | None = None) -> None:
-    """Write a C5 table atomically (floats as shortest round-trip repr) and ``<path>.json`` provenance."""
-    atomic_write_text(path, df.to_csv(index=False))
+    """Write a C5 table (floats as shortest round-trip repr) and ``<path>.json`` provenance as one set:
+    a run stopped at any moment leaves both earlier files or both new ones (``ParaspinalLBPCore.staging``)."""
+    path = Path(path)
     prov = provenance if provenance is not None else df.attrs.get("provenance")
-    if prov is not None:
-        atomic_write_text(f"{path}.json", json.dumps(prov, indent=1, sort_keys=True, default=str))
+    with staged_files(path.parent, label=path.name) as staging:
+        (staging / path.name).write_text(df.to_csv(index=False), encoding="utf-8", newline="")
+        if prov is not None:
+            text = json.dumps(prov, indent=1, sort_keys=True, default=str)
+            (staging / f"{path.name}.json").write_text(text, encoding="utf-8", newline="")
 
 
 def read_features(path: str | Path) -> pd.DataFrame:

@@ -4,18 +4,22 @@ The Widget's Apply runs ``python -m ParaspinalRadiomicsLib extract --progress`` 
 ``ParaspinalLBPSlicer.jobs`` on the nodes written to a temporary folder. Checked here against the
 synchronous ``extract`` on a synthetic case made in code: progress is monotone and reaches the number
 of masks, the table equals the synchronous one, the feature-class choice is honoured, temporary files
-are removed, a cancelled run leaves an earlier features file and the table node as they were, and bad
-parameters fail with the CLI's one-line error.
+are removed, a cancelled run leaves an earlier features file and the table node as they were (also
+when SIGKILL lands just before the commit, or leaves both new files when it lands between their moves),
+and bad parameters fail with the CLI's one-line error.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from kill_points import deaf_python, snapshot, wait_for_line, wait_until_ended
 
 from ParaspinalLBPSlicer import jobs
 
@@ -147,7 +151,7 @@ def test_cancel_keeps_earlier_features_and_table(case, tmp_path: Path) -> None:
     follow(job, until=lambda j: j.done >= 1)
     assert job.running, "the extraction ended before it could be cancelled"
     job.cancel()
-    assert job.wait(timeout=30).status == jobs.CANCELLED and job.errorMessage == ""
+    assert wait_until_ended(job).status == jobs.CANCELLED and job.errorMessage == ""
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before_files
     assert not work.exists()  # temporary inputs removed
     with pytest.raises(RuntimeError, match="has not succeeded"):
@@ -248,3 +252,42 @@ def test_lib_jobs_can_import_the_shared_core_package(tmp_path: Path) -> None:
     job = jobs.Job([sys.executable, "-S", "-c", code], pythonPath=entries)
     assert job.wait(timeout=60).status == jobs.SUCCEEDED, job.lines
     assert Path(job.lines[0]).parent.parent == jobs.SHARED_DIR
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize("kill", ["commit", "between"])
+def test_sigkill_leaves_the_earlier_pair_or_the_complete_new_one(
+    case, tmp_path: Path, monkeypatch, kill
+) -> None:
+    """features.csv and its provenance features.csv.json are one set. The job's SIGTERM is never handled
+    (``kill_points``: as when pyradiomics' C code holds the handler past the grace period), so Cancel
+    ends in SIGKILL: just before the commit (both earlier files stay, byte for byte) or between the two
+    moves (the job finishes the publication: both new and consistent). No staging debris either way."""
+    logic, volume, seg, levels = case
+    out = tmp_path / "out" / "features.csv"
+    job = logic.extractInBackground(volume, seg, featureClasses=["firstorder"], outputPath=out)
+    follow(job)
+    assert job.status == jobs.SUCCEEDED, job.errorMessage
+    before = snapshot(out.parent)
+    assert sorted(before) == ["features.csv", "features.csv.json"]
+    if kill == "between":
+        python = deaf_python(tmp_path / "bin", dst=out.parent / "features.csv.json")
+    else:
+        python = deaf_python(tmp_path / "bin", under=out.parent, name="COMMIT")
+    monkeypatch.setattr(jobs, "pythonExecutable", lambda: python)
+    job = logic.extractInBackground(volume, seg, levelsNode=levels, perLevel=True, outputPath=out)
+    wait_for_line(job, "PAUSED before ")
+    job.cancel(grace=0.2)
+    assert wait_until_ended(job).status == jobs.CANCELLED and job.returncode == -9
+    assert job.temporaryFolder is None and not Path(job.command[job.command.index("--image") + 1]).exists()
+    after = snapshot(out.parent)
+    if kill == "commit":
+        assert after == before
+        return
+    assert sorted(after) == sorted(before) and all(after[name] != before[name] for name in after)
+    from ParaspinalRadiomicsLib.tables import read_features
+
+    df = read_features(out)
+    provenance = json.loads(after["features.csv.json"])
+    assert len(df) == len(STRUCTURES) * (1 + len(LEVEL_LABELS))  # the new, per-level run
+    assert set(df["settings_hash"]) == {provenance["settings_hash"]}  # table and provenance match

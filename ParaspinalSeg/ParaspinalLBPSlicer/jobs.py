@@ -15,6 +15,12 @@ the Logic starts ``python -m <M>Lib …`` with :func:`startLibJob`, the Widget p
 - Status: ``running``, then ``succeeded`` (exit 0), ``failed`` (non-zero exit) or ``cancelled``
   (after :meth:`Job.cancel`). :attr:`Job.errorMessage` names the command, the exit status and the
   last stderr line (the Lib CLIs print user-fixable errors as one line there).
+- Cancel sends SIGTERM to the process group and SIGKILL after a grace period, so a child can die at
+  any instruction (a long C call delays Python's SIGTERM handler past any grace). The Libs publish
+  through ``ParaspinalLBPCore.staging``; ``stagingFolders`` names the folders where the job stages its
+  outputs, and once the whole process group is gone the job finishes a committed publication there or
+  removes an unfinished one (``staging.recover``) *before* its status leaves ``running``: a cancelled
+  job leaves the earlier outputs or the complete new ones, never a staging folder.
 - :meth:`Job.addEndCallback` registers clean-ups (e.g. removing the temporary input files the Logic
   wrote for the command) that run once, on the first :meth:`Job.poll` that sees the job ended.
 - Python: the ``PythonSlicer`` launcher beside the running Slicer when there is one (it sets
@@ -100,8 +106,12 @@ class Job:
         env: dict[str, str] | None = None,
         pythonPath: Sequence[str | os.PathLike] = (),
         name: str | None = None,
+        stagingFolders: Sequence[str | os.PathLike] = (),
     ) -> None:
-        """Start ``command`` now; ``pythonPath`` folders are put first on the child's PYTHONPATH."""
+        """Start ``command`` now; ``pythonPath`` folders are put first on the child's PYTHONPATH.
+
+        ``stagingFolders``: folders where the command stages its outputs (recovered when it has ended).
+        """
 
         self.command = [str(c) for c in command]
         self.name = name or Path(self.command[0]).name
@@ -111,6 +121,9 @@ class Job:
         self.lastStderrLine = ""
         self.startTime = time.monotonic()
         self._cancelRequested = False
+        self._killAt: float | None = None  # after cancel: SIGKILL whatever of the group is left from then on
+        self.stagingFolders = [Path(p) for p in stagingFolders]
+        self.cleanupLines: list[str] = []  # what the end-of-job recovery did (also log lines)
         self._exitTime: float | None = None
         self._endTime: float | None = None
         self._queue: queue.Queue = queue.Queue()
@@ -172,21 +185,30 @@ class Job:
             if tag == "err" and line.strip():
                 self.lastStderrLine = line.strip()
             new.append(line)
-        self.lines.extend(new)
         if self.status == RUNNING:
-            self._updateStatus(time.monotonic())
+            new += self._updateStatus(time.monotonic())
+        self.lines.extend(new)
         return JobUpdate(new, self.done, self.total, self.stage, self.status, self.returncode)
 
-    def _updateStatus(self, now: float) -> None:
+    def _updateStatus(self, now: float) -> list[str]:
+        """Finish the job once it has ended: recover its staging folders, set the status, run callbacks."""
         returncode = self.process.poll()
         if returncode is None:
-            return
+            return []
         if self._exitTime is None:
             self._exitTime = now
         readersDone = not any(r.is_alive() for r in self._readers)
         # A grandchild that keeps the pipes open must not keep the job "running" for ever.
         if not (readersDone and self._queue.empty()) and now - self._exitTime < 2.0:
-            return
+            return []
+        groupGone = not self.groupAlive()
+        if not groupGone and self._cancelRequested:  # a cancelled job ends when all its processes have
+            if self._killAt is not None and now >= self._killAt:
+                self._signalGroup(kill=True)
+            return []
+        if not groupGone and now - self._exitTime < 2.0:  # e.g. pool workers shutting down
+            return []
+        lines = self.cleanupLines = self._recoverStaging(groupGone)
         self.returncode = returncode
         self._endTime = now
         if self._cancelRequested:
@@ -199,6 +221,23 @@ class Job:
                 callback(self)
             except Exception:  # a clean-up must not hide the job's own outcome
                 logging.exception("%s: end-of-job callback failed", self.name)
+        return lines
+
+    def _recoverStaging(self, groupGone: bool) -> list[str]:
+        """Finish or remove what the job's processes left in its staging folders; one log line each."""
+        if not self.stagingFolders:
+            return []
+        from ParaspinalLBPCore import staging  # stdlib only; not at top level (house rule for this package)
+
+        deadGroup = self.pid if groupGone and os.name != "nt" else None
+        lines = []
+        for folder in self.stagingFolders:
+            try:
+                lines += [f"clean-up: {line}" for line in staging.recover(folder, deadGroup)]
+            except (OSError, ValueError) as exc:  # e.g. no permission, a COMMIT not written by staging.py
+                logging.exception("%s: clean-up of %s failed", self.name, folder)
+                lines.append(f"clean-up of {folder} failed: {exc}")
+        return lines
 
     def addEndCallback(self, callback: Callable[[Job], None]) -> None:
         """Call ``callback(job)`` once when the job has ended (any status), from :meth:`poll`."""
@@ -206,6 +245,11 @@ class Job:
             self._endCallbacks.append(callback)
         else:
             callback(self)
+
+    @property
+    def publishedWhileCancelled(self) -> bool:
+        """True when a cancelled job had committed its outputs and the clean-up completed them (they are new)."""
+        return any(line.startswith("clean-up: finished") for line in self.cleanupLines)
 
     @property
     def running(self) -> bool:
@@ -257,13 +301,15 @@ class Job:
     def cancel(self, grace: float = 5.0) -> None:
         """Terminate the whole process group now, kill it if still alive after ``grace`` seconds.
 
-        Returns at once; the status becomes ``cancelled`` on a later :meth:`poll` (a job that had
-        already ended keeps its status).
+        Returns at once; the status becomes ``cancelled`` on a later :meth:`poll`, once every process
+        of the group is gone and the staging folders are recovered (a job that had already ended keeps
+        its status).
         """
 
         if self.status != RUNNING or self._cancelRequested:
             return
         self._cancelRequested = True
+        self._killAt = time.monotonic() + grace
         self._signalGroup(kill=False)
 
         def escalate() -> None:
@@ -303,10 +349,12 @@ def startLibJob(
     pythonPath: Sequence[str | os.PathLike] = (),
     cwd: str | os.PathLike | None = None,
     name: str | None = None,
+    stagingFolders: Sequence[str | os.PathLike] = (),
 ) -> Job:
     """Start ``python -m <lib> <args…>`` in the background (e.g. ``TrialAnalysisLib analyze …``).
 
     ``pythonPath``: the module folder holding ``lib``; the shared folder is added (:func:`libPythonPath`).
+    ``stagingFolders``: where the command stages its outputs (see :class:`Job`).
     """
     command = [python or pythonExecutable(), "-m", lib, *[str(a) for a in args]]
     return Job(
@@ -314,4 +362,5 @@ def startLibJob(
         cwd=cwd,
         pythonPath=libPythonPath(pythonPath),
         name=name or f"{lib} {args[0] if args else ''}".strip(),
+        stagingFolders=stagingFolders,
     )

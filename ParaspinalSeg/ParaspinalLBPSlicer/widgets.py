@@ -95,7 +95,12 @@ class JobMonitor:
             return
         self._timer.stop()
         self.cancelButton.enabled = False
-        if update.status == "cancelled":
+        if update.status == "cancelled" and job.publishedWhileCancelled:
+            self.statusLabel.text = (
+                f"{self.what} cancelled after it had written its results; they are complete."
+            )
+            self.progressBar.setFormat("cancelled")
+        elif update.status == "cancelled":
             self.statusLabel.text = f"{self.what} cancelled; earlier results were left as they were."
             self.progressBar.setRange(0, 1)
             self.progressBar.value = 0

@@ -1,24 +1,22 @@
 """The agreement report: ``agreement.csv`` (per muscle × level), ``agreement_cases.csv`` (per case),
 Bland–Altman and Dice/ASSD plots (PNG, matplotlib Agg) and ``report.html`` linking them.
 
-Written into a staging folder beside ``out`` and renamed into place when complete, so a report is
-never half written (an earlier report in ``out`` is replaced as a whole).
+Written into a staging folder beside ``out`` and swapped into place when complete
+(``ParaspinalLBPCore.staging``), so a report is never half written: a run stopped at any moment leaves
+the earlier report in ``out`` or the complete new one.
 """
 
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ParaspinalLBPCore.errors import BadInputError
+from ParaspinalLBPCore.staging import staged_dir
 from ParaspinalSegLib.agreement import MEASURES, AgreementResult
-from ParaspinalSegLib.batch import publish
 
 REFERENCES = (
     "Shrout PE, Fleiss JL. Intraclass correlations: uses in assessing rater reliability. Psychol Bull 1979;86:420–8.",
@@ -138,16 +136,12 @@ mean(A − B) with its t interval; limits of agreement bias ± 1.96 SD with exac
 
 def write_report(result: AgreementResult, out: str | Path, folder_a: str, folder_b: str) -> Path:
     """Write the tables, figures and ``report.html`` into ``out`` (replaced as a whole); returns the page."""
-
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not (out / "agreement.csv").is_file():
         raise BadInputError(
             f"--out {out}: folder exists and is not an agreement report; choose a new or empty folder"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    os.chmod(stage, 0o755)
-    try:
+    with staged_dir(out) as stage:
         result.summary.to_csv(stage / "agreement.csv", index=False)
         result.cases.to_csv(stage / "agreement_cases.csv", index=False)
         (stage / "figures").mkdir()
@@ -159,8 +153,4 @@ def write_report(result: AgreementResult, out: str | Path, folder_a: str, folder
                 )
         rel = [p.relative_to(stage).as_posix() for p in figures]
         (stage / "report.html").write_text(_page(result, rel, str(folder_a), str(folder_b)), encoding="utf-8")
-        publish(stage, out)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
     return out / "report.html"

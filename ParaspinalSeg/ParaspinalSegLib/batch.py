@@ -12,8 +12,10 @@ read as the ``segment`` command reads its options (image_inputs.py). Output fold
     status.csv         one row per case: ok / failed / accepted, the reason, seconds, the decision
     qc.html            the QC contact sheet (qc_page.py)
 
-A case is built in a hidden staging folder and renamed into ``cases/<case_id>`` when complete, so a
-crash mid-case leaves no half outputs. ``done.json`` holds the SHA-256 of every input file (image
+A case is built in a hidden staging folder and swapped into ``cases/<case_id>`` when complete, and the
+four summary files are published as one set (``ParaspinalLBPCore.staging``), so a run stopped at any
+moment leaves every case and the summary as before or complete; the next run (or the cancelled Slicer
+job) finishes or removes what a killed run left. ``done.json`` holds the SHA-256 of every input file (image
 files, DICOM folders, seeds, levels) and of the settings: a re-run skips cases whose hash is unchanged
 (a failed case too, unless ``retry_failed``); its ``run_number`` counts the case's runs (1, 2, …).
 Reviewer decisions (decisions.py) override this: ``accept`` freezes a case, a ``redo`` of the case's
@@ -27,10 +29,8 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -41,6 +41,7 @@ from typing import Any
 import pandas as pd
 
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError, UserError
+from ParaspinalLBPCore.staging import recover, staged_dir, staged_files
 from ParaspinalSegLib import qc, qc_page
 from ParaspinalSegLib.batch_manifest import MANIFEST_COLUMNS, PATH_COLUMNS, SERIES_COLUMNS
 from ParaspinalSegLib.decisions import (
@@ -212,35 +213,6 @@ def read_marker(case_dir: Path) -> dict | None:
         return None
 
 
-def _stage(cases_dir: Path, case_id: str) -> Path:
-    cases_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=cases_dir, prefix=f".{case_id}.partial-"))
-    os.chmod(staging, 0o755)  # mkdtemp's 0700 would make the published case private
-    return staging
-
-
-def publish(staging: Path, final: Path) -> None:
-    """Move a complete staging folder to ``final``, replacing an earlier one (two renames)."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def clean_stale(cases_dir: Path) -> int:
-    """Remove staging/old folders left by a crashed run; returns how many."""
-    n = 0
-    if cases_dir.is_dir():
-        for p in cases_dir.iterdir():
-            if p.name.startswith(".") and (".partial-" in p.name or ".old-" in p.name):
-                shutil.rmtree(p, ignore_errors=True)
-                n += 1
-    return n
-
-
 def _write_marker(folder: Path, marker: dict) -> None:
     (folder / MARKER).write_text(json.dumps(marker, indent=1, default=str), encoding="utf-8")
 
@@ -252,18 +224,16 @@ def run_case(spec: CaseSpec, settings: BatchSettings, cases_dir: str, digest: st
     stale outputs of an earlier run with other inputs do not survive next to it.
     """
     t0 = time.perf_counter()
-    cases = Path(cases_dir)
-    previous = read_marker(cases / spec.case_id) or {}
-    staging = _stage(cases, spec.case_id)
-    marker = {
-        "case_id": spec.case_id,
-        "run_number": int(previous.get("run_number", 0)) + 1,
-        "hash": digest,
-        "settings": settings.key(),
-        "inputs": spec.inputs(),
-        "selectors": spec.selectors(),
-    }
-    try:
+    with staged_dir(Path(cases_dir) / spec.case_id) as staging:  # (an interrupted swap is finished first)
+        previous = read_marker(Path(cases_dir) / spec.case_id) or {}
+        marker = {
+            "case_id": spec.case_id,
+            "run_number": int(previous.get("run_number", 0)) + 1,
+            "hash": digest,
+            "settings": settings.key(),
+            "inputs": spec.inputs(),
+            "selectors": spec.selectors(),
+        }
         try:
             warnings = _process(spec, settings, staging)
             status, reason = "ok", ""
@@ -275,10 +245,6 @@ def run_case(spec: CaseSpec, settings: BatchSettings, cases_dir: str, digest: st
         seconds = time.perf_counter() - t0
         marker |= {"status": status, "reason": reason, "seconds": round(seconds, 3), "finished_at": now_utc()}
         _write_marker(staging, marker)
-        publish(staging, cases / spec.case_id)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return CaseOutcome(spec.case_id, status, reason, seconds, warnings)
 
 
@@ -525,8 +491,8 @@ def run_batch(
     dpath = Path(decisions_path) if decisions_path else out / DECISIONS_FILE
     decisions = read_decisions(dpath, [s.case_id for s in specs])
     cases.mkdir(parents=True, exist_ok=True)
-    if n := clean_stale(cases):
-        log.info("removed %d unfinished case folder(s) of an interrupted run", n)
+    for line in recover(out) + recover(cases):  # what a killed run left: finished or removed
+        log.info("%s", line)
     todo, why = plan(specs, settings, cases, decisions, force, retry_failed)
     total, done = len(specs) + 1, len(specs) - len(todo)
     report = progress or (lambda d, t, s: None)
@@ -541,15 +507,18 @@ def run_batch(
             bar.update()
             report(done, total, f"{outcome.case_id} {outcome.status}")
     table = collect(specs, cases)
-    write_csv(out / "measurements.csv", table)
     status = status_table(specs, cases, why, decisions)
-    write_csv(out / "status.csv", status)
     facts = qc_page.read_facts(cases, [s.case_id for s in specs])
     flags = qc_page.cohort_flags(table, facts, status, thresholds)
-    write_csv(out / "qc_flags.csv", flags)
-    page = qc_page.write_page(
-        out, status, table, flags, facts, read_decision_rows(dpath), thresholds, dpath.name
-    )
+    with staged_files(out, label="batch", last=("measurements.csv",)) as staging:  # the summary, one set
+        write_csv(staging / "measurements.csv", table)
+        write_csv(staging / "status.csv", status)
+        write_csv(staging / "qc_flags.csv", flags)
+        qc_page.write_page(
+            out, status, table, flags, facts, read_decision_rows(dpath), thresholds, dpath.name,
+            path=staging / "qc.html",
+        )  # fmt: skip
+    page = out / "qc.html"
     report(total, total, "done")
     return BatchResult(
         out, len(specs), len(todo), n_failed, int((status["run"] == "accepted").sum()),

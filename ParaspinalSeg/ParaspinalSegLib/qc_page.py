@@ -267,8 +267,12 @@ def write_page(
     decisions_rows: list[dict],
     th: QCThresholds,
     decisions_file: str = "qc_decisions.csv",
+    path: str | Path | None = None,
 ) -> Path:
-    """Write ``qc.html`` (atomically) in the batch folder; image paths are relative to it."""
+    """Write ``qc.html`` (atomically) in the batch folder; image paths are relative to it.
+
+    ``path``: where to write the page instead (a staging folder whose content will join the batch folder).
+    """
     out = Path(out_dir)
     sections = []
     for name, ids in order_cases(status, flags):
@@ -291,7 +295,7 @@ the left); + seed, red × seed outside its label; highlighted cells are the flag
 <div id="decide">Reviewer <input id="reviewer" size="16"> <button id="download">Download {decisions_file}</button>
 <span id="message"></span></div>{"".join(sections)}
 <script type="application/json" id="existing">{existing}</script><script>{script}</script></body></html>"""
-    return atomic_write_text(out / "qc.html", page)
+    return atomic_write_text(Path(path) if path is not None else out / "qc.html", page)
 
 
 def _png_levels(out: Path, case_id: str, facts: Mapping) -> list[str]:

@@ -2,16 +2,20 @@
 ``agreementInBackground``) with real subprocesses, as the Widget's *Run cohort* / *Agreement report*
 start them: progress is monotone and reaches its total, the results equal the synchronous library run,
 ``loadJobResults`` makes the table node, a cancelled run leaves only complete cases and the next run
-finishes them, and bad input fails with the CLI's one-line error."""
+finishes them (also when SIGKILL lands in the middle of a case swap), and bad input fails with the
+CLI's one-line error."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from kill_points import deaf_python, snapshot, wait_for_line, wait_until_ended
 
 from ParaspinalLBPSlicer import jobs
 
@@ -73,7 +77,7 @@ def test_cancelled_batch_keeps_complete_cases_and_resumes(logic, cohort: Path, t
     follow(job, until=lambda j: j.done >= 2)
     assert job.running, "the cohort run ended before it could be cancelled"
     job.cancel()
-    assert job.wait(timeout=15).status == jobs.CANCELLED and job.errorMessage == ""
+    assert wait_until_ended(job).status == jobs.CANCELLED and job.errorMessage == ""
     visible = [p for p in (out / "cases").iterdir() if not p.name.startswith(".")]
     assert len(visible) >= 2 and all((p / "done.json").is_file() for p in visible)
     with pytest.raises(FileNotFoundError, match="did not finish"):
@@ -107,3 +111,35 @@ def test_bad_input_fails_with_the_cli_line(logic, tmp_path: Path) -> None:
     job = logic.agreementInBackground(tmp_path / "nope", tmp_path, tmp_path / "r")
     assert job.wait(timeout=RUN_TIMEOUT).status == jobs.FAILED
     assert job.lastStderrLine.startswith("paraspinal-seg agreement: error: --a: folder not found")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize("kill", ["second case commit", "between the renames"])
+def test_sigkill_during_a_case_swap_keeps_every_case_whole(
+    logic, batch: Path, cohort: Path, tmp_path: Path, monkeypatch, kill: str
+) -> None:
+    """A forced re-run over a finished batch, its SIGTERM never handled (``kill_points``), SIGKILLed with
+    case C2 staged but not committed (C1 is new, C2 and the rest exactly as before), or between the two
+    renames that swap C1 (when no C1 is in cases/: the cancelled job finishes the swap, C1 is new). The
+    summary files are untouched and no staging folder is left in the batch folder or in cases/."""
+    out = tmp_path / "out"
+    shutil.copytree(batch, out)
+    before = snapshot(out)
+    if kill == "between the renames":
+        python = deaf_python(tmp_path / "bin", dst=out / "cases" / "C1")
+    else:
+        python = deaf_python(tmp_path / "bin", under=out / "cases", name="COMMIT", nth=2)
+    monkeypatch.setattr(jobs, "pythonExecutable", lambda: python)
+    job = logic.batchInBackground(cohort, out, force=True)
+    wait_for_line(job, "PAUSED before ")
+    job.cancel(grace=0.2)
+    assert wait_until_ended(job).status == jobs.CANCELLED and job.returncode == -9
+    after = snapshot(out)
+    changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+    assert changed and all(name.startswith("cases/C1/") for name in changed)  # only C1 was redone
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in (out / "cases").iterdir() if p.name.startswith(".")] == []
+    old = json.loads(before["cases/C1/done.json"])
+    new = json.loads(after["cases/C1/done.json"])
+    assert new["status"] == "ok" and new["finished_at"] >= old["finished_at"] and new != old
+    assert {n for n in after if n.startswith("cases/C1/")} == {n for n in before if n.startswith("cases/C1/")}

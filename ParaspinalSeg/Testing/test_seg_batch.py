@@ -172,7 +172,7 @@ def test_killed_run_leaves_no_half_case_and_resumes(cohort: Path, tmp_path: Path
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:  # kill while the second case is being written
-            partial = list((out / "cases").glob(".C2.partial-*")) if (out / "cases").is_dir() else []
+            partial = list((out / "cases").glob(".C2.plbp-*.staging/new")) if (out / "cases").is_dir() else []
             if partial and any(partial[0].iterdir()):
                 break
             time.sleep(0.01)
@@ -182,7 +182,7 @@ def test_killed_run_leaves_no_half_case_and_resumes(cohort: Path, tmp_path: Path
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     names = {p.name for p in (out / "cases").iterdir()}
-    assert "C2" not in names and any(n.startswith(".C2.partial-") for n in names)
+    assert "C2" not in names and any(n.startswith(".C2.plbp-") and f"-{proc.pid}-" in n for n in names)
     for name in names - {n for n in names if n.startswith(".")}:
         assert (out / "cases" / name / "done.json").is_file()  # every visible case is complete
     assert not (out / "measurements.csv").exists()

@@ -15,10 +15,11 @@ hypothesis, is unknown), and arm-revealing material (exercise-diary compliance, 
 planted truth) is left out.
 
 Every output is first written into a hidden staging folder inside ``out_dir`` and moved into
-place only when the whole report is done (``results.json`` last, so it marks a complete run): an
-interrupted or cancelled run (Ctrl-C, SIGTERM from the Slicer module's Cancel) removes its
-staging folder and leaves the previous report, if any, untouched. ``progress(stage)`` callbacks
-are called before each of :func:`report_stages` (the CLI's ``--progress`` lines).
+place only when the whole report is done (``results.json`` last, so it marks a complete run), through
+``ParaspinalLBPCore.staging``: an interrupted, cancelled or killed run leaves the previous report, if
+any, or the complete new one (a kill during the final moves is finished by the next run or by the
+Slicer job that was cancelled). ``progress(stage)`` callbacks are called before each of
+:func:`report_stages` (the CLI's ``--progress`` lines).
 """
 
 from __future__ import annotations
@@ -29,12 +30,7 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import signal
-import tempfile
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ParaspinalLBPCore.staging import staged_files
 from TrialAnalysisLib import consort, survival, tables
 from TrialAnalysisLib.ancova import ancova
 from TrialAnalysisLib.mixed import mixed_model
@@ -284,39 +281,16 @@ def render_report(
     """Run the SAP on ``data`` and write report.html (+ report.pdf, results.json, PNGs) to ``out_dir``.
 
     All files are made in a staging folder and moved into ``out_dir`` at the end, results.json last;
-    if the run stops early (error, Ctrl-C, SIGTERM) nothing in ``out_dir`` changes.
+    if the run stops early (error, Ctrl-C, SIGTERM, SIGKILL) nothing in ``out_dir`` changes.
     """
     if isinstance(data, (str, Path)):
         data = load_trial(data)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".render-"))
-    try:
+    with staged_files(out, label="report", last=("results.json",)) as staging:
         _render(data, staging, imputations, seed, pdf, progress or _noop)
-        written = sorted(staging.iterdir(), key=lambda f: f.name == "results.json")  # results.json last
-        with _sigterm_deferred():  # publish the whole set or nothing
-            for f in written:
-                os.chmod(f, 0o644)
-                os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for f in staging.iterdir():
+            os.chmod(f, 0o644)
     return out / "report.html"
-
-
-@contextmanager
-def _sigterm_deferred() -> Iterator[None]:
-    """Hold a SIGTERM that arrives while the block runs and re-raise it afterwards (main thread only)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if received:
-            signal.raise_signal(signal.SIGTERM)
 
 
 def _render(data: Any, out: Path, imputations: int, seed: int, pdf: bool, say: Progress) -> None:
