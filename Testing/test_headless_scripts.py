@@ -27,8 +27,18 @@ pytestmark = pytest.mark.slicer
 
 REPO = Path(__file__).resolve().parents[1]
 MUSCLES = list(MUSCLE_NAMES)  # the phantom has every muscle of the vocabulary
-EXACT = ["n_voxels", "csa_cm2", "fcsa_cm2", "volume_cm3", "fat_fraction_pct", "goutallier_grade",
-         "fat_volume_fraction_pct", "lean_csa_cm2", "imat_cm2", "ff_erode_px"]
+EXACT = [
+    "n_voxels",
+    "csa_cm2",
+    "fcsa_cm2",
+    "volume_cm3",
+    "fat_fraction_pct",
+    "goutallier_grade",
+    "fat_volume_fraction_pct",
+    "lean_csa_cm2",
+    "imat_cm2",
+    "ff_erode_px",
+]
 
 
 def _script(module: str):
@@ -296,7 +306,10 @@ def test_user_error_is_one_line_exit_2(case: dict, slicer_scene, tmp_path: Path,
     assert err.count("\n") == 1 and "Traceback" not in err
     missing = tmp_path / "missing.nii.gz"
     assert mod.main(["--image", str(missing), "--segmentation", seg, "--out", str(tmp_path / "f.csv")]) == 2
-    assert capsys.readouterr().err == f"paraspinalradiomics_headless: error: --image: file not found: {missing}\n"
+    assert (
+        capsys.readouterr().err
+        == f"paraspinalradiomics_headless: error: --image: file not found: {missing}\n"
+    )
     assert not (tmp_path / "f.csv").exists()
 
 
@@ -323,7 +336,9 @@ def test_bug_shows_its_traceback_and_exits_1(capsys) -> None:
         headless.runAsScript(lambda: headless.runScript("prog", parse, buggy, []))
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert err.startswith("Traceback (most recent call last):") and err.rstrip().endswith("KeyError: 'segmentation'")
+    assert err.startswith("Traceback (most recent call last):") and err.rstrip().endswith(
+        "KeyError: 'segmentation'"
+    )
     assert "prog: error" not in err
     # The same script with a user error: one line, exit status 2.
     with pytest.raises(SystemExit) as exit_info:

@@ -148,7 +148,9 @@ def test_module_file_structure(module: str) -> None:
     expected = {module, f"{module}Widget", f"{module}Logic", f"{module}Test"}
     assert expected <= classes, f"{module}.py lacks {sorted(expected - classes)}"
     n_lines = source.count("\n")
-    assert n_lines < 600, f"{module}.py has {n_lines} lines; move work into {module}Lib or ParaspinalLBPSlicer"
+    assert n_lines < 600, (
+        f"{module}.py has {n_lines} lines; move work into {module}Lib or ParaspinalLBPSlicer"
+    )
     for field in ("title", "categories", "contributors", "helpText", "acknowledgementText"):
         assert re.search(rf"self\.parent\.{field} = ", source), f"{module}.py does not set parent.{field}"
     assert "slicer.util.loadUI" in source and "connectGui" in source
@@ -283,6 +285,17 @@ def test_ruff_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_formatted() -> None:
+    """``make lint`` checks the format too (code blocks in the Markdown docs included): keep it green."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--quiet", str(REPO)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, "run `ruff format .`:\n" + result.stdout + result.stderr
+
+
 def test_slicer_requirements_are_the_pyproject_pins() -> None:
     """Inside Slicer the modules check the pins of ParaspinalLBPSlicer/requirements.txt, shipped with the
     extension and generated from pyproject.toml (the one pin list); every package they need is pinned."""
@@ -333,7 +346,9 @@ def _check_core_modules_load_without_pins(path: Path) -> None:
     core_modules = {
         f"{node.module}.{a.name}" if node.module == "ParaspinalLBPCore" else node.module
         for node in tree.body
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ParaspinalLBPCore"
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and node.module.split(".")[0] == "ParaspinalLBPCore"
         for a in node.names
     }
     for name in sorted(core_modules):
@@ -509,47 +524,29 @@ def test_libs_import_the_vocabulary_from_the_core(module: str) -> None:
     assert not offenders, f"vocabulary spelled out outside ParaspinalLBPCore.structures: {offenders}"
 
 
-#: Files that still import the vocabulary through ParaspinalSegLib.structures (the re-export kept for old
-#: code): the segmentation work's files and the re-export's own test. This list only shrinks.
-VOCABULARY_RE_EXPORT_USERS = {
-    "ParaspinalSeg/ParaspinalSegLib/segment.py",
-    "ParaspinalSeg/Testing/test_autoseed.py",
-    "ParaspinalSeg/Testing/test_core_structures.py",
-    "ParaspinalSeg/Testing/test_logic_segment_realdata.py",
-    "ParaspinalSeg/Testing/test_segment.py",
-    "ParaspinalSeg/Testing/test_segment_cli.py",
-    "ParaspinalSeg/Testing/test_segment_phantom.py",
-    "ParaspinalSeg/Testing/test_segment_priors.py",
-    "ParaspinalSeg/Testing/test_segment_realdata.py",
-    "Testing/benchmarks/bench_segment_accuracy.py",
-}
-
-
-def _imports_vocabulary_re_export(path: Path) -> bool:
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and (
-            node.module == "ParaspinalSegLib.structures"
-            or (node.module == "ParaspinalSegLib" and any(a.name == "structures" for a in node.names))
-        ):
-            return True
-        if isinstance(node, ast.Import) and any(a.name == "ParaspinalSegLib.structures" for a in node.names):
-            return True
-    return False
-
-
-def test_vocabulary_is_imported_from_the_core() -> None:
-    """New code imports ParaspinalLBPCore.structures, not its re-export ParaspinalSegLib.structures."""
+def test_vocabulary_has_one_module() -> None:
+    """The muscle/level vocabulary lives in ParaspinalLBPCore.structures only: no other ``structures.py``
+    (the old ParaspinalSegLib re-export is gone) and no import of one."""
     files = subprocess.run(
         ["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split()
-    users = {f for f in files if (REPO / f).is_file() and _imports_vocabulary_re_export(REPO / f)}
-    assert users <= VOCABULARY_RE_EXPORT_USERS, (
-        f"import the vocabulary from ParaspinalLBPCore.structures: {sorted(users - VOCABULARY_RE_EXPORT_USERS)}"
-    )
-    assert users == VOCABULARY_RE_EXPORT_USERS, (
-        f"these no longer use the re-export: drop them from VOCABULARY_RE_EXPORT_USERS: "
-        f"{sorted(VOCABULARY_RE_EXPORT_USERS - users)}"
-    )
+    copies = [
+        f for f in files if Path(f).name == "structures.py" and Path(f).parent.name != "ParaspinalLBPCore"
+    ]
+    assert not copies, f"the vocabulary has one home, ParaspinalLBPCore/structures.py: {copies}"
+    users = []
+    for f in files:
+        if not (REPO / f).is_file():
+            continue
+        for node in ast.walk(ast.parse((REPO / f).read_text(encoding="utf-8"))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            )
+            if any(n.endswith(".structures") and not n.startswith("ParaspinalLBPCore") for n in names):
+                users.append(f)
+    assert not users, f"import the vocabulary from ParaspinalLBPCore.structures: {sorted(set(users))}"
 
 
 def test_vocabulary_check_catches_a_copy() -> None:
@@ -617,7 +614,9 @@ def test_libs_raise_user_error_types_for_bad_input() -> None:
     the message); a bare ValueError, FileNotFoundError, KeyError or OSError would now show a traceback, as
     bugs do."""
     files = [p for m in MODULES for p in sorted((REPO / m / f"{m}Lib").rglob("*.py"))]
-    files += sorted(CORE.rglob("*.py")) + sorted((REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer").glob("*.py"))
+    files += sorted(CORE.rglob("*.py")) + sorted(
+        (REPO / "ParaspinalSeg" / "ParaspinalLBPSlicer").glob("*.py")
+    )
     files += [REPO / m / f"{m}.py" for m in MODULES]
     files += [p for m in MODULES for p in sorted((REPO / m / "Resources" / "Scripts").glob("*.py"))]
     offenders = [

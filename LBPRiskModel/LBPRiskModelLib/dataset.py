@@ -136,7 +136,9 @@ def assemble(
     if clinical_dir is not None:
         p = _read_csv(Path(clinical_dir) / "participants.csv", "participants table")
         if "participant_id" not in p.columns:
-            raise MissingKeyError(f"{Path(clinical_dir) / 'participants.csv'}: missing column 'participant_id'")
+            raise MissingKeyError(
+                f"{Path(clinical_dir) / 'participants.csv'}: missing column 'participant_id'"
+            )
         p = p.assign(case_id=p["participant_id"].astype(str)).set_index("case_id")
         parts.append(p.drop(columns=[c for c in p.columns if c in NON_PREDICTORS]))
     if features is not None:

@@ -121,7 +121,9 @@ def load_params(params: str | Path | dict | RadiomicsParams) -> RadiomicsParams:
             raise BadInputError(f"parameter file {path} is not valid YAML/JSON: {exc}") from exc
         source = str(path)
     if not isinstance(data, dict):
-        raise BadInputError(f"parameter file {source}: expected a mapping with setting/imageType/featureClass")
+        raise BadInputError(
+            f"parameter file {source}: expected a mapping with setting/imageType/featureClass"
+        )
     try:
         with _PARSER_LOCK:
             extractor = featureextractor.RadiomicsFeatureExtractor(dict(data))
@@ -343,7 +345,9 @@ def build_mask_specs(
         nz = arr.shape[0]
         for lev, (k0, k1) in levels.items():
             if k1 >= nz:
-                raise BadInputError(f"level {lev} slice range [{k0}, {k1}] exceeds the label map's {nz} slices")
+                raise BadInputError(
+                    f"level {lev} slice range [{k0}, {k1}] exceeds the label map's {nz} slices"
+                )
             level_items.append((lev, (k0, k1)))
     specs: list[MaskSpec] = []
     missing: list[dict] = []

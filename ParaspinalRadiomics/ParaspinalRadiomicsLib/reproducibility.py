@@ -63,7 +63,9 @@ def icc(
         ok = t[t["status"] == "ok"] if "status" in t.columns else t
         if ok.duplicated(keys).any():
             dup = ok[ok.duplicated(keys)].iloc[0]
-            raise BadInputError(f"table {i + 1} has duplicate rows for {', '.join(str(dup[c]) for c in keys)}")
+            raise BadInputError(
+                f"table {i + 1} has duplicate rows for {', '.join(str(dup[c]) for c in keys)}"
+            )
         part = ok[keys + feats].rename(columns={f: f"{f}\t{i}" for f in feats})
         merged = part if merged is None else merged.merge(part, on=keys, how="inner")
     rows = []

@@ -23,6 +23,7 @@ from ParaspinalRadiomicsLib.tables import read_features, write_features
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
 
+
 def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(3)
     n = 25

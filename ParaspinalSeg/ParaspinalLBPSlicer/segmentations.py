@@ -1,7 +1,7 @@
 """Segmentation nodes ⇄ SimpleITK label maps with the project's canonical structure names.
 
 A segmentation node is exported on a reference volume's exact grid and its segment names are
-mapped to the canonical names of ``ParaspinalSegLib.structures`` ("Multifidus left" →
+mapped to the canonical names of ``ParaspinalLBPCore.structures`` ("Multifidus left" →
 ``multifidus_left``); writing back gives each segment its canonical colour and SNOMED-CT
 terminology, so Slicer's Segment Editor and DICOM SEG export show the anatomy, not a number.
 """

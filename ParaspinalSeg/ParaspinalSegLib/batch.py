@@ -156,7 +156,9 @@ def _row_spec(path: Path, line: int, row: dict[str, str], seen: dict[str, int]) 
         raise BadInputError(f"{where}, column seeds: empty for case {case_id!r}")
     if ("water" in given) != ("fat" in given):
         missing = "fat" if "water" in given else "water"
-        raise BadInputError(f"{where}, column {missing}: empty for case {case_id!r} (water and fat go together)")
+        raise BadInputError(
+            f"{where}, column {missing}: empty for case {case_id!r} (water and fat go together)"
+        )
     sources = [c for c in ("image", "water", "dicom") if c in given]
     if len(sources) > 1:
         raise BadInputError(f"{where}: case {case_id!r} has {' and '.join(sources)}; give one image source")
@@ -253,7 +255,6 @@ def _read_inputs(spec: CaseSpec, settings: BatchSettings) -> tuple[Any, list, li
     as the ``segment`` command reads its options; errors name the manifest line."""
     from types import SimpleNamespace
 
-
     args = SimpleNamespace(
         **{c: getattr(spec, c) for c in ("image", "water", "fat", "dicom", *SERIES_COLUMNS)}
     )
@@ -266,7 +267,6 @@ def _read_inputs(spec: CaseSpec, settings: BatchSettings) -> tuple[Any, list, li
     except UserError as exc:  # a bug (any other exception) keeps its traceback
         raise BadInputError(f"manifest line {spec.line}: {exc}") from None
     if reference is not None:
-
         check_on_series_grid(src.image if src.image is not None else src.fat, reference, "the input image")
     return src, seeds, levels, reference
 
@@ -274,7 +274,6 @@ def _read_inputs(spec: CaseSpec, settings: BatchSettings) -> tuple[Any, list, li
 def _process(spec: CaseSpec, settings: BatchSettings, out: Path) -> list[str]:
     """Segment and measure one case with the library calls of ``segment``, write its outputs and QC."""
     import SimpleITK as sitk
-
 
     src, seeds, levels, reference = _read_inputs(spec, settings)
     params = SegmentParams()
@@ -303,7 +302,6 @@ def _process(spec: CaseSpec, settings: BatchSettings, out: Path) -> list[str]:
     )  # fmt: skip
     write_csv(out / "measurements.csv", table)
     if reference is not None:
-
         write_dicom_seg(out / "segmentation.dcm", result.labels, result.label_names, reference)
     (out / "segment_info.json").write_text(json.dumps(result.info, indent=1, default=str), encoding="utf-8")
     facts = qc.case_facts(result.labels, result.label_names, result.levels, seeds)
@@ -478,7 +476,6 @@ def run_batch(
     ``progress(done, total, stage)`` is called as cases finish (total = cases + 1 for the QC page).
     """
     from tqdm import tqdm
-
 
     t0 = time.perf_counter()
     settings = settings or BatchSettings()

@@ -129,7 +129,9 @@ def write_dicom_seg(
     arr = labels_on_series_grid(labels, reference)
     present = [(v, n) for v, n in sorted(label_names.items()) if v > 0 and np.any(arr == v)]
     if not present:
-        raise BadInputError("the label map has no voxel of any named structure: nothing to write as DICOM SEG")
+        raise BadInputError(
+            "the label map has no voxel of any named structure: nothing to write as DICOM SEG"
+        )
     sop_uid = generate_uid()
     numbers = np.zeros(max(int(arr.max()), max(v for v, _ in present)) + 1, np.uint8)
     for k, (v, _) in enumerate(present, 1):

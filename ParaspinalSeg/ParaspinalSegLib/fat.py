@@ -200,7 +200,9 @@ def dixon_volume_fraction(
     near = ndi.maximum_filter(muscle, size=(1, 2 * r + 1, 2 * r + 1)) & ~muscle
     adipose = ndi.binary_erosion(near & (s > ADIPOSE_MIN_FF), np.ones((1, 3, 3), bool))
     if adipose.sum() < 50:
-        raise BadInputError("fat volume fraction: too little fat around the muscles to calibrate the fat signal")
+        raise BadInputError(
+            "fat volume fraction: too little fat around the muscles to calibrate the fat signal"
+        )
     s_a = float(np.median(s[adipose]))
     sigma = (0.0, REFERENCE_SIGMA_MM / spacing_ji[0], REFERENCE_SIGMA_MM / spacing_ji[1])
     near_fat = ndi.maximum_filter(adipose, size=(1, 2 * r + 1, 2 * r + 1))  # fat within band_mm

@@ -60,7 +60,9 @@ def _arrays(
     """Float arrays of the inputs after checking names, sizes and grids against the label map."""
     keys = set(images)
     if keys not in ({"water", "fat"}, {"image"}):
-        raise BadInputError(f"infiltrate: images must be {{'water', 'fat'}} or {{'image'}}, got {sorted(keys)}")
+        raise BadInputError(
+            f"infiltrate: images must be {{'water', 'fat'}} or {{'image'}}, got {sorted(keys)}"
+        )
     out = {}
     for name, img in images.items():
         if img.GetSize() != labels.GetSize():
@@ -268,7 +270,9 @@ def infiltrate(
     lab = sitk.GetArrayFromImage(labels)
     arrays = _arrays(images, labels, assume_same_grid)
     if kind == "ff" and "water" not in arrays:
-        raise BadInputError("infiltrate: kind='ff' (target Dixon FF) needs a water/fat pair; use kind='volume'")
+        raise BadInputError(
+            "infiltrate: kind='ff' (target Dixon FF) needs a water/fat pair; use kind='volume'"
+        )
     names = {int(v): str(n) for v, n in label_names.items()}
     missing = [n for v, n in names.items() if not (lab == v).any()]
     if missing:

@@ -129,7 +129,9 @@ def match_grid(
         if image.GetSize() == reference.GetSize()
         else ""
     )
-    raise BadInputError(f"{name} and {ref_name} are not on the same voxel grid: " + "; ".join(problems) + hint)
+    raise BadInputError(
+        f"{name} and {ref_name} are not on the same voxel grid: " + "; ".join(problems) + hint
+    )
 
 
 def check_finite(array: np.ndarray, what: str) -> np.ndarray:

@@ -70,7 +70,10 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
         "Goutallier grade from fat_fraction_pct by the configurable thresholds "
         "GOUTALLIER_FF_THRESHOLDS (a project convention, docs/segmentation.md)",
     ),
-    "asymmetry_index": ("fraction", "abs(L − R) / mean(L, R) of csa_cm2 for the same muscle, level and slice"),
+    "asymmetry_index": (
+        "fraction",
+        "abs(L − R) / mean(L, R) of csa_cm2 for the same muscle, level and slice",
+    ),
     "ff_type": (
         "",
         "signal = F/(F+W) of magnitude images (not PDFF); volume = a linear volume fraction (t1_linear)",
@@ -105,7 +108,9 @@ def goutallier_grade(ff_pct: float, thresholds: tuple[float, ...] = GOUTALLIER_F
     if ff_pct is None or not np.isfinite(ff_pct):
         return np.nan
     if list(thresholds) != sorted(thresholds) or len(thresholds) != 4:
-        raise BadInputError(f"goutallier thresholds must be 4 increasing FF percentages, got {list(thresholds)}")
+        raise BadInputError(
+            f"goutallier thresholds must be 4 increasing FF percentages, got {list(thresholds)}"
+        )
     return float(np.searchsorted(np.asarray(thresholds, dtype=float), ff_pct, side="right"))
 
 
@@ -343,7 +348,9 @@ def _input_arrays(labels: sitk.Image, image: sitk.Image | None, water: sitk.Imag
     if not np.issubdtype(lab.dtype, np.integer):
         raw = sitk.GetArrayFromImage(labels)
         if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
-            raise BadInputError("label map: values must be integers (is this an image rather than a label map?)")
+            raise BadInputError(
+                "label map: values must be integers (is this an image rather than a label map?)"
+            )
         lab = raw.astype(np.int32)
     img = sitk.GetArrayViewFromImage(image).astype(np.float64) if image is not None else None
     w = sitk.GetArrayFromImage(water).astype(np.float32) if water is not None else None

@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     src = load_image_inputs(args)
     roles = {"image": src.image} if src.image is not None else {"water": src.water, "fat": src.fat}
     kw = {
-        role: match_grid(im, labels, f"{role} image" if role != "image" else "image", "label map", args.assume_same_grid)
+        role: match_grid(
+            im, labels, f"{role} image" if role != "image" else "image", "label map", args.assume_same_grid
+        )
         for role, im in roles.items()
     }
     bar.update()

@@ -62,7 +62,9 @@ def seeds_from_labelmap(
     for value in np.unique(arr[arr != 0]):
         s = BY_VALUE.get(int(value))
         if s is None or s.name not in MUSCLE_NAMES:
-            raise BadInputError(f"seed label map: value {value} is not a muscle label (1–8, see structures.py)")
+            raise BadInputError(
+                f"seed label map: value {value} is not a muscle label (1–8, see structures.py)"
+            )
         for k, j, i in np.argwhere(arr == value):
             out.append(VoxelSeed(s.name, (int(k), int(j), int(i)), ""))
     return out

@@ -42,6 +42,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ParaspinalLBPCore.errors import BadInputError
+from ParaspinalLBPCore.structures import BY_NAME, BY_VALUE
 from ParaspinalSegLib import fat as fatmod
 from ParaspinalSegLib.compartment import (
     CLEAR_FAT_FF,
@@ -79,7 +80,6 @@ from ParaspinalSegLib.segment_params import (
 from ParaspinalSegLib.shape import add_rim, postprocess
 from ParaspinalSegLib.split import ridge as split_ridge
 from ParaspinalSegLib.split import split_pairs
-from ParaspinalSegLib.structures import BY_NAME, BY_VALUE
 
 PARASPINAL = ("multifidus", "erector")
 

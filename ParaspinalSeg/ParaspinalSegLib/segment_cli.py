@@ -116,12 +116,16 @@ def run(args: argparse.Namespace) -> int:
     if reference is not None:
         from ParaspinalSegLib.dicom_seg import write_dicom_seg
 
-        write_dicom_seg(out / "segmentation.dcm", result.labels, result.label_names, reference, creator=args.rater)
+        write_dicom_seg(
+            out / "segmentation.dcm", result.labels, result.label_names, reference, creator=args.rater
+        )
         log.info("wrote %s/segmentation.dcm referencing %s", out, reference.label)
         if args.dicom_sr:
             from ParaspinalSegLib.dicom_sr import write_measurement_report
 
-            write_measurement_report(out / "measurements.dcm", table, out / "segmentation.dcm", reference, args.rater)
+            write_measurement_report(
+                out / "measurements.dcm", table, out / "segmentation.dcm", reference, args.rater
+            )
             log.info("wrote %s/measurements.dcm (TID 1500)", out)
     atomic_write_text(out / "segment_info.json", json.dumps(result.info, indent=2, default=str))
     steps.update()

@@ -157,7 +157,9 @@ def _slab(ranges: Mapping[str, tuple[int, int]], seed_k: np.ndarray, only_level,
     """Slices to segment: one level, else every level holding a seed, else half a level around the seeds."""
     if only_level is not None:
         if only_level not in ranges:
-            raise MissingKeyError(f"only_level {only_level!r}: unknown level; known: {', '.join(ranges) or 'none'}")
+            raise MissingKeyError(
+                f"only_level {only_level!r}: unknown level; known: {', '.join(ranges) or 'none'}"
+            )
         return ranges[only_level]
     if ranges:
         covered = [r for r in ranges.values() if np.any((seed_k >= r[0]) & (seed_k <= r[1]))]

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
 from ParaspinalLBPCore.cli import run_cli
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.autoseed import propose_seeds, refine_seeds, seed_accuracy, write_proposal
 from ParaspinalSegLib.autoseed_anatomy import AutoSeedParams, prepare_maps, slice_anatomy
 from ParaspinalSegLib.levels import levels_from_landmarks
@@ -22,7 +23,6 @@ from ParaspinalSegLib.markups import read_points
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
 from ParaspinalSegLib.phantom_params import PhantomParams
 from ParaspinalSegLib.segment import segment
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 PHANTOM_NAMES = {BY_NAME[n].value: n for n in MUSCLE_NAMES}
 

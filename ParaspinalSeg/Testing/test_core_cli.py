@@ -103,4 +103,6 @@ def test_error_types() -> None:
     assert issubclass(MissingInputError, FileNotFoundError) and issubclass(MissingInputError, UserError)
     assert issubclass(MissingKeyError, KeyError) and issubclass(MissingKeyError, UserError)
     assert not issubclass(UserError, (ValueError, OSError, KeyError))
-    assert str(MissingKeyError("table.csv: missing column 'x'")) == "table.csv: missing column 'x'"  # no quotes
+    assert (
+        str(MissingKeyError("table.csv: missing column 'x'")) == "table.csv: missing column 'x'"
+    )  # no quotes

@@ -1,5 +1,5 @@
 """ParaspinalLBPCore.structures: the vocabulary is consistent with itself (names = group_side, unique label
-values, codes for every group and level) and the old import path still gives the same objects."""
+values, codes for every group and level)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,3 @@ def test_names_values_groups_sides_levels_agree() -> None:
     assert st.canonical_name("Multifidus (L)") == "multifidus_left" and st.canonical_name("x") == "x"
     with pytest.raises(KeyError, match="unknown muscle"):
         st.muscle_name("multifidus", "middle")
-
-
-def test_old_import_path_is_the_same_vocabulary() -> None:
-    from ParaspinalSegLib import structures as old
-
-    assert old.BY_NAME is st.BY_NAME and old.structure is st.structure and old.LEVELS is st.LEVELS

@@ -13,10 +13,10 @@ import pytest
 import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
+from ParaspinalLBPCore.structures import BY_NAME, TUM01_LABEL_NAMES
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import segment
-from ParaspinalSegLib.structures import BY_NAME, TUM01_LABEL_NAMES
 
 pytestmark = [pytest.mark.slicer, pytest.mark.realdata]
 

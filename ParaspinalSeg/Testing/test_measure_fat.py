@@ -303,8 +303,13 @@ def test_dixon_volume_fraction_known_mixture() -> None:
     for name in NAMES.values():
         true_v = 100 * v[core[name]].mean()  # left 18 %, right 25 %
         row = t.loc[name]
-        assert row.fat_volume_fraction_pct == pytest.approx(true_v, abs=1.0), (name, row.fat_volume_fraction_pct)
-        assert row.lean_csa_cm2 == pytest.approx(row.csa_cm2 * (1 - row.fat_volume_fraction_pct / 100), rel=1e-12)
+        assert row.fat_volume_fraction_pct == pytest.approx(true_v, abs=1.0), (
+            name,
+            row.fat_volume_fraction_pct,
+        )
+        assert row.lean_csa_cm2 == pytest.approx(
+            row.csa_cm2 * (1 - row.fat_volume_fraction_pct / 100), rel=1e-12
+        )
         assert row.imat_cm2 == pytest.approx(row.csa_cm2 - row.lean_csa_cm2, rel=1e-12)
         assert row.fat_fraction_pct > row.fat_volume_fraction_pct + 4  # measured: left 22.7 vs 18.2 %
         assert row.fcsa_cm2 < row.lean_csa_cm2

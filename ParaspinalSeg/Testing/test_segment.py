@@ -9,11 +9,11 @@ import pytest
 import SimpleITK as sitk
 import synthetic_dixon as sd
 
+from ParaspinalLBPCore.structures import BY_NAME
 from ParaspinalSegLib import io as segio
 from ParaspinalSegLib.levels import levels_from_landmarks, ranges_from_centres
 from ParaspinalSegLib.markups import MarkupPoint, read_points, write_points
 from ParaspinalSegLib.segment import CompetitorParams, SegmentParams, segment
-from ParaspinalSegLib.structures import BY_NAME
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,9 +11,9 @@ import SimpleITK as sitk
 import synthetic_dixon as sd
 
 from ParaspinalLBPCore.cli import run_cli
+from ParaspinalLBPCore.structures import BY_NAME
 from ParaspinalSegLib.markups import write_points
 from ParaspinalSegLib.measure import MEASUREMENT_COLUMNS
-from ParaspinalSegLib.structures import BY_NAME
 
 COMMANDS = {
     "segment": "ParaspinalSegLib.segment_cli:add_cli",
@@ -180,7 +180,9 @@ def test_measure_cli_on_truth(outputs) -> None:
     # the new columns: signal FF, 1-voxel erosion (the CLI default), lean CSA + intramuscular fat = CSA
     assert set(table.ff_type) == {"signal"} and set(table.ff_erode_px) == {1}
     np.testing.assert_allclose(table.lean_csa_cm2 + table.imat_cm2, table.csa_cm2, rtol=1e-9)
-    assert table.fat_volume_fraction_pct.between(0, 100).all()  # this synthetic fat is no brighter than muscle
+    assert table.fat_volume_fraction_pct.between(
+        0, 100
+    ).all()  # this synthetic fat is no brighter than muscle
 
 
 @pytest.mark.slicer

@@ -21,12 +21,12 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES
 from ParaspinalSegLib.markups import read_points
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
 from ParaspinalSegLib.segment import SegmentParams, ShapeParams, segment
 from ParaspinalSegLib.shape import add_rim
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 
+from ParaspinalLBPCore.structures import BY_NAME, TUM01_LABEL_NAMES
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.phantom import make_phantom
 from ParaspinalSegLib.phantom_params import PhantomParams
@@ -21,7 +22,6 @@ from ParaspinalSegLib.priors import (
 )
 from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import FrontParams, MidlineParams, SegmentParams, segment
-from ParaspinalSegLib.structures import BY_NAME, TUM01_LABEL_NAMES
 
 
 def _line_image(shape: tuple[int, int], rows: np.ndarray, value: float = 1.0) -> np.ndarray:

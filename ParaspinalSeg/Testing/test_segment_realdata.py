@@ -13,11 +13,11 @@ import SimpleITK as sitk
 from lbp_pytest_plugin import shared_path
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.markups import MarkupPoint
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import SegmentParams, SplitParams, segment
-from ParaspinalSegLib.structures import BY_NAME, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 
 pytestmark = pytest.mark.realdata
 

@@ -29,6 +29,9 @@ def test_wrong_or_absent_versions_are_reported(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(rq.PYTHON_PACKAGES, "no_such_module", "no-such-distribution")
     problems = rq.requirementProblems(["pandas", "scipy", "no_such_module"], pins=pins)
     installed = rq.installedVersion("pandas")
-    assert problems == {"pandas==0.0.1": f"{installed} installed", "no-such-distribution==1.0": "not installed"}
+    assert problems == {
+        "pandas==0.0.1": f"{installed} installed",
+        "no-such-distribution==1.0": "not installed",
+    }
     with pytest.raises(KeyError, match="not a ParaspinalLBP requirement: torch"):
         rq.requirementProblems(["torch"])

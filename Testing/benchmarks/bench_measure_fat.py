@@ -67,7 +67,9 @@ def section_tum01(shared: Path, repeat: int) -> None:
         best = float("inf")
         for _ in range(repeat):
             t0 = time.perf_counter()
-            table = measure_labels(labels, TUM01_LABEL_NAMES, levels=LEVELS, per_slice=False, erode_px=1, **kw)
+            table = measure_labels(
+                labels, TUM01_LABEL_NAMES, levels=LEVELS, per_slice=False, erode_px=1, **kw
+            )
             best = min(best, time.perf_counter() - t0)
         secs[name] = best
         ff[name] = table.set_index(["structure", "level"])["fat_fraction_pct"]
@@ -107,7 +109,9 @@ def section_phantom(grades: list[int], patterns: list[str], overrides: dict) -> 
     rows = []
     for grade in grades:
         for pattern in patterns:
-            ph = make_phantom(goutallier_params(grade, pattern, **overrides), seed=10 * grade + PATTERNS.index(pattern))
+            ph = make_phantom(
+                goutallier_params(grade, pattern, **overrides), seed=10 * grade + PATTERNS.index(pattern)
+            )
             for subset_name, subset in (("all 8", MUSCLE_NAMES), ("MF+ES", PARASPINALS)):
                 names = {BY_NAME[n].value: n for n in subset}
                 la = ph.arrays["labels"].copy()
@@ -169,7 +173,9 @@ def section_infiltrated(shared: Path, grades: list[int], patterns: list[str]) ->
             res = infiltrate({"water": water, "fat": fat}, raw, names, GRADE_FF[grade], kind="ff", pattern=pattern,
                              seed=grade, levels=LEVELS, assume_same_grid=True)  # fmt: skip
             added = sitk.GetArrayFromImage(res.volume_fraction)
-            true_v = added + (1 - added) * np.nan_to_num(v_base)  # added fat + the muscle's own, as measured before
+            true_v = added + (1 - added) * np.nan_to_num(
+                v_base
+            )  # added fat + the muscle's own, as measured before
             dix = measure_labels(raw, names, water=res.images["water"], fat=res.images["fat"], **kw)
             ip = measure_labels(raw, names, image=res.images["inphase"], fat_method="t1_local", **kw)
             dix, ip = dix.set_index(["structure", "level"]), ip.set_index(["structure", "level"])
@@ -212,7 +218,9 @@ def section_contrast(shared: Path, overrides: dict) -> None:
     w, f = sitk.GetArrayFromImage(water), sitk.GetArrayFromImage(fat)
     ff = f / np.maximum(w + f, 1e-6)
     body = np.flatnonzero((w + f > np.percentile(w + f, 60)).any(axis=(0, 2)))
-    coil = (1 + 2 * np.exp(-np.clip((body[-1] - np.arange(w.shape[1])) * 1.0185, 0, None) / 60.0))[None, :, None]
+    coil = (1 + 2 * np.exp(-np.clip((body[-1] - np.arange(w.shape[1])) * 1.0185, 0, None) / 60.0))[
+        None, :, None
+    ]
     rows = []
 
     def add(name: str, expected_ok: bool, **kw) -> None:
@@ -237,7 +245,9 @@ def section_contrast(shared: Path, overrides: dict) -> None:
             ph = make_phantom(goutallier_params(grade, pattern, **overrides), seed=grade)
             for img in ("inphase", "t1w", "t2w"):
                 add(f"phantom G{grade} {pattern} {img}", True, image=ph.images[img])
-            add(f"phantom G{grade} {pattern} Dixon pair", True, water=ph.images["water"], fat=ph.images["fat"])
+            add(
+                f"phantom G{grade} {pattern} Dixon pair", True, water=ph.images["water"], fat=ph.images["fat"]
+            )
             add(f"phantom G{grade} {pattern} water", False, image=ph.images["water"])
             add(f"phantom G{grade} {pattern} swapped", False, water=ph.images["fat"], fat=ph.images["water"])
     table = pd.DataFrame(rows)

@@ -29,12 +29,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from ParaspinalLBPCore.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.markups import MarkupPoint, read_points
 from ParaspinalSegLib.measure import measure_labels
 from ParaspinalSegLib.phantom import make_phantom, write_phantom
 from ParaspinalSegLib.seeds import points_from_labels
 from ParaspinalSegLib.segment import SegmentParams, segment
-from ParaspinalSegLib.structures import BY_NAME, MUSCLE_NAMES, MUSCLEMAP_LABEL_NAMES, TUM01_LABEL_NAMES
 from ParaspinalSegLib.validation import fatty_cases, score_case, summary_row
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -239,7 +239,9 @@ def fatty(sources: list[str], grades: list[int], patterns: list[str] | None, csv
     """The fatty validation set: one line per case, then the worst case per source x contrast x grade."""
     import pandas as pd
 
-    print("fatty validation set (Dice / FF error pp, 1-voxel erosion / volume error %; per muscle MF L, MF R, ES L, ES R)")
+    print(
+        "fatty validation set (Dice / FF error pp, 1-voxel erosion / volume error %; per muscle MF L, MF R, ES L, ES R)"
+    )
     kwargs = {"patterns": patterns} if patterns else {}
     tables, summary = [], []
     for case in fatty_cases(DATA, sources=sources, grades=grades, **kwargs):
@@ -253,9 +255,12 @@ def fatty(sources: list[str], grades: list[int], patterns: list[str] | None, csv
         whole = table[table.level == "all"].set_index("structure")
         names = sorted(whole.index, key=_short)
         cells = "  ".join(
-            f"{_short(n)} {whole.dice[n]:.3f}/{whole.ff_err_pp[n]:+5.1f}/{whole.volume_err_pct[n]:+6.1f}" for n in names
+            f"{_short(n)} {whole.dice[n]:.3f}/{whole.ff_err_pp[n]:+5.1f}/{whole.volume_err_pct[n]:+6.1f}"
+            for n in names
         )
-        print(f"  {case.name:<34} FF {whole.ff_true_pct.mean():4.1f} %  {cells}  ({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"  {case.name:<34} FF {whole.ff_true_pct.mean():4.1f} %  {cells}  ({time.perf_counter() - t0:.1f} s)"
+        )
         tables.append(table)
         summary.append(summary_row(table))
     if not summary:
@@ -285,11 +290,17 @@ def main() -> None:
         default=None,
         help=f"SplitParams.refine_band_mm (default {SegmentParams().split.refine_band_mm:g}; 0 = off)",
     )
-    ap.add_argument("--only", choices=["tum01", "musclemap", "totalseg", "phantom", "fatty"], help="run one dataset")
-    ap.add_argument("--fatty-sources", default="phantom,tum01,musclemap", help="fatty set sources (comma-separated)")
+    ap.add_argument(
+        "--only", choices=["tum01", "musclemap", "totalseg", "phantom", "fatty"], help="run one dataset"
+    )
+    ap.add_argument(
+        "--fatty-sources", default="phantom,tum01,musclemap", help="fatty set sources (comma-separated)"
+    )
     ap.add_argument("--fatty-grades", default="0,1,2,3,4", help="Goutallier grades of the fatty set")
     ap.add_argument("--fatty-patterns", default=None, help="fat patterns (default: all five)")
-    ap.add_argument("--fatty-csv", default=None, help="write every structure x level row of the fatty set here")
+    ap.add_argument(
+        "--fatty-csv", default=None, help="write every structure x level row of the fatty set here"
+    )
     args = ap.parse_args()
 
     def run_fatty() -> None:

@@ -123,7 +123,9 @@ def test_monitor_refused_randomising_and_sees_codes(browser: tuple) -> None:
     page.wait_for_selector("#arm")
     assert page.inner_text("#arm") in ("exercise + NSAIDs", "NSAIDs (control)")
     con = sqlite3.connect(db)
-    last = con.execute("SELECT actor, action, target, outcome FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    last = con.execute(
+        "SELECT actor, action, target, outcome FROM audit_log ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
     con.close()
     assert last == ("monitor", "unblind", "P0001", "ok")
     assert problems == [] and foreign == []

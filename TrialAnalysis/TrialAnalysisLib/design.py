@@ -33,7 +33,9 @@ def levels_of(s: pd.Series, reference: object | None = None) -> list:
         levs = sorted(pd.unique(s.dropna()), key=lambda v: (str(type(v)), v))
     if reference is not None:
         if reference not in levs:
-            raise BadInputError(f"reference level {reference!r} not found in column {s.name!r}; levels: {levs}")
+            raise BadInputError(
+                f"reference level {reference!r} not found in column {s.name!r}; levels: {levs}"
+            )
         levs = [reference] + [lv for lv in levs if lv != reference]
     return levs
 

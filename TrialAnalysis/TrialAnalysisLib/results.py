@@ -109,5 +109,7 @@ class AnalysisResult:
         """The main-table row whose ``term`` equals ``term`` (KeyError naming the known terms)."""
         hit = self.table[self.table["term"] == term]
         if hit.empty:
-            raise MissingKeyError(f"term {term!r} not in result {self.name!r}; terms: {list(self.table['term'])}")
+            raise MissingKeyError(
+                f"term {term!r} not in result {self.name!r}; terms: {list(self.table['term'])}"
+            )
         return hit.iloc[0]

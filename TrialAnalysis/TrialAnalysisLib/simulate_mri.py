@@ -48,7 +48,9 @@ def phantom_params(phenotype: pd.DataFrame, participant_id: str, sex: str) -> di
         rows = ph[ph["structure"] == name].set_index("level")
         missing = [lv for lv in LEVELS if lv not in rows.index]
         if missing:
-            raise MissingKeyError(f"phenotype.csv: participant {participant_id} {name} lacks levels {missing}")
+            raise MissingKeyError(
+                f"phenotype.csv: participant {participant_id} {name} lacks levels {missing}"
+            )
         muscles[name] = {
             "fat_fraction": {lv: round(min(max(float(rows.at[lv, "fat_fraction_pct"]) / 100, 0.0), PHANTOM_FF_MAX), 4)
                              for lv in LEVELS},
