@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = list(
         fatty_cases(args.data, sources=["tum01"], grades=[GRADE], patterns=PATTERNS, contrasts=["dixon"])
     )
-    fig, axes = plt.subplots(1, len(cases), figsize=(6 * len(cases), 4.8))
+    fig, axes = plt.subplots(1, len(cases), figsize=(6 * len(cases), 4.2))
     for ax, case in zip(np.atleast_1d(axes), cases, strict=True):
         result = segment(case.inputs, case.seeds, levels=case.levels, assume_same_grid=True)
         whole = score_case(case, result.labels).query("level == 'all'").set_index("structure")
