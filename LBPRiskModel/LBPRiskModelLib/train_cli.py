@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ParaspinalLBPCore.atomic import atomic_path
+from ParaspinalLBPCore.cli import sigterm_exits
 from ParaspinalLBPCore.errors import BadInputError, MissingInputError, MissingKeyError
 
 log = logging.getLogger(__name__)
@@ -113,30 +112,13 @@ def train_from_files(
     return train(df, outcome, cfg, out, outcome_definition=definition, progress=progress, figures_on=figures)
 
 
-@contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) while the block runs, so the bundle's clean-up happens."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _print_progress(done: int, total: int, stage: str) -> None:
     print(f"PROGRESS {done}/{total} {stage}", flush=True)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and write the bundle; print its hash and the selected model's test AUC."""
-    with _sigterm_exits() if args.progress else nullcontext():
+    with sigterm_exits() if args.progress else nullcontext():
         res = train_from_files(
             args.out,
             args.outcome,

@@ -17,8 +17,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 from ParaspinalLBPCore.errors import UserError
@@ -77,3 +80,21 @@ def run_cli(prog: str, description: str, commands: Commands, argv: Sequence[str]
             raise
         print(f"{prog} {args.command}: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
+
+
+@contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit(143)`` while the block runs, so ``finally`` clean-ups (staging, bundle
+    removal) happen when the background-job runner cancels a command. A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

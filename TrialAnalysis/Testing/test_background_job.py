@@ -270,8 +270,8 @@ def test_sigterm_while_the_report_is_published_waits_for_the_whole_set() -> None
     """The CLI turns SIGTERM into exit 143; during the final moves into the report folder it is held."""
     import signal
 
+    from ParaspinalLBPCore.cli import sigterm_exits
     from ParaspinalLBPCore.staging import deferred_signals
-    from TrialAnalysisLib.analyze_cli import sigterm_exits
 
     order = []
     with pytest.raises(SystemExit) as exc, sigterm_exits():

@@ -14,13 +14,11 @@ as it was (see ``report.render_report``).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
+from ParaspinalLBPCore.cli import sigterm_exits
 from ParaspinalLBPCore.errors import BadInputError
 
 PRE_STAGES = ("load data", "validate data")
@@ -80,23 +78,6 @@ def progress_reporter(total: int, machine: bool) -> tuple[Callable[[str], None],
         bar.close()
 
     return announce_bar, finish_bar
-
-
-@contextmanager
-def sigterm_exits() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) while the block runs, so ``finally`` clean-ups happen."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:
