@@ -22,13 +22,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import SimpleITK as sitk
-from matplotlib.lines import Line2D
 
 from ParaspinalLBPCore.structures import BY_NAME
 from ParaspinalSegLib.segment import segment
 from ParaspinalSegLib.validation import fatty_cases, score_case
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "Testing" / "tools"))
+from make_tum01_figure import draw_slice, save_with_legend, seed_slices  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 PATTERNS = ("streaky", "confluent")
 GRADE = 3
@@ -53,26 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         whole = score_case(case, result.labels).query("level == 'all'").set_index("structure")
         out, truth = sitk.GetArrayFromImage(result.labels), sitk.GetArrayFromImage(case.labels)
         fat = case.inputs["fat"]
-        seed_k = sorted(
-            {
-                round(fat.TransformPhysicalPointToContinuousIndex([float(c) for c in s.position_lps])[2])
-                for s in case.seeds
-            }
-        )
+        seed_k = seed_slices(case.seeds, fat)
         k = seed_k[len(seed_k) // 2]
-        img = sitk.GetArrayFromImage(fat)[k].astype(float)
-        ys, xs = np.nonzero(truth[k] > 0)
-        y0, y1, x0, x1 = ys.min() - 25, ys.max() + 25, xs.min() - 40, xs.max() + 40
-        ax.imshow(img[y0:y1, x0:x1], cmap="gray", vmax=np.percentile(img, 99.5))
-        for name in whole.index:
-            v = BY_NAME[name].value
-            color = np.array(BY_NAME[name].color) / 255.0
-            ax.contour(truth[k, y0:y1, x0:x1] == v, [0.5], colors=[color], linestyles="--", linewidths=1.2)
-            ax.contour(out[k, y0:y1, x0:x1] == v, [0.5], colors=[color], linewidths=1.6)
-        for s in case.seeds:
-            i, j, kk = fat.TransformPhysicalPointToContinuousIndex([float(c) for c in s.position_lps])
-            if round(kk) == k:
-                ax.plot(i - x0, j - y0, "+", color="yellow", ms=10, mew=2)
+        image = sitk.GetArrayFromImage(fat).astype(float)
+        draw_slice(ax, image, truth, {n: BY_NAME[n].value for n in whole.index}, out, k, case.seeds, fat)
         scores = ", ".join(
             f"{_short(n)} {whole.dice[n]:.2f}/{whole.ff_err_pp[n]:+.1f}" for n in sorted(whole.index)
         )
@@ -81,19 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Dice / FF error pp: {scores}",
             fontsize=9,
         )
-        ax.axis("off")
-    legend = [
-        Line2D([], [], color="w", ls="--", label="manual outline (truth)"),
-        Line2D([], [], color="w", label="ParaspinalSeg"),
-        Line2D([], [], color="yellow", marker="+", ls="", label="click"),
-    ]
-    fig.legend(handles=legend, loc="lower center", ncol=3, facecolor="0.2", labelcolor="w")
     fig.suptitle(
         f"Fat-infiltrated muscle: real TUM01 Dixon with fat put inside its manual outlines "
         f"(Goutallier {GRADE}), fat image"
     )
-    fig.tight_layout(rect=(0, 0.07, 1, 0.94))
-    fig.savefig(args.out, dpi=110)
+    save_with_legend(fig, args.out, "manual outline (truth)", 0.94)
     print(f"wrote {args.out}")
     return 0
 

@@ -34,6 +34,47 @@ from test_segment_realdata import dice_per_structure, tum01_seeds  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "myosegmentum_tum01"
 
 
+def seed_slices(seeds, ref: sitk.Image) -> list[int]:
+    """Sorted slice indices of ``ref`` that hold a click."""
+    return sorted(
+        {
+            round(ref.TransformPhysicalPointToContinuousIndex([float(c) for c in s.position_lps])[2])
+            for s in seeds
+        }
+    )
+
+
+def draw_slice(
+    ax, image: np.ndarray, truth: np.ndarray, truth_values, out: np.ndarray, k: int, seeds, ref
+) -> None:
+    """Slice ``k`` of ``image`` cropped around the truth, with the truth outlines dashed (``truth_values``:
+    structure name -> its value in ``truth``), our labels solid and the clicks on that slice."""
+    ys, xs = np.nonzero(truth[k] > 0)
+    y0, y1, x0, x1 = ys.min() - 25, ys.max() + 25, xs.min() - 40, xs.max() + 40
+    ax.imshow(image[k, y0:y1, x0:x1], cmap="gray", vmax=np.percentile(image[k], 99.5))
+    for name, v in truth_values.items():
+        color = np.array(BY_NAME[name].color) / 255.0
+        ax.contour(truth[k, y0:y1, x0:x1] == v, [0.5], colors=[color], linestyles="--", linewidths=1.2)
+        ax.contour(out[k, y0:y1, x0:x1] == BY_NAME[name].value, [0.5], colors=[color], linewidths=1.6)
+    for s in seeds:
+        i, j, kk = ref.TransformPhysicalPointToContinuousIndex([float(c) for c in s.position_lps])
+        if round(kk) == k:
+            ax.plot(i - x0, j - y0, "+", color="yellow", ms=10, mew=2)
+    ax.axis("off")
+
+
+def save_with_legend(fig, path: str, manual_label: str, top: float) -> None:
+    """Legend (manual dashed, ours solid, clicks) under the panels, then write the PNG."""
+    legend = [
+        Line2D([], [], color="w", ls="--", label=manual_label),
+        Line2D([], [], color="w", label="ParaspinalSeg"),
+        Line2D([], [], color="yellow", marker="+", ls="", label="click"),
+    ]
+    fig.legend(handles=legend, loc="lower center", ncol=3, facecolor="0.2", labelcolor="w")
+    fig.tight_layout(rect=(0, 0.07, 1, top))
+    fig.savefig(path, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Segment TUM01 from the reference clicks and draw the figure."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,36 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     out = sitk.GetArrayFromImage(result.labels)
     dice = dice_per_structure(out, truth)
     w = sitk.GetArrayFromImage(water).astype(float)
-    seed_k = sorted(
-        {
-            round(fat.TransformPhysicalPointToContinuousIndex([float(c) for c in s.position_lps])[2])
-            for s in seeds
-        }
-    )
+    seed_k = seed_slices(seeds, fat)
     slices = [seed_k[1], (seed_k[2] + seed_k[3]) // 2]  # one seed slice, one between seed slices
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    truth_values = {name: v for v, name in TUM01_LABEL_NAMES.items()}
     for ax, k in zip(axes, slices, strict=True):
-        ys, xs = np.nonzero(truth[k] > 0)
-        y0, y1, x0, x1 = ys.min() - 25, ys.max() + 25, xs.min() - 40, xs.max() + 40
-        ax.imshow(w[k, y0:y1, x0:x1], cmap="gray", vmax=np.percentile(w[k], 99.5))
-        for v, name in TUM01_LABEL_NAMES.items():
-            color = np.array(BY_NAME[name].color) / 255.0
-            ax.contour(truth[k, y0:y1, x0:x1] == v, [0.5], colors=[color], linestyles="--", linewidths=1.2)
-            ax.contour(out[k, y0:y1, x0:x1] == BY_NAME[name].value, [0.5], colors=[color], linewidths=1.6)
-        for s in seeds:
-            i, j, kk = fat.TransformPhysicalPointToContinuousIndex([float(c) for c in s.position_lps])
-            if round(kk) == k:
-                ax.plot(i - x0, j - y0, "+", color="yellow", ms=10, mew=2)
+        draw_slice(ax, w, truth, truth_values, out, k, seeds, fat)
         kind = "seed slice" if k in seed_k else "between seed slices"
         ax.set_title(f"slice {k} ({kind})")
-        ax.axis("off")
-    legend = [
-        Line2D([], [], color="w", ls="--", label="manual"),
-        Line2D([], [], color="w", label="ParaspinalSeg"),
-        Line2D([], [], color="yellow", marker="+", ls="", label="click"),
-    ]
-    fig.legend(handles=legend, loc="lower center", ncol=3, facecolor="0.2", labelcolor="w")
     short = {"multifidus": "MF", "erector_spinae": "ES"}
     text = ", ".join(
         f"{short[n.rsplit('_', 1)[0]]} {n.rsplit('_', 1)[1][0].upper()} {d:.3f}"
@@ -86,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.suptitle(
         f"MyoSegmenTUM TUM01 (real Dixon, water image), one click per muscle per level\nDice vs manual: {text}"
     )
-    fig.tight_layout(rect=(0, 0.07, 1, 0.93))
-    fig.savefig(args.out, dpi=110)
+    save_with_legend(fig, args.out, "manual", 0.93)
     print(f"wrote {args.out}: {text}")
     return 0
 
