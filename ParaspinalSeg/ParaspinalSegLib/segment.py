@@ -201,7 +201,7 @@ def _fill_intramuscular(sig: _Signals, raw_fat: np.ndarray, p: SegmentParams) ->
     """Fat-aware pass: intramuscular fat (enclosed clear fat) and mixed voxels take the surrounding muscle's
     signals; only the fat outside the muscles competes."""
     clear = (sig.ff > CLEAR_FAT_FF) & ~sig.dark
-    inside = intramuscular_fat(clear, sig.dark)
+    inside = intramuscular_fat(clear, sig.dark, p.compartment.fascia_gap_px)
     fill = (sig.fat & ~clear) | inside
     valid = ~sig.dark & ~sig.fat
     feats = fill_features(sig.feats, fill, valid, p.compartment.fill_sigma_px)

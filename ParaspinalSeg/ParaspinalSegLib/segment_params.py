@@ -108,6 +108,9 @@ class CompartmentParams:
     # stopped at intramuscular fat); 0 = no fat-aware pass
     min_gain: float = 0.25
     envelope_mm: float = 3.0  # closing radius of each structure's envelope (bridges streaks and small bays)
+    # a fascia line (thin tissue between intramuscular and outside fat) is closed over gaps of up to 2 x this;
+    # 0 = fat is intramuscular only where tissue encloses it completely
+    fascia_gap_px: int = 3
     fill_sigma_px: float = 3.0  # intramuscular fat takes the mean signal of the muscle within this (Gaussian)
 
 
