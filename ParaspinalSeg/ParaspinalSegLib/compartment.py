@@ -38,6 +38,7 @@ def lean_water(
 
 
 def _disc(radius_px: int) -> np.ndarray:
+    """Disc footprint of ``radius_px`` (the gap closing's in-plane reach, the same in every direction)."""
     yy, xx = np.mgrid[-radius_px : radius_px + 1, -radius_px : radius_px + 1]
     return yy**2 + xx**2 <= radius_px**2
 
