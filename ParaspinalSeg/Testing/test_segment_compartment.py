@@ -152,12 +152,13 @@ def test_fatty_phantom_grade3(pattern: str, contrast: str) -> None:
 
 # TUM01 infiltrated inside its manual outlines (validation.fatty_cases), Dixon: Dice floors per muscle
 # (measured MF L/R, ES L/R: G2 patchy 0.831/0.773, 0.868/0.881; G3 diffuse 0.807/0.839, 0.855/0.865;
-# G3 streaky 0.691/0.736, 0.791/0.807 (lean pass alone: 0.52, 0.45, 0.28 mean)) and |FF error| (1-voxel
-# erosion, pp; measured ≤ 2.9)
+# G3 streaky 0.691/0.736, 0.791/0.807 (lean pass alone: 0.52, 0.45, 0.28 mean); G4 streaky 0.818/0.804,
+# 0.872/0.869) and |FF error| (1-voxel erosion, pp; measured ≤ 3.7)
 TUM01_FLOORS = {
     ("patchy", 2): (0.78, 0.77, 0.84, 0.86),
     ("diffuse", 3): (0.79, 0.82, 0.83, 0.84),
     ("streaky", 3): (0.68, 0.72, 0.77, 0.79),
+    ("streaky", 4): (0.80, 0.79, 0.85, 0.85),
 }
 
 
@@ -175,6 +176,24 @@ def test_fatty_tum01_dixon(pattern: str, grade: int) -> None:
     for name, floor in zip(names, TUM01_FLOORS[(pattern, grade)], strict=True):
         assert whole.loc[name, "dice"] >= floor, (name, round(whole.loc[name, "dice"], 3))
     assert (whole.ff_err_pp.abs() < 4.5).all(), whole.ff_err_pp.round(2).to_dict()
+
+
+# The same on TUM01's in-phase image (W + F of the infiltrated pair, single-image method): grade 2 peripheral,
+# measured MF L/R 0.912/0.871, ES L/R 0.849/0.865. FF is not asserted: a single image under-reads diffuse and
+# streaky fat in the multifidus by 9-14 pp here (docs/segmentation.md, "Measurement validation").
+TUM01_IN_PHASE_FLOORS = (0.89, 0.85, 0.83, 0.84)
+
+
+@pytest.mark.realdata
+def test_fatty_tum01_in_phase() -> None:
+    data = shared_path("data/myosegmentum_tum01/fat.nii.gz").parents[1]
+    case = next(
+        fatty_cases(data, sources=("tum01",), grades=(2,), patterns=("peripheral",), contrasts=("single",))
+    )
+    dice = _dice(case)
+    names = ("multifidus_left", "multifidus_right", "erector_spinae_left", "erector_spinae_right")
+    for name, floor in zip(names, TUM01_IN_PHASE_FLOORS, strict=True):
+        assert dice[name] >= floor, (name, round(dice[name], 3))
 
 
 @pytest.mark.realdata

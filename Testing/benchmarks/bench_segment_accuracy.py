@@ -239,7 +239,7 @@ def _short(name: str) -> str:
 def targets_met(rows: pd.DataFrame) -> pd.DataFrame:
     """Whole muscles meeting issue 14's targets per source x contrast x grade: Dixon Dice >= 0.88, |FF error|
     <= 2 pp (1-voxel erosion), |volume error| <= 8 %; single image Dice >= 0.85 and |FF error| <= 5 pp."""
-    whole = rows[rows.level == "all"]
+    whole = rows[rows.level == "all"].reset_index(drop=True)  # the per-case tables repeat index values
     dixon = whole.contrast == "dixon"
     dice_ok = whole.dice >= np.where(dixon, 0.88, 0.85)
     ff_ok = whole.ff_err_pp.abs() <= np.where(dixon, 2.0, 5.0)
