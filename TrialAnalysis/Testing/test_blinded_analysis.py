@@ -364,36 +364,15 @@ def test_merge_refuses_what_does_not_fit(datasets: dict, trial: Path, tmp_path: 
     extra = _edited(trial, tmp_path / "extra", "participants.csv", row=1, participant_id="P9999")
     with pytest.raises(ValueError, match=r"participant\(s\) P9999 are not in the export's randomized.csv"):
         merge_allocation(extra, datasets["work"] / "coded.zip", tmp_path / "m3")
-    assert (
-        main(
-            [
-                "merge-allocation",
-                "--data",
-                str(trial),
-                "--export",
-                str(datasets["work"] / "coded.zip"),
-                "--out",
-                str(trial),
-            ]
-        )
-        == 2
-    )
+
+    def merge_cli(out: Path) -> int:
+        export = str(datasets["work"] / "coded.zip")
+        return main(["merge-allocation", "--data", str(trial), "--export", export, "--out", str(out)])
+
+    assert merge_cli(trial) == 2
     assert "must go to another folder than --data" in capsys.readouterr().err
     # the command line gives the same dataset as the function
-    assert (
-        main(
-            [
-                "merge-allocation",
-                "--data",
-                str(trial),
-                "--export",
-                str(datasets["work"] / "coded.zip"),
-                "--out",
-                str(tmp_path / "cli"),
-            ]
-        )
-        == 0
-    )
+    assert merge_cli(tmp_path / "cli") == 0
     assert "coded allocation merged for 150 participants" in capsys.readouterr().out
     for f in sorted(p.name for p in datasets["coded"].iterdir()):
         assert (tmp_path / "cli" / f).read_bytes() == (datasets["coded"] / f).read_bytes(), f
